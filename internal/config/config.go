@@ -1,0 +1,170 @@
+// Package config reads the service's configuration from environment
+// variables with go-envconfig. Nested sections use a `__` separator, so the
+// database URL is DATABASE__URL and the JWT secret is JWT__SECRET.
+package config
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// MinJWTSecretBytes is the shortest accepted JWT__SECRET. RFC 7518 §3.2
+// requires an HS256 key of at least 256 bits.
+const MinJWTSecretBytes = 32
+
+// Config is the whole configuration of authd. It holds secrets: never log or
+// print it as a whole.
+type Config struct {
+	// ListenAddr is the gRPC listen address, host:port.
+	ListenAddr string `env:"GRPC__LISTEN_ADDR, default=:50051"`
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string `env:"LOG__LEVEL, default=info"`
+
+	Database Database `env:", prefix=DATABASE__"`
+	JWT      JWT      `env:", prefix=JWT__"`
+	OTP      OTP      `env:", prefix=OTP__"`
+	Password Password `env:", prefix=PASSWORD__"`
+	SMTP     SMTP     `env:", prefix=SMTP__"`
+	Outbox   Outbox   `env:", prefix=OUTBOX__"`
+}
+
+// Database configures the PostgreSQL connection and migrations.
+type Database struct {
+	// URL is a postgres://, postgresql:// or postgresql+asyncpg:// URL.
+	URL string `env:"URL, required"`
+	// AutoMigrate applies pending migrations at start; false leaves them to
+	// DBAs (`authd migrate apply` or the Atlas CLI).
+	AutoMigrate bool `env:"AUTO_MIGRATE, default=true"`
+	// MaxOpenConns caps open connections to the database.
+	MaxOpenConns int `env:"MAX_OPEN_CONNS, default=20"`
+	// MaxIdleConns is how many idle connections are kept open for reuse.
+	MaxIdleConns int `env:"MAX_IDLE_CONNS, default=20"`
+	// ConnMaxLifetimeMinutes closes connections older than this (minutes).
+	ConnMaxLifetimeMinutes int `env:"CONN_MAX_LIFETIME_MINUTES, default=30"`
+}
+
+// JWT configures access and refresh tokens.
+type JWT struct {
+	// Secret signs access tokens with HMAC-SHA256; at least 32 bytes.
+	Secret string `env:"SECRET, required"`
+	// Issuer is the access token's `iss` claim.
+	Issuer string `env:"ISSUER, default=placebrain-auth"`
+	// AccessTokenExpireMinutes is the access token lifetime in minutes.
+	AccessTokenExpireMinutes int `env:"ACCESS_TOKEN_EXPIRE_MINUTES, default=15"`
+	// RefreshTokenExpireDays is the refresh token lifetime in days.
+	RefreshTokenExpireDays int `env:"REFRESH_TOKEN_EXPIRE_DAYS, default=30"`
+}
+
+// OTP configures e-mail verification codes.
+type OTP struct {
+	// Secret keys the HMAC that stores codes; when empty a key is derived
+	// from JWT__SECRET (HKDF-SHA256), so rotating that secret also voids
+	// outstanding codes.
+	Secret string `env:"SECRET"`
+	// ExpireMinutes is how long a code is valid, in minutes.
+	ExpireMinutes int `env:"EXPIRE_MINUTES, default=10"`
+	// MaxAttempts is how many verification attempts one code allows.
+	MaxAttempts int `env:"MAX_ATTEMPTS, default=5"`
+	// ResendCooldownSeconds is the least time between two codes, in seconds.
+	ResendCooldownSeconds int `env:"RESEND_COOLDOWN_SECONDS, default=60"`
+}
+
+// Password configures password hashing.
+type Password struct {
+	// BcryptCost is the bcrypt work factor (4 to 31).
+	BcryptCost int `env:"BCRYPT_COST, default=12"`
+}
+
+// SMTP configures the relay that delivers e-mail.
+type SMTP struct {
+	Host     string `env:"HOST, required"`
+	Port     int    `env:"PORT, default=587"`
+	Username string `env:"USERNAME"`
+	Password string `env:"PASSWORD"`
+	// From is the sender, e.g. `PlaceBrain <no-reply@example.com>`.
+	From string `env:"FROM, required"`
+	// TLS is none (plain; STARTTLS if the server offers it), starttls
+	// (required) or tls (implicit TLS, usually port 465).
+	TLS string `env:"TLS, default=starttls"`
+	// TimeoutSeconds bounds one delivery attempt, in seconds.
+	TimeoutSeconds int `env:"TIMEOUT_SECONDS, default=15"`
+}
+
+// Outbox configures the e-mail outbox dispatcher.
+type Outbox struct {
+	// PollIntervalMillis is how often the dispatcher looks for due messages
+	// when nothing woke it, in milliseconds.
+	PollIntervalMillis int `env:"POLL_INTERVAL_MILLIS, default=1000"`
+	// MaxAttempts is how many delivery attempts a message gets before it
+	// is marked failed.
+	MaxAttempts int `env:"MAX_ATTEMPTS, default=8"`
+	// RetryBaseSeconds is the first retry delay; it doubles per attempt.
+	RetryBaseSeconds int `env:"RETRY_BASE_SECONDS, default=5"`
+	// RetryMaxSeconds caps the retry delay.
+	RetryMaxSeconds int `env:"RETRY_MAX_SECONDS, default=600"`
+}
+
+// Load reads the configuration from l (the process environment when nil)
+// and validates it. Errors name the offending variable.
+func Load(ctx context.Context, l envconfig.Lookuper) (*Config, error) {
+	if l == nil {
+		l = envconfig.OsLookuper()
+	}
+	var c Config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	type rule struct {
+		ok  bool
+		msg string
+	}
+	rules := []rule{
+		{len(c.JWT.Secret) >= MinJWTSecretBytes, fmt.Sprintf("JWT__SECRET must be at least %d bytes", MinJWTSecretBytes)},
+		{c.JWT.AccessTokenExpireMinutes > 0, "JWT__ACCESS_TOKEN_EXPIRE_MINUTES must be positive"},
+		{c.JWT.RefreshTokenExpireDays > 0, "JWT__REFRESH_TOKEN_EXPIRE_DAYS must be positive"},
+		{c.OTP.Secret == "" || len(c.OTP.Secret) >= 32, "OTP__SECRET must be empty or at least 32 bytes"},
+		{c.OTP.ExpireMinutes > 0, "OTP__EXPIRE_MINUTES must be positive"},
+		{c.OTP.MaxAttempts > 0, "OTP__MAX_ATTEMPTS must be positive"},
+		{c.OTP.ResendCooldownSeconds >= 0, "OTP__RESEND_COOLDOWN_SECONDS must not be negative"},
+		{c.Password.BcryptCost >= 4 && c.Password.BcryptCost <= 31, "PASSWORD__BCRYPT_COST must be between 4 and 31"},
+		{c.SMTP.Port > 0 && c.SMTP.Port < 65536, "SMTP__PORT must be a TCP port"},
+		{c.SMTP.TLS == "none" || c.SMTP.TLS == "starttls" || c.SMTP.TLS == "tls", "SMTP__TLS must be none, starttls or tls"},
+		{c.SMTP.TimeoutSeconds > 0, "SMTP__TIMEOUT_SECONDS must be positive"},
+		{c.Database.MaxOpenConns > 0, "DATABASE__MAX_OPEN_CONNS must be positive"},
+		{c.Database.MaxIdleConns >= 0, "DATABASE__MAX_IDLE_CONNS must not be negative"},
+		{c.Outbox.PollIntervalMillis > 0, "OUTBOX__POLL_INTERVAL_MILLIS must be positive"},
+		{c.Outbox.MaxAttempts > 0, "OUTBOX__MAX_ATTEMPTS must be positive"},
+		{c.Outbox.RetryBaseSeconds > 0 && c.Outbox.RetryMaxSeconds >= c.Outbox.RetryBaseSeconds, "OUTBOX__RETRY_BASE_SECONDS must be positive and at most OUTBOX__RETRY_MAX_SECONDS"},
+	}
+	var msgs []string
+	for _, r := range rules {
+		if !r.ok {
+			msgs = append(msgs, r.msg)
+		}
+	}
+	if len(msgs) > 0 {
+		return fmt.Errorf("%s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// AccessTokenTTL is the access token lifetime.
+func (j JWT) AccessTokenTTL() time.Duration {
+	return time.Duration(j.AccessTokenExpireMinutes) * time.Minute
+}
+
+// RefreshTokenTTL is the refresh token lifetime.
+func (j JWT) RefreshTokenTTL() time.Duration {
+	return time.Duration(j.RefreshTokenExpireDays) * 24 * time.Hour
+}

@@ -1,0 +1,125 @@
+// Package token issues and verifies access tokens (JWT, HS256) and makes
+// opaque refresh tokens.
+package token
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+)
+
+// TypeAccess is the value of the token_type claim in access tokens.
+const TypeAccess = "access"
+
+// ErrInvalid reports an access token that failed verification for any
+// reason: bad signature, wrong algorithm, expired, wrong type or issuer.
+var ErrInvalid = errors.New("invalid access token")
+
+// Claims are the claims of an access token. `sub` is the user's UUID. No
+// `aud` is set: the gateway's PyJWT rejects tokens with an audience it was
+// not told to expect.
+type Claims struct {
+	Email     string `json:"email"`
+	Username  string `json:"username"`
+	TokenType string `json:"token_type"`
+	jwt.RegisteredClaims
+}
+
+// Subject is what an access token says about its user.
+type Subject struct {
+	UserID   uuid.UUID
+	Email    string
+	Username string
+}
+
+// Issuer signs and verifies access tokens with one HMAC secret.
+type Issuer struct {
+	secret []byte
+	kid    string
+	issuer string
+	ttl    time.Duration
+	now    func() time.Time
+	parser *jwt.Parser
+}
+
+// NewIssuer returns an Issuer that signs with secret (at least 32 bytes,
+// RFC 7518 §3.2), sets `iss` to issuer and makes tokens valid for ttl. now
+// is the clock (time.Now when nil).
+func NewIssuer(secret []byte, issuer string, ttl time.Duration, now func() time.Time) (*Issuer, error) {
+	if len(secret) < 32 {
+		return nil, errors.New("token: secret must be at least 32 bytes")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Issuer{
+		secret: secret,
+		kid:    KeyID(secret),
+		issuer: issuer,
+		ttl:    ttl,
+		now:    now,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithIssuer(issuer),
+			jwt.WithTimeFunc(now),
+		),
+	}, nil
+}
+
+// KeyID returns the `kid` of a secret: the first 8 bytes of its SHA-256,
+// base64url. It names the key without revealing it.
+func KeyID(secret []byte) string {
+	sum := sha256.Sum256(secret)
+	return base64.RawURLEncoding.EncodeToString(sum[:8])
+}
+
+// Sign returns a signed access token for s and its expiry time.
+func (i *Issuer) Sign(s Subject) (string, time.Time, error) {
+	now := i.now().UTC().Truncate(time.Second)
+	exp := now.Add(i.ttl)
+	claims := Claims{
+		Email:     s.Email,
+		Username:  s.Username,
+		TokenType: TypeAccess,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   s.UserID.String(),
+			Issuer:    i.issuer,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(exp),
+			ID:        uuid.NewString(),
+		},
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	t.Header["kid"] = i.kid
+	signed, err := t.SignedString(i.secret)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("token: sign: %w", err)
+	}
+	return signed, exp, nil
+}
+
+// Verify checks an access token: algorithm HS256 only, signature, `exp`
+// present and in the future, `iss`, and token_type access. Any failure is
+// ErrInvalid (wrapping the cause).
+func (i *Issuer) Verify(raw string) (Subject, error) {
+	var c Claims
+	_, err := i.parser.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return i.secret, nil })
+	if err != nil {
+		return Subject{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if c.TokenType != TypeAccess {
+		return Subject{}, fmt.Errorf("%w: token_type %q", ErrInvalid, c.TokenType)
+	}
+	id, err := uuid.Parse(c.Subject)
+	if err != nil {
+		return Subject{}, fmt.Errorf("%w: sub is not a UUID", ErrInvalid)
+	}
+	return Subject{UserID: id, Email: c.Email, Username: c.Username}, nil
+}

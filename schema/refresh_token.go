@@ -1,0 +1,50 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
+)
+
+// RefreshToken is one opaque refresh token of a token family (one sign-in
+// session). Only the token's SHA-256 is stored. Rotation marks a token used
+// and issues its successor in the same family; presenting a used or revoked
+// token again revokes the whole family (reuse detection).
+type RefreshToken struct{ ent.Schema }
+
+func (RefreshToken) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMixin{}} }
+
+func (RefreshToken) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("user_id", uuid.UUID{}).Immutable(),
+		// family_id is shared by every token rotated from the same login.
+		field.UUID("family_id", uuid.UUID{}).Immutable(),
+		// parent_id is the token this one was rotated from; nil for the
+		// first token of a family.
+		field.UUID("parent_id", uuid.UUID{}).Optional().Nillable().Immutable(),
+		// token_hash is SHA-256 of the token text (32 bytes).
+		field.Bytes("token_hash").Sensitive().Unique().Immutable().MinLen(32).MaxLen(32),
+		field.Time("expires_at").Immutable(),
+		// used_at is set when the token was exchanged by rotation.
+		field.Time("used_at").Optional().Nillable(),
+		// revoked_at is set by logout or by reuse detection.
+		field.Time("revoked_at").Optional().Nillable(),
+		field.String("revoke_reason").Optional().MaxLen(32),
+	}
+}
+
+func (RefreshToken) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("user", User.Type).Ref("refresh_tokens").Field("user_id").
+			Unique().Required().Immutable(),
+	}
+}
+
+func (RefreshToken) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("family_id"),
+		index.Fields("user_id"),
+	}
+}

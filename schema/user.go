@@ -1,0 +1,40 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+)
+
+// User is an account: a person who signs in with an e-mail address and a
+// password.
+type User struct{ ent.Schema }
+
+func (User) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMixin{}} }
+
+func (User) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("username").NotEmpty().MaxLen(64),
+		// email is the address as the user typed it (trimmed), for display
+		// and for sending mail.
+		field.String("email").NotEmpty().MaxLen(254),
+		// email_normalized is the canonical form used for look-ups; its
+		// unique index makes registration case-insensitively unique.
+		field.String("email_normalized").NotEmpty().MaxLen(254).Unique(),
+		// password_hash is a bcrypt hash in modular crypt format.
+		field.String("password_hash").Sensitive(),
+		field.Bool("is_verified").Default(false),
+		field.Time("verified_at").Optional().Nillable(),
+		field.Time("updated_at").Default(now).UpdateDefault(now),
+	}
+}
+
+func (User) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.To("refresh_tokens", RefreshToken.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade)),
+		edge.To("otp_requests", OtpRequest.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade)),
+	}
+}
