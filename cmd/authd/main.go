@@ -1,0 +1,114 @@
+// Command authd is PlaceBrain's authentication service.
+//
+//	authd serve                  run the gRPC server (the default)
+//	authd migrate plan           print the SQL of pending migrations
+//	authd migrate apply          apply pending migrations
+//	authd migrate status         show applied and pending migrations
+//
+// Configuration comes from environment variables; see the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/placebrain/auth/internal/config"
+	"github.com/placebrain/auth/internal/migrate"
+	"github.com/placebrain/auth/internal/server"
+	"github.com/placebrain/auth/internal/store"
+	"github.com/placebrain/auth/migrations"
+)
+
+const usage = "usage: authd [serve | migrate plan|apply|status]"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := realMain(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "authd:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		args = []string{"serve"}
+	}
+	switch args[0] {
+	case "serve":
+		if len(args) != 1 {
+			return errors.New(usage)
+		}
+		c, err := config.Load(ctx, nil)
+		if err != nil {
+			return err
+		}
+		log, err := newLogger(c.LogLevel)
+		if err != nil {
+			return err
+		}
+		return server.Run(ctx, c, log)
+	case "migrate":
+		if len(args) != 2 {
+			return errors.New(usage)
+		}
+		return runMigrate(ctx, args[1])
+	case "-h", "--help", "help":
+		fmt.Println(usage)
+		return nil
+	default:
+		return errors.New(usage)
+	}
+}
+
+// runMigrate needs only DATABASE__URL, so DBAs can run it without the
+// service's secrets.
+func runMigrate(ctx context.Context, cmd string) error {
+	url := os.Getenv("DATABASE__URL")
+	if url == "" {
+		return errors.New("DATABASE__URL: missing required value")
+	}
+	db, _, err := store.Open(ctx, url, store.PoolConfig{MaxOpenConns: 4})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	log, _ := newLogger("info")
+	m := migrate.New(db, migrations.Postgres(), log)
+	switch cmd {
+	case "plan":
+		return m.Plan(ctx, os.Stdout)
+	case "apply":
+		applied, err := m.Apply(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("applied %d migrations %v\n", len(applied), applied)
+		return nil
+	case "status":
+		st, err := m.Status(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("current version: %q\napplied: %d\npending: %d\n", st.Current, len(st.Applied), len(st.Pending))
+		for _, f := range st.Pending {
+			fmt.Printf("  pending %s\n", f.Name)
+		}
+		return nil
+	default:
+		return errors.New(usage)
+	}
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG__LEVEL: %w", err)
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

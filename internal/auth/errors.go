@@ -1,0 +1,102 @@
+package auth
+
+import (
+	"errors"
+	"time"
+)
+
+// Kind is the class of a domain error. The set is closed: the transport
+// maps each kind to exactly one gRPC code.
+type Kind int
+
+const (
+	// KindInvalidArgument: the request is malformed or a code is wrong.
+	KindInvalidArgument Kind = iota + 1
+	// KindNotFound: the named user does not exist.
+	KindNotFound
+	// KindAlreadyExists: the e-mail address is taken.
+	KindAlreadyExists
+	// KindUnauthenticated: credentials or a token are invalid.
+	KindUnauthenticated
+	// KindFailedPrecondition: the account is not in a state that allows
+	// the operation (e-mail not verified).
+	KindFailedPrecondition
+	// KindResourceExhausted: a cooldown or an attempt cap; RetryAfter says
+	// when to try again.
+	KindResourceExhausted
+)
+
+// Error is a domain error: a kind, a stable machine-readable reason
+// (UPPER_SNAKE_CASE, carried in google.rpc.ErrorInfo) and a short sentence
+// fit to show a user. It never holds a secret.
+type Error struct {
+	Kind    Kind
+	Reason  string
+	Message string
+	// RetryAfter is how long to wait before retrying, for
+	// KindResourceExhausted (google.rpc.RetryInfo).
+	RetryAfter time.Duration
+	// Metadata is extra ErrorInfo metadata, e.g. the invalid field.
+	Metadata map[string]string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is matches domain errors by reason, so errors.Is(err, ErrOTPCooldown)
+// holds for a cooldown error with any RetryAfter.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Reason == e.Reason
+}
+
+// The domain errors. Messages are what the gateway shows users; the web
+// client matches ErrEmailNotVerified's message exactly.
+var (
+	ErrInvalidCredentials   = &Error{Kind: KindUnauthenticated, Reason: "INVALID_CREDENTIALS", Message: "Invalid email or password"}
+	ErrEmailNotVerified     = &Error{Kind: KindFailedPrecondition, Reason: "EMAIL_NOT_VERIFIED", Message: "Email not verified"}
+	ErrEmailTaken           = &Error{Kind: KindAlreadyExists, Reason: "EMAIL_TAKEN", Message: "Email already registered"}
+	ErrUserNotFound         = &Error{Kind: KindNotFound, Reason: "USER_NOT_FOUND", Message: "User not found"}
+	ErrInvalidRefreshToken  = &Error{Kind: KindUnauthenticated, Reason: "INVALID_REFRESH_TOKEN", Message: "Invalid refresh token"}
+	ErrRefreshTokenExpired  = &Error{Kind: KindUnauthenticated, Reason: "REFRESH_TOKEN_EXPIRED", Message: "Refresh token expired; sign in again"}
+	ErrRefreshTokenRevoked  = &Error{Kind: KindUnauthenticated, Reason: "REFRESH_TOKEN_REVOKED", Message: "Refresh token revoked; sign in again"}
+	ErrRefreshTokenReused   = &Error{Kind: KindUnauthenticated, Reason: "REFRESH_TOKEN_REUSED", Message: "Refresh token already used; sign in again"}
+	ErrInvalidOTP           = &Error{Kind: KindInvalidArgument, Reason: "OTP_INVALID", Message: "Invalid code"}
+	ErrOTPExpired           = &Error{Kind: KindInvalidArgument, Reason: "OTP_EXPIRED", Message: "Code expired; request a new one"}
+	ErrOTPAttemptsExhausted = &Error{Kind: KindResourceExhausted, Reason: "OTP_ATTEMPTS_EXHAUSTED", Message: "Too many wrong codes; request a new one"}
+	ErrOTPCooldown          = &Error{Kind: KindResourceExhausted, Reason: "OTP_COOLDOWN", Message: "A code was sent recently; wait before requesting another"}
+	ErrInvalidInput         = &Error{Kind: KindInvalidArgument, Reason: "INVALID_INPUT", Message: "Invalid input"}
+)
+
+// invalidInput is an INVALID_INPUT error about one request field; msg is
+// the sentence shown to the user.
+func invalidInput(field, msg string) *Error {
+	return &Error{Kind: KindInvalidArgument, Reason: ErrInvalidInput.Reason, Message: msg,
+		Metadata: map[string]string{"field": field}}
+}
+
+// withRetry returns a copy of e carrying a retry delay.
+func withRetry(e *Error, d time.Duration) *Error {
+	c := *e
+	if d < 0 {
+		d = 0
+	}
+	c.RetryAfter = d
+	return &c
+}
+
+// withMeta returns a copy of e carrying metadata.
+func withMeta(e *Error, kv ...string) *Error {
+	c := *e
+	c.Metadata = map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		c.Metadata[kv[i]] = kv[i+1]
+	}
+	return &c
+}
+
+// AsError returns the domain error in err's chain, if any.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}

@@ -1,0 +1,47 @@
+package mail
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	htmltemplate "html/template"
+	texttemplate "text/template"
+)
+
+// TemplateOTP is the verification-code e-mail. Its data keys are code,
+// username and expiresMinutes.
+const TemplateOTP = "otp"
+
+// subjects holds each template's subject line.
+var subjects = map[string]string{
+	TemplateOTP: "Your PlaceBrain verification code",
+}
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+var (
+	textTemplates = texttemplate.Must(texttemplate.New("").Option("missingkey=error").ParseFS(templateFS, "templates/*.txt.tmpl"))
+	htmlTemplates = htmltemplate.Must(htmltemplate.New("").Option("missingkey=error").ParseFS(templateFS, "templates/*.html.tmpl"))
+)
+
+// rendered is a message ready to send.
+type rendered struct {
+	Subject, Text, HTML string
+}
+
+// render fills the named template's subject, plain-text and HTML bodies.
+func render(name string, data map[string]string) (rendered, error) {
+	subject, ok := subjects[name]
+	if !ok {
+		return rendered{}, fmt.Errorf("mail: unknown template %q", name)
+	}
+	var txt, html bytes.Buffer
+	if err := textTemplates.ExecuteTemplate(&txt, name+".txt.tmpl", data); err != nil {
+		return rendered{}, fmt.Errorf("mail: render %s text: %w", name, err)
+	}
+	if err := htmlTemplates.ExecuteTemplate(&html, name+".html.tmpl", data); err != nil {
+		return rendered{}, fmt.Errorf("mail: render %s html: %w", name, err)
+	}
+	return rendered{Subject: subject, Text: txt.String(), HTML: html.String()}, nil
+}

@@ -1,0 +1,187 @@
+// Package server assembles authd from its parts: database, migrations,
+// domain service, outbox dispatcher and the gRPC server with health and
+// reflection, and runs them until the context ends.
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/internal/auth"
+	"github.com/placebrain/auth/internal/config"
+	"github.com/placebrain/auth/internal/grpcapi"
+	"github.com/placebrain/auth/internal/mail"
+	"github.com/placebrain/auth/internal/migrate"
+	"github.com/placebrain/auth/internal/otp"
+	"github.com/placebrain/auth/internal/password"
+	"github.com/placebrain/auth/internal/store"
+	"github.com/placebrain/auth/internal/token"
+	"github.com/placebrain/auth/migrations"
+	"github.com/placebrain/auth/proto/authpb"
+)
+
+// ShutdownGrace is how long in-flight RPCs may run after a stop signal
+// before they are cancelled.
+const ShutdownGrace = 20 * time.Second
+
+// OpenDB opens the configured database.
+func OpenDB(ctx context.Context, c *config.Config) (*sql.DB, *ent.Client, error) {
+	return store.Open(ctx, c.Database.URL, store.PoolConfig{
+		MaxOpenConns:    c.Database.MaxOpenConns,
+		MaxIdleConns:    c.Database.MaxIdleConns,
+		ConnMaxLifetime: time.Duration(c.Database.ConnMaxLifetimeMinutes) * time.Minute,
+	})
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: health
+// turns NOT_SERVING, in-flight RPCs finish (up to ShutdownGrace), and the
+// dispatcher finishes the delivery in progress.
+func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
+	db, client, err := OpenDB(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	m := migrate.New(db, migrations.Postgres(), log)
+	if c.Database.AutoMigrate {
+		applied, err := m.Apply(ctx)
+		if err != nil {
+			return err
+		}
+		log.Info("migrations up to date", "applied", len(applied))
+	} else {
+		st, err := m.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if len(st.Pending) > 0 {
+			return fmt.Errorf("database has %d pending migrations and DATABASE__AUTO_MIGRATE=false: run `authd migrate apply` or `atlas migrate apply`", len(st.Pending))
+		}
+	}
+
+	access, err := token.NewIssuer([]byte(c.JWT.Secret), c.JWT.Issuer, c.JWT.AccessTokenTTL(), nil)
+	if err != nil {
+		return err
+	}
+	hasher, err := password.NewHasher(c.Password.BcryptCost)
+	if err != nil {
+		return err
+	}
+	keys, err := otp.NewKeyer([]byte(c.OTP.Secret), []byte(c.JWT.Secret))
+	if err != nil {
+		return err
+	}
+	dispatcher := mail.NewDispatcher(client, mail.NewSMTPSender(mail.SMTPConfig{
+		Host: c.SMTP.Host, Port: c.SMTP.Port, Username: c.SMTP.Username, Password: c.SMTP.Password,
+		From: c.SMTP.From, TLS: c.SMTP.TLS, Timeout: time.Duration(c.SMTP.TimeoutSeconds) * time.Second,
+	}), mail.DispatcherOptions{
+		PollInterval: time.Duration(c.Outbox.PollIntervalMillis) * time.Millisecond,
+		MaxAttempts:  c.Outbox.MaxAttempts,
+		RetryBase:    time.Duration(c.Outbox.RetryBaseSeconds) * time.Second,
+		RetryMax:     time.Duration(c.Outbox.RetryMaxSeconds) * time.Second,
+		Log:          log,
+	})
+	svc := auth.New(client, auth.Options{
+		AccessTokens:    access,
+		Passwords:       hasher,
+		OTPKeys:         keys,
+		RefreshTokenTTL: c.JWT.RefreshTokenTTL(),
+		OTPTTL:          time.Duration(c.OTP.ExpireMinutes) * time.Minute,
+		OTPMaxAttempts:  c.OTP.MaxAttempts,
+		OTPCooldown:     time.Duration(c.OTP.ResendCooldownSeconds) * time.Second,
+		MailQueued:      dispatcher.Wake,
+		Log:             log,
+	})
+
+	lis, err := net.Listen("tcp", c.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.ListenAddr, err)
+	}
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(grpcapi.Interceptors(log)...))
+	authpb.RegisterAuthServiceServer(gs, grpcapi.NewServer(svc))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	setHealth := func(s healthpb.HealthCheckResponse_ServingStatus) {
+		hs.SetServingStatus("", s)
+		hs.SetServingStatus(authpb.AuthService_ServiceDesc.ServiceName, s)
+	}
+	// The database is reachable and migrated at this point.
+	setHealth(healthpb.HealthCheckResponse_SERVING)
+
+	runCtx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); dispatcher.Run(runCtx) }()
+	go func() { defer wg.Done(); watchDB(runCtx, db, setHealth, log) }()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	log.Info("authd serving", "addr", lis.Addr().String())
+
+	select {
+	case err = <-serveErr:
+		stopWorkers()
+		wg.Wait()
+		return fmt.Errorf("grpc serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(ShutdownGrace):
+		log.Warn("grace period over; cancelling in-flight RPCs")
+		gs.Stop()
+	}
+	stopWorkers()
+	wg.Wait()
+	log.Info("stopped")
+	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
+
+// watchDB pings the database every few seconds and reports NOT_SERVING
+// while it does not answer.
+func watchDB(ctx context.Context, db *sql.DB, set func(healthpb.HealthCheckResponse_ServingStatus), log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	up := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := db.PingContext(pctx)
+		cancel()
+		switch {
+		case err != nil && up && ctx.Err() == nil:
+			up = false
+			log.Error("database unreachable", "error", err)
+			set(healthpb.HealthCheckResponse_NOT_SERVING)
+		case err == nil && !up:
+			up = true
+			log.Info("database reachable again")
+			set(healthpb.HealthCheckResponse_SERVING)
+		}
+	}
+}
