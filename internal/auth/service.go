@@ -222,8 +222,9 @@ func refreshHash(raw string) ([]byte, error) {
 // Refresh rotates a refresh token: in one transaction the presented token
 // is marked used and a new one is issued in the same family, with a new
 // access token. Presenting a used token again is reuse: the whole family is
-// revoked (committed) and ErrRefreshTokenReused returned. A revoked token
-// gives ErrRefreshTokenRevoked, an expired one ErrRefreshTokenExpired, an
+// revoked (committed) and ErrRefreshTokenReused returned, also when the
+// family was revoked already. An unused revoked token (after logout or
+// after reuse of an ancestor) gives ErrRefreshTokenRevoked, an expired one ErrRefreshTokenExpired, an
 // unknown one ErrInvalidRefreshToken.
 func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	hash, err := refreshHash(raw)
@@ -241,8 +242,6 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 		}
 		now := s.now()
 		switch {
-		case rt.RevokedAt != nil:
-			return ErrRefreshTokenRevoked
 		case rt.UsedAt != nil:
 			n, err := revokeFamily(ctx, tx, rt.FamilyID, revokeReuseDetected, now)
 			if err != nil {
@@ -251,6 +250,8 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
 				"user_id", rt.UserID, "family_id", rt.FamilyID, "revoked", n)
 			return store.CommitAnd(ErrRefreshTokenReused)
+		case rt.RevokedAt != nil:
+			return ErrRefreshTokenRevoked
 		case !now.Before(rt.ExpiresAt):
 			return ErrRefreshTokenExpired
 		}
@@ -497,19 +498,31 @@ func (s *Service) VerifyOtp(ctx context.Context, email, code string) error {
 		return exhausted
 	}
 	// Count the attempt and commit it before comparing: the conditional
-	// UPDATE admits at most OTPMaxAttempts attempts, even concurrently.
-	n, err := s.db.OtpRequest.Update().
-		Where(otprequest.ID(o.ID), otprequest.AttemptsLT(s.o.OTPMaxAttempts),
-			otprequest.ConsumedAtIsNil(), otprequest.SupersededAtIsNil()).
-		AddAttempts(1).
-		Save(ctx)
+	// UPDATE admits at most OTPMaxAttempts attempts, even concurrently, and
+	// the row it locked tells this attempt's number.
+	var attempt int
+	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		n, err := tx.OtpRequest.Update().
+			Where(otprequest.ID(o.ID), otprequest.AttemptsLT(s.o.OTPMaxAttempts),
+				otprequest.ConsumedAtIsNil(), otprequest.SupersededAtIsNil()).
+			AddAttempts(1).
+			Save(ctx)
+		if err != nil {
+			return fmt.Errorf("count attempt: %w", err)
+		}
+		if n == 0 {
+			return exhausted
+		}
+		counted, err := tx.OtpRequest.Get(ctx, o.ID)
+		if err != nil {
+			return fmt.Errorf("read attempt: %w", err)
+		}
+		attempt = counted.Attempts
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("count attempt: %w", err)
+		return err
 	}
-	if n == 0 {
-		return exhausted
-	}
-	attempt := o.Attempts + 1
 	if !s.o.OTPKeys.Verify(o.ID, code, o.CodeHmac) {
 		s.o.Log.InfoContext(ctx, "otp verification failed", "user_id", u.ID, "attempt", attempt)
 		if attempt >= s.o.OTPMaxAttempts {

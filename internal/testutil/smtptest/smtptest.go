@@ -1,0 +1,142 @@
+// Package smtptest runs a real SMTP server (github.com/emersion/go-smtp) in
+// the test process and collects the messages it receives.
+package smtptest
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/jordan-wright/email"
+)
+
+// Message is a received e-mail, parsed.
+type Message struct {
+	From string
+	To   []string
+	// Email is the parsed MIME message (Subject, Text, HTML, Headers).
+	Email *email.Email
+	Raw   []byte
+}
+
+// Server is an SMTP server on 127.0.0.1.
+type Server struct {
+	Host string
+	Port int
+
+	srv  *smtp.Server
+	mu   sync.Mutex
+	msgs []Message
+	got  chan struct{}
+}
+
+// Start starts a server on a free port; it stops when the test ends.
+func Start(t testing.TB) *Server {
+	return StartOn(t, 0)
+}
+
+// StartOn starts a server on the given port (0 for any free one).
+func StartOn(t testing.TB, port int) *Server {
+	t.Helper()
+	s := &Server{got: make(chan struct{}, 1024)}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatalf("smtptest: listen: %v", err)
+	}
+	s.Host = "127.0.0.1"
+	s.Port = l.Addr().(*net.TCPAddr).Port
+	s.srv = smtp.NewServer(backend{s})
+	s.srv.Domain = "localhost"
+	s.srv.AllowInsecureAuth = true
+	s.srv.ReadTimeout = 10 * time.Second
+	s.srv.WriteTimeout = 10 * time.Second
+	go s.srv.Serve(l)
+	t.Cleanup(func() { s.srv.Close() })
+	return s
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Messages returns the messages received so far.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...)
+}
+
+// WaitFor waits up to timeout until a message to rcpt has arrived and
+// returns the newest such message.
+func (s *Server) WaitFor(t testing.TB, rcpt string, timeout time.Duration) Message {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		msgs := s.Messages()
+		for i := len(msgs) - 1; i >= 0; i-- {
+			for _, to := range msgs[i].To {
+				if to == rcpt {
+					return msgs[i]
+				}
+			}
+		}
+		select {
+		case <-s.got:
+		case <-deadline:
+			t.Fatalf("smtptest: no message to %s within %v", rcpt, timeout)
+		}
+	}
+}
+
+type backend struct{ s *Server }
+
+func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: b.s}, nil }
+
+type session struct {
+	s    *Server
+	from string
+	to   []string
+}
+
+func (x *session) AuthMechanisms() []string { return nil }
+func (x *session) Reset()                   { x.from, x.to = "", nil }
+func (x *session) Logout() error            { return nil }
+func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+	x.from = from
+	return nil
+}
+func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	x.to = append(x.to, to)
+	return nil
+}
+func (x *session) Data(r io.Reader) error {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	e, err := email.NewEmailFromReader(bytes.NewReader(raw))
+	if err != nil {
+		return errors.New("unparsable message: " + err.Error())
+	}
+	x.s.mu.Lock()
+	x.s.msgs = append(x.s.msgs, Message{From: x.from, To: x.to, Email: e, Raw: raw})
+	x.s.mu.Unlock()
+	select {
+	case x.s.got <- struct{}{}:
+	default:
+	}
+	return nil
+}
