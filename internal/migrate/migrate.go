@@ -7,6 +7,7 @@ package migrate
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -186,7 +187,15 @@ func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	if err := validate(dir); err != nil {
 		return nil, err
 	}
-	drv, err := postgres.Open(m.db)
+	// The advisory lock is a session lock: hold it on a connection of our
+	// own, and if releasing it fails (say ctx ended), discard that
+	// connection so the session, and with it the lock, ends.
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: connect: %w", err)
+	}
+	defer conn.Close()
+	drv, err := postgres.Open(conn)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: open driver: %w", err)
 	}
@@ -196,7 +205,8 @@ func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	}
 	defer func() {
 		if err := unlock(); err != nil {
-			m.log.Warn("migrate: release lock", "error", err)
+			m.log.Warn("migrate: release lock failed; closing its session", "error", err)
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
 	var applied []string
@@ -233,6 +243,12 @@ func (m *Migrator) applyNext(ctx context.Context, dir migrate.Dir) (string, erro
 	f := pending[0]
 	start := time.Now()
 	if err := ex.Execute(ctx, f); err != nil {
+		// A failed statement aborts the transaction, so the executor's
+		// attempt to record the error fails too; report the statement.
+		var se *migrate.StmtExecError
+		if errors.As(err, &se) {
+			err = se
+		}
 		return "", fmt.Errorf("migrate: apply %s: %w", f.Name(), err)
 	}
 	if err := tx.Commit(); err != nil {
