@@ -15,13 +15,14 @@ func (User) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMixin{}} 
 
 func (User) Fields() []ent.Field {
 	return []ent.Field{
-		field.String("username").NotEmpty().MaxLen(64),
+		field.String("username").NotEmpty().MaxRuneLen(64),
 		// email is the address as the user typed it (trimmed), for display
 		// and for sending mail.
 		field.String("email").NotEmpty().MaxLen(254),
 		// email_normalized is the canonical form used for look-ups; its
-		// unique index makes registration case-insensitively unique.
-		field.String("email_normalized").NotEmpty().MaxLen(254).Unique(),
+		// unique index makes registration case-insensitively unique. Case
+		// folding can lengthen an address, hence the larger bound.
+		field.String("email_normalized").NotEmpty().MaxLen(1024).Unique(),
 		// password_hash is a bcrypt hash in modular crypt format.
 		field.String("password_hash").Sensitive(),
 		field.Bool("is_verified").Default(false),

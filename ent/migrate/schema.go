@@ -113,7 +113,7 @@ var (
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "username", Type: field.TypeString, Size: 64},
 		{Name: "email", Type: field.TypeString, Size: 254},
-		{Name: "email_normalized", Type: field.TypeString, Unique: true, Size: 254},
+		{Name: "email_normalized", Type: field.TypeString, Unique: true, Size: 1024},
 		{Name: "password_hash", Type: field.TypeString},
 		{Name: "is_verified", Type: field.TypeBool, Default: false},
 		{Name: "verified_at", Type: field.TypeTime, Nullable: true},

@@ -5,6 +5,7 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -115,13 +116,34 @@ func Load(ctx context.Context, l envconfig.Lookuper) (*Config, error) {
 		l = envconfig.OsLookuper()
 	}
 	var c Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+	rec := &recordingLookuper{next: l}
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: rec}); err != nil {
+		if errors.Is(err, envconfig.ErrMissingRequired) || rec.last == "" {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		// A value that does not parse: name the variable, not the Go
+		// field, and do not echo the value.
+		return nil, fmt.Errorf("config: %s has an invalid value", rec.last)
 	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return &c, nil
+}
+
+// recordingLookuper remembers the last variable that had a value, which is
+// the one whose parsing failed when processing stops with a parse error.
+type recordingLookuper struct {
+	next envconfig.Lookuper
+	last string
+}
+
+func (r *recordingLookuper) Lookup(key string) (string, bool) {
+	v, ok := r.next.Lookup(key)
+	if ok {
+		r.last = key
+	}
+	return v, ok
 }
 
 func (c *Config) validate() error {

@@ -615,3 +615,24 @@ func TestInternalErrorsAreMasked(t *testing.T) {
 		t.Errorf("cause not logged: %s", e.log.String())
 	}
 }
+
+// Limits are checked in characters where the rule is in characters, and a
+// valid address whose case-folded form is longer still registers: nothing
+// valid reaches the database's validators and turns into INTERNAL.
+func TestRegisterLongButValidInput(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.register(t, strings.Repeat("é", 64), "long-name@example.com", pw)
+	_, err := e.client.Register(ctx, &authpb.RegisterRequest{Username: strings.Repeat("é", 65), Email: "x@example.com", Password: pw})
+	wantStatus(t, err, codes.InvalidArgument, "username must be at most 64 characters", "INVALID_INPUT")
+
+	addr := strings.Repeat("ŉ", 32) + "@" + strings.Repeat("b", 185) + ".com" // 254 bytes; folds to 286
+	if len(addr) != 254 {
+		t.Fatalf("len = %d", len(addr))
+	}
+	id := e.register(t, "fold", addr, pw)
+	got, err := e.client.GetUserByEmail(ctx, &authpb.GetUserByEmailRequest{Email: addr})
+	if err != nil || got.GetUserId() != id {
+		t.Fatalf("GetUserByEmail = %v, %v", got, err)
+	}
+}

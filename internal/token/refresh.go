@@ -36,7 +36,10 @@ func HashRefreshToken(text string) ([]byte, error) {
 	if len(text) != refreshTokenLen {
 		return nil, ErrMalformedRefreshToken
 	}
-	if _, err := base64.RawURLEncoding.Strict().DecodeString(text); err != nil {
+	// Decode and re-encode: the decoder skips line breaks, so only the
+	// canonical text of exactly RefreshTokenBytes bytes is accepted.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(text)
+	if err != nil || len(b) != RefreshTokenBytes || base64.RawURLEncoding.EncodeToString(b) != text {
 		return nil, ErrMalformedRefreshToken
 	}
 	sum := sha256.Sum256([]byte(text))
