@@ -163,4 +163,3 @@ func withDevDB(ctx context.Context, fn func(*sql.DB) error) error {
 	defer db.Close()
 	return fn(db)
 }
-

@@ -251,4 +251,3 @@ func retryDelay(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
-
