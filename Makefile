@@ -17,13 +17,24 @@ build: ## Build bin/authd
 run: ## Run authd serve with the environment (see .env.example)
 	$(GO) run ./cmd/authd serve
 
+# Packages whose tests run once per database backend.
+DB_PKGS := ./cmd/authd ./internal/grpcapi ./internal/mail ./internal/migrate
+
 .PHONY: test
-test: ## Run all tests (PostgreSQL at TEST_DATABASE_URL; skipped without it, fatal under CI)
-	$(GO) test -count=1 ./...
+test: ## Run all tests: unit + SQLite suite, then the PostgreSQL suite (skipped, and said so, without PostgreSQL; fatal under CI)
+	@echo "== unit tests and the SQLite suite"
+	$(GO) test -count=1 $(TESTFLAGS) ./...
+	@if $(GO) run ./internal/testutil/pgcheck; then \
+	  echo "== PostgreSQL suite"; \
+	  TEST_BACKEND=postgres $(GO) test -count=1 $(TESTFLAGS) $(DB_PKGS); \
+	else \
+	  echo "PostgreSQL suite SKIPPED: no PostgreSQL answers at TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres); only the SQLite suite ran."; \
+	  if [ -n "$$CI" ]; then echo "CI requires the PostgreSQL suite: failing."; exit 1; fi; \
+	fi
 
 .PHONY: test-v
-test-v: ## Run all tests verbosely
-	$(GO) test -count=1 -v ./...
+test-v: ## Run all tests verbosely (as CI does)
+	@$(MAKE) --no-print-directory test TESTFLAGS=-v
 
 .PHONY: generate
 generate: generate-ent generate-proto ## Regenerate ent and protobuf code

@@ -1,6 +1,6 @@
 // Command authd is PlaceBrain's authentication service.
 //
-//	authd serve                  run the gRPC server (the default)
+//	authd serve [--dev]          run the gRPC server (the default)
 //	authd migrate plan           print the SQL of pending migrations
 //	authd migrate apply          apply pending migrations
 //	authd migrate status         show applied and pending migrations
@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,7 +25,7 @@ import (
 	"github.com/placebrain/auth/migrations"
 )
 
-const usage = "usage: authd [serve | migrate plan|apply|status]"
+const usage = "usage: authd [serve [--dev] | migrate plan|apply|status]"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -41,10 +42,12 @@ func realMain(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "serve":
-		if len(args) != 1 {
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		dev := fs.Bool("dev", false, "development mode: JWT secret generated and kept in DATA__DIR, e-mails to the log without SMTP__HOST")
+		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
 			return errors.New(usage)
 		}
-		c, err := config.Load(ctx, nil)
+		c, err := config.Load(ctx, nil, *dev)
 		if err != nil {
 			return err
 		}
@@ -66,20 +69,21 @@ func realMain(ctx context.Context, args []string) error {
 	}
 }
 
-// runMigrate needs only DATABASE__URL, so DBAs can run it without the
-// service's secrets.
+// runMigrate needs only DATABASE__URL (or DATA__DIR for the embedded
+// SQLite file), so DBAs can run it without the service's secrets.
 func runMigrate(ctx context.Context, cmd string) error {
-	url := os.Getenv("DATABASE__URL")
-	if url == "" {
-		return errors.New("DATABASE__URL: missing required value")
+	dataDir := os.Getenv("DATA__DIR")
+	if dataDir == "" {
+		dataDir = "./data"
 	}
-	db, _, err := store.Open(ctx, url, store.PoolConfig{MaxOpenConns: 4})
+	db, err := store.Open(ctx, store.Config{URL: os.Getenv("DATABASE__URL"), DataDir: dataDir, Pool: store.PoolConfig{MaxOpenConns: 4}})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	log, _ := newLogger("info")
-	m := migrate.New(db, migrations.Postgres(), log)
+	fmt.Fprintf(os.Stderr, "database: %s\n", db.Location)
+	m := migrate.New(db.SQL, db.Dialect, migrations.For(db.Dialect), log)
 	switch cmd {
 	case "plan":
 		return m.Plan(ctx, os.Stdout)

@@ -1,12 +1,14 @@
 // Command entmigrate is the developers' migration tool. It plans Atlas
 // versioned migrations from the ent schema with the ariga.io/atlas library,
-// against a throw-away dev database on PostgreSQL:
+// one directory per dialect, by replaying each directory on a throw-away
+// dev database and diffing it against the schema:
 //
-//	entmigrate diff NAME   write migrations/postgres/<version>_NAME.sql and atlas.sum
+//	entmigrate diff NAME   write migrations/<dialect>/<version>_NAME.sql and atlas.sum
 //	entmigrate check       fail when the schema and migrations/ disagree or atlas.sum is stale
 //
-// DEV_DATABASE_URL names a PostgreSQL server where it may create and drop
-// databases (default postgres://postgres@127.0.0.1:5432/postgres).
+// PostgreSQL's dev database is created on DEV_DATABASE_URL (default
+// postgres://postgres@127.0.0.1:5432/postgres) and dropped after; SQLite's
+// is in memory.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -27,11 +30,18 @@ import (
 	"entgo.io/ent/dialect/sql/schema"
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
 
 	entmigrate "github.com/placebrain/auth/ent/migrate"
 )
 
-const dirPath = "migrations/postgres"
+// dialects in the order they are planned.
+var dialects = []string{dialect.Postgres, dialect.SQLite}
+
+// dirNames are the dialects' directories under migrations/ (the same as
+// migrations.Dirs, which this tool cannot import: that package embeds the
+// files this tool writes).
+var dirNames = map[string]string{dialect.Postgres: "postgres", dialect.SQLite: "sqlite"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -48,43 +58,62 @@ func realMain(ctx context.Context, args []string) error {
 		if !regexp.MustCompile(`^[a-z0-9_]+$`).MatchString(args[1]) {
 			return errors.New("NAME must be lower-case letters, digits and underscores")
 		}
-		return diff(ctx, args[1])
+		for _, d := range dialects {
+			if err := diff(ctx, d, args[1]); err != nil {
+				return fmt.Errorf("%s: %w", d, err)
+			}
+		}
+		return nil
 	case len(args) == 1 && args[0] == "check":
-		return check(ctx)
+		var errs []error
+		for _, d := range dialects {
+			if err := check(ctx, d); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", d, err))
+			}
+		}
+		return errors.Join(errs...)
 	default:
 		return errors.New("usage: entmigrate diff NAME | entmigrate check")
 	}
 }
 
+func dirPath(d string) string { return filepath.Join("migrations", dirNames[d]) }
+
 // diff writes a new migration file for the changes between the directory
 // and the schema.
-func diff(ctx context.Context, name string) error {
-	dir, err := atlasmigrate.NewLocalDir(dirPath)
+func diff(ctx context.Context, d, name string) error {
+	if err := os.MkdirAll(dirPath(d), 0o755); err != nil {
+		return err
+	}
+	dir, err := atlasmigrate.NewLocalDir(dirPath(d))
 	if err != nil {
 		return err
 	}
-	err = withDevDB(ctx, func(db *sql.DB) error { return plan(ctx, db, dir, name) })
+	err = withDevDB(ctx, d, func(db *sql.DB) error { return plan(ctx, d, db, dir, name) })
 	if errors.Is(err, atlasmigrate.ErrNoPlan) {
-		fmt.Println("no schema changes: nothing written")
+		fmt.Printf("%s: no schema changes, nothing written\n", dirPath(d))
 		return nil
+	}
+	if err == nil {
+		fmt.Printf("%s: new migration written\n", dirPath(d))
 	}
 	return err
 }
 
 // check replays the directory on a dev database and fails when the schema
 // needs a migration the directory lacks, or atlas.sum is stale.
-func check(ctx context.Context) error {
-	local, err := atlasmigrate.NewLocalDir(dirPath)
+func check(ctx context.Context, d string) error {
+	local, err := atlasmigrate.NewLocalDir(dirPath(d))
 	if err != nil {
 		return err
 	}
 	if err := atlasmigrate.Validate(local); err != nil {
-		return fmt.Errorf("%s/atlas.sum does not match the files (%v): never edit a migration file; regenerate with `make migration`", dirPath, err)
+		return fmt.Errorf("%s/atlas.sum does not match the files (%v): never edit a migration file; regenerate with `make migration`", dirPath(d), err)
 	}
 	mem := atlasmigrate.OpenMemDir("check-" + uuid.NewString())
 	defer mem.Close()
-	err = fs.WalkDir(local, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	err = fs.WalkDir(local, ".", func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
 			return err
 		}
 		b, err := fs.ReadFile(local, p)
@@ -97,9 +126,9 @@ func check(ctx context.Context) error {
 		return err
 	}
 	before, _ := mem.Files()
-	err = withDevDB(ctx, func(db *sql.DB) error { return plan(ctx, db, mem, "drift") })
+	err = withDevDB(ctx, d, func(db *sql.DB) error { return plan(ctx, d, db, mem, "drift") })
 	if errors.Is(err, atlasmigrate.ErrNoPlan) {
-		fmt.Printf("%s matches the ent schema (%d files)\n", dirPath, len(before))
+		fmt.Printf("%s matches the ent schema (%d files)\n", dirPath(d), len(before))
 		return nil
 	}
 	if err != nil {
@@ -110,16 +139,16 @@ func check(ctx context.Context) error {
 	for _, f := range after[len(before):] {
 		b.Write(f.Bytes())
 	}
-	return fmt.Errorf("schema/ and %s disagree; run `make migration name=...`. Missing SQL:\n%s", dirPath, b.String())
+	return fmt.Errorf("schema/ and %s disagree; run `make migration name=...`. Missing SQL:\n%s", dirPath(d), b.String())
 }
 
 // plan replays dir on the dev database and writes the difference to the ent
 // schema as a new file named name; atlasmigrate.ErrNoPlan when none.
-func plan(ctx context.Context, db *sql.DB, dir atlasmigrate.Dir, name string) error {
-	m, err := schema.NewMigrate(entsql.OpenDB(dialect.Postgres, db),
+func plan(ctx context.Context, d string, db *sql.DB, dir atlasmigrate.Dir, name string) error {
+	m, err := schema.NewMigrate(entsql.OpenDB(d, db),
 		schema.WithDir(dir),
 		schema.WithMigrationMode(schema.ModeReplay),
-		schema.WithDialect(dialect.Postgres),
+		schema.WithDialect(d),
 		schema.WithFormatter(atlasmigrate.DefaultFormatter),
 		schema.WithDropColumn(true),
 		schema.WithDropIndex(true),
@@ -131,9 +160,19 @@ func plan(ctx context.Context, db *sql.DB, dir atlasmigrate.Dir, name string) er
 	return m.NamedDiff(ctx, name, entmigrate.Tables...)
 }
 
-// withDevDB creates an empty database, runs fn on it (bound to the public
-// schema) and drops it.
-func withDevDB(ctx context.Context, fn func(*sql.DB) error) error {
+// withDevDB runs fn on an empty dev database of the dialect: on PostgreSQL
+// a new database bound to the public schema, dropped after; on SQLite a
+// private in-memory database.
+func withDevDB(ctx context.Context, d string, fn func(*sql.DB) error) error {
+	if d == dialect.SQLite {
+		db, err := sql.Open("sqlite", "file:dev-"+uuid.NewString()+"?mode=memory&_pragma=foreign_keys(1)")
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		db.SetMaxOpenConns(1) // one connection: the in-memory database lives in it
+		return fn(db)
+	}
 	adminURL := os.Getenv("DEV_DATABASE_URL")
 	if adminURL == "" {
 		adminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"

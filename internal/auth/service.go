@@ -233,7 +233,7 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	}
 	var pair TokenPair
 	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		rt, err := tx.RefreshToken.Query().Where(refreshtoken.TokenHash(hash)).ForUpdate().Only(ctx)
+		rt, err := tx.RefreshToken.Query().Where(refreshtoken.TokenHash(hash)).Modify(store.ForUpdate()).Only(ctx)
 		if ent.IsNotFound(err) {
 			return ErrInvalidRefreshToken
 		}
@@ -403,7 +403,7 @@ func (s *Service) SendOtp(ctx context.Context, email string) error {
 // e-mail, unless the last code is younger than the cooldown. The user row
 // is locked so that concurrent requests for one user serialize.
 func (s *Service) issueOTP(ctx context.Context, tx *ent.Tx, u *ent.User, now time.Time) error {
-	if _, err := tx.User.Query().Where(user.ID(u.ID)).ForUpdate().Only(ctx); err != nil {
+	if _, err := tx.User.Query().Where(user.ID(u.ID)).Modify(store.ForUpdate()).Only(ctx); err != nil {
 		return fmt.Errorf("lock user: %w", err)
 	}
 	last, err := tx.OtpRequest.Query().

@@ -5,8 +5,13 @@ package config
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,6 +29,12 @@ type Config struct {
 	ListenAddr string `env:"GRPC__LISTEN_ADDR, default=:50051"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `env:"LOG__LEVEL, default=info"`
+	// DataDir holds the embedded SQLite database (when DATABASE__URL is
+	// unset) and, in development mode, the generated JWT secret.
+	DataDir string `env:"DATA__DIR, default=./data"`
+	// Dev is development mode (authd serve --dev), not an environment
+	// variable: see Load.
+	Dev bool
 
 	Database Database `env:", prefix=DATABASE__"`
 	JWT      JWT      `env:", prefix=JWT__"`
@@ -35,8 +46,9 @@ type Config struct {
 
 // Database configures the PostgreSQL connection and migrations.
 type Database struct {
-	// URL is a postgres://, postgresql:// or postgresql+asyncpg:// URL.
-	URL string `env:"URL, required"`
+	// URL is a postgres://, postgresql:// or postgresql+asyncpg:// URL, or
+	// sqlite:PATH; empty means the embedded SQLite file in DataDir.
+	URL string `env:"URL"`
 	// AutoMigrate applies pending migrations at start; false leaves them to
 	// DBAs (`authd migrate apply` or the Atlas CLI).
 	AutoMigrate bool `env:"AUTO_MIGRATE, default=true"`
@@ -51,7 +63,8 @@ type Database struct {
 // JWT configures access and refresh tokens.
 type JWT struct {
 	// Secret signs access tokens with HMAC-SHA256; at least 32 bytes.
-	Secret string `env:"SECRET, required"`
+	// Required, except in development mode.
+	Secret string `env:"SECRET"`
 	// Issuer is the access token's `iss` claim.
 	Issuer string `env:"ISSUER, default=placebrain-auth"`
 	// AccessTokenExpireMinutes is the access token lifetime in minutes.
@@ -82,12 +95,15 @@ type Password struct {
 
 // SMTP configures the relay that delivers e-mail.
 type SMTP struct {
-	Host     string `env:"HOST, required"`
+	// Host is the relay. Required, except in development mode, where
+	// without it e-mails are written to the log.
+	Host     string `env:"HOST"`
 	Port     int    `env:"PORT, default=587"`
 	Username string `env:"USERNAME"`
 	Password string `env:"PASSWORD"`
 	// From is the sender, e.g. `PlaceBrain <no-reply@example.com>`.
-	From string `env:"FROM, required"`
+	// Required with Host.
+	From string `env:"FROM"`
 	// TLS is none (plain; STARTTLS if the server offers it), starttls
 	// (required) or tls (implicit TLS, usually port 465).
 	TLS string `env:"TLS, default=starttls"`
@@ -109,9 +125,18 @@ type Outbox struct {
 	RetryMaxSeconds int `env:"RETRY_MAX_SECONDS, default=600"`
 }
 
+// DevSecretFile is the file in the data directory that keeps the JWT secret
+// generated in development mode.
+const DevSecretFile = "dev-jwt-secret"
+
 // Load reads the configuration from l (the process environment when nil)
 // and validates it. Errors name the offending variable.
-func Load(ctx context.Context, l envconfig.Lookuper) (*Config, error) {
+//
+// In development mode (dev true) JWT__SECRET may be unset: a secret is
+// generated once and kept in DataDir/dev-jwt-secret (mode 0600), so tokens
+// survive restarts; and SMTP__HOST may be unset (e-mails then go to the
+// log). Outside development mode both are required.
+func Load(ctx context.Context, l envconfig.Lookuper, dev bool) (*Config, error) {
 	if l == nil {
 		l = envconfig.OsLookuper()
 	}
@@ -125,10 +150,68 @@ func Load(ctx context.Context, l envconfig.Lookuper) (*Config, error) {
 		// field, and do not echo the value.
 		return nil, fmt.Errorf("config: %s has an invalid value", rec.last)
 	}
+	c.Dev = dev
+	if err := c.required(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if dev && c.JWT.Secret == "" {
+		secret, err := devSecret(c.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("config: development JWT secret: %w", err)
+		}
+		c.JWT.Secret = secret
+	}
+	if c.SMTP.Host == "" && c.SMTP.From == "" {
+		c.SMTP.From = "PlaceBrain <no-reply@localhost>"
+	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return &c, nil
+}
+
+// required reports values that are required outside development mode, and
+// SMTP__FROM whenever SMTP__HOST is set.
+func (c *Config) required() error {
+	var missing []string
+	if !c.Dev && c.JWT.Secret == "" {
+		missing = append(missing, "JWT__SECRET")
+	}
+	if !c.Dev && c.SMTP.Host == "" {
+		missing = append(missing, "SMTP__HOST")
+	}
+	if c.SMTP.Host != "" && c.SMTP.From == "" {
+		missing = append(missing, "SMTP__FROM")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing required value: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// devSecret reads the development JWT secret from dir, creating it (32
+// random bytes, base64url) on first use.
+func devSecret(dir string) (string, error) {
+	path := filepath.Join(dir, DevSecretFile)
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) >= MinJWTSecretBytes {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	secret := base64.RawURLEncoding.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return secret, nil
 }
 
 // recordingLookuper remembers the last variable that had a value, which is

@@ -3,6 +3,8 @@ package config_test
 import (
 	"context"
 	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +40,7 @@ func envWith(set map[string]string, del ...string) map[string]string {
 }
 
 func load(m map[string]string) (*config.Config, error) {
-	return config.Load(context.Background(), envconfig.MapLookuper(m))
+	return config.Load(context.Background(), envconfig.MapLookuper(m), false)
 }
 
 func TestLoadDefaults(t *testing.T) {
@@ -49,6 +51,7 @@ func TestLoadDefaults(t *testing.T) {
 	want := &config.Config{
 		ListenAddr: ":50051",
 		LogLevel:   "info",
+		DataDir:    "./data",
 		Database: config.Database{
 			URL:                    testDBURL,
 			AutoMigrate:            true,
@@ -144,7 +147,6 @@ func TestLoadErrors(t *testing.T) {
 		env      map[string]string
 		wantText string
 	}{
-		{"missing DATABASE__URL", envWith(nil, "DATABASE__URL"), "DATABASE__URL"},
 		{"missing JWT__SECRET", envWith(nil, "JWT__SECRET"), "JWT__SECRET"},
 		{"missing SMTP__HOST", envWith(nil, "SMTP__HOST"), "SMTP__HOST"},
 		{"missing SMTP__FROM", envWith(nil, "SMTP__FROM"), "SMTP__FROM"},
@@ -159,7 +161,7 @@ func TestLoadErrors(t *testing.T) {
 		{"zero access minutes", envWith(map[string]string{"JWT__ACCESS_TOKEN_EXPIRE_MINUTES": "0"}), "JWT__ACCESS_TOKEN_EXPIRE_MINUTES"},
 		{"negative refresh days", envWith(map[string]string{"JWT__REFRESH_TOKEN_EXPIRE_DAYS": "-1"}), "JWT__REFRESH_TOKEN_EXPIRE_DAYS"},
 		{"retry base above max", envWith(map[string]string{"OUTBOX__RETRY_BASE_SECONDS": "700"}), "OUTBOX__RETRY_BASE_SECONDS"},
-		{"nothing set", map[string]string{}, "DATABASE__URL"},
+		{"nothing set", map[string]string{}, "JWT__SECRET, SMTP__HOST"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,5 +224,40 @@ func TestLoadParseErrorNamesVariable(t *testing.T) {
 				t.Errorf("error %q does not name %s", err, tt.key)
 			}
 		})
+	}
+}
+
+// Development mode needs nothing: SQLite in DATA__DIR, a JWT secret made
+// once and kept there (mode 0600), e-mails to the log.
+func TestLoadDevelopmentMode(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"DATA__DIR": dir}
+	c1, err := config.Load(context.Background(), envconfig.MapLookuper(env), true)
+	if err != nil {
+		t.Fatalf("Load dev: %v", err)
+	}
+	if !c1.Dev || c1.Database.URL != "" || c1.SMTP.Host != "" || len(c1.JWT.Secret) < config.MinJWTSecretBytes {
+		t.Fatalf("dev config = %+v", c1)
+	}
+	fi, err := os.Stat(filepath.Join(dir, config.DevSecretFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file: %v, %v", fi, err)
+	}
+	c2, err := config.Load(context.Background(), envconfig.MapLookuper(env), true)
+	if err != nil || c2.JWT.Secret != c1.JWT.Secret {
+		t.Errorf("second start: secret changed (%v)", err)
+	}
+	// An explicit secret wins and nothing is generated.
+	dir2 := t.TempDir()
+	c3, err := config.Load(context.Background(), envconfig.MapLookuper(map[string]string{"DATA__DIR": dir2, "JWT__SECRET": testSecret}), true)
+	if err != nil || c3.JWT.Secret != testSecret {
+		t.Fatalf("explicit secret: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir2, config.DevSecretFile)); !os.IsNotExist(err) {
+		t.Errorf("secret file written although JWT__SECRET was set")
+	}
+	// SMTP__HOST without SMTP__FROM is an error in any mode.
+	if _, err := config.Load(context.Background(), envconfig.MapLookuper(map[string]string{"DATA__DIR": dir, "SMTP__HOST": "x"}), true); err == nil || !strings.Contains(err.Error(), "SMTP__FROM") {
+		t.Errorf("SMTP__HOST without SMTP__FROM: %v", err)
 	}
 }

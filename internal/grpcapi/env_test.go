@@ -23,8 +23,7 @@ import (
 	"github.com/placebrain/auth/internal/mail"
 	"github.com/placebrain/auth/internal/otp"
 	"github.com/placebrain/auth/internal/password"
-	"github.com/placebrain/auth/internal/store"
-	"github.com/placebrain/auth/internal/testutil/pgtest"
+	"github.com/placebrain/auth/internal/testutil/testdb"
 	"github.com/placebrain/auth/internal/testutil/smtptest"
 	"github.com/placebrain/auth/internal/token"
 	"github.com/placebrain/auth/proto/authpb"
@@ -103,13 +102,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	ctx := context.Background()
-	sqlDB, client, err := store.Open(ctx, pgtest.NewDatabase(t), store.PoolConfig{MaxOpenConns: 20, MaxIdleConns: 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sqlDB.Close() })
-	e := &env{db: client, clock: &clock{t: time.Now().UTC().Truncate(time.Millisecond)}, log: &syncBuffer{}, closeDB: sqlDB.Close}
+	db := testdb.Open(t)
+	client := db.Ent
+	e := &env{db: client, clock: &clock{t: time.Now().UTC().Truncate(time.Millisecond)}, log: &syncBuffer{}, closeDB: db.Close}
 	if cfg.smtpDown {
 		e.smtpPort = smtptest.FreePort(t)
 	} else {

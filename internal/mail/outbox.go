@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
 	"github.com/placebrain/auth/ent"
@@ -65,7 +64,8 @@ type DispatcherOptions struct {
 	// failure up to RetryMax.
 	RetryBase, RetryMax time.Duration
 	// Lease is how long a claimed message stays invisible to other
-	// dispatchers; a message whose sender died is due again after it.
+	// dispatchers; a message whose sender died is due again after it. It
+	// must exceed the sender's timeout.
 	Lease time.Duration
 	// BatchSize is how many messages one claim takes.
 	BatchSize int
@@ -80,13 +80,13 @@ type DispatcherOptions struct {
 // time.
 type Dispatcher struct {
 	db     *ent.Client
-	sender *SMTPSender
+	sender Sender
 	o      DispatcherOptions
 	wake   chan struct{}
 }
 
 // NewDispatcher returns a dispatcher that sends through sender.
-func NewDispatcher(db *ent.Client, sender *SMTPSender, o DispatcherOptions) *Dispatcher {
+func NewDispatcher(db *ent.Client, sender Sender, o DispatcherOptions) *Dispatcher {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -109,7 +109,7 @@ func NewDispatcher(db *ent.Client, sender *SMTPSender, o DispatcherOptions) *Dis
 		o.BatchSize = 20
 	}
 	if o.Lease <= 0 {
-		o.Lease = 2*sender.c.Timeout + 30*time.Second
+		o.Lease = 2 * time.Minute
 	}
 	return &Dispatcher{db: db, sender: sender, o: o, wake: make(chan struct{}, 1)}
 }
@@ -174,7 +174,7 @@ func (d *Dispatcher) claim(ctx context.Context) ([]*ent.OutboxMessage, error) {
 			Where(outboxmessage.StatusEQ(outboxmessage.StatusPending), outboxmessage.NextAttemptAtLTE(now)).
 			Order(ent.Asc(outboxmessage.FieldNextAttemptAt)).
 			Limit(d.o.BatchSize).
-			ForUpdate(entsql.WithLockAction(entsql.SkipLocked)).
+			Modify(store.SkipLocked()).
 			All(ctx)
 		if err != nil || len(msgs) == 0 {
 			return err
@@ -205,7 +205,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m *ent.OutboxMessage) {
 	}
 	r, err := render(m.Template, m.Data)
 	if err == nil {
-		err = d.sender.send(ctx, m.Recipient, r)
+		err = d.sender.Send(ctx, Envelope{To: m.Recipient, UserID: m.UserID}, r)
 	}
 	now := d.o.Now().UTC()
 	upd := d.db.OutboxMessage.UpdateOneID(m.ID)

@@ -12,7 +12,7 @@ import (
 	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/ent/outboxmessage"
 	"github.com/placebrain/auth/internal/store"
-	"github.com/placebrain/auth/internal/testutil/pgtest"
+	"github.com/placebrain/auth/internal/testutil/testdb"
 	"github.com/placebrain/auth/internal/testutil/smtptest"
 )
 
@@ -30,12 +30,7 @@ func (c *testClock) Advance(d time.Duration) {
 
 func setup(t *testing.T) (*ent.Client, *smtptest.Server, *testClock) {
 	t.Helper()
-	db, client, err := store.Open(context.Background(), pgtest.NewDatabase(t), store.PoolConfig{MaxOpenConns: 10, MaxIdleConns: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return client, smtptest.Start(t), &testClock{t: time.Now().UTC()}
+	return testdb.Open(t).Ent, smtptest.Start(t), &testClock{t: time.Now().UTC()}
 }
 
 func newTestDispatcher(client *ent.Client, s *smtptest.Server, clk *testClock) *Dispatcher {

@@ -94,7 +94,7 @@ func TestRenderErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantText) {
 				t.Errorf("error %q does not contain %q", err, tt.wantText)
 			}
-			if diff := cmp.Diff(rendered{}, got); diff != "" {
+			if diff := cmp.Diff(Rendered{}, got); diff != "" {
 				t.Errorf("render returned a message with an error (-want +got):\n%s", diff)
 			}
 		})

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/smtp"
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jordan-wright/email"
 )
 
@@ -52,13 +54,43 @@ func NewSMTPSender(c SMTPConfig) *SMTPSender {
 	return s
 }
 
+// Envelope says who a message goes to.
+type Envelope struct {
+	// To is the recipient's address.
+	To string
+	// UserID is the recipient's account (nil if none), for logs.
+	UserID *uuid.UUID
+}
+
+// Sender delivers one rendered message.
+type Sender interface {
+	Send(ctx context.Context, env Envelope, r Rendered) error
+}
+
+// LogSender writes messages to the log instead of sending them: for
+// development mode without an SMTP relay. The log line holds the text body
+// (with any code in it) and the user id, never the address.
+type LogSender struct{ Log *slog.Logger }
+
+// Send implements Sender.
+func (l LogSender) Send(ctx context.Context, env Envelope, r Rendered) error {
+	var uid string
+	if env.UserID != nil {
+		uid = env.UserID.String()
+	}
+	l.Log.WarnContext(ctx, "development mode: e-mail written to the log, not sent",
+		"user_id", uid, "subject", r.Subject, "text", r.Text)
+	return nil
+}
+
 // ErrTimeout reports a delivery that did not finish within the timeout.
 var ErrTimeout = errors.New("smtp: delivery timed out")
 
-// send delivers one message. The library has no timeouts of its own, so
-// the delivery runs in a goroutine and send gives up after c.Timeout; a
+// Send delivers one message. The library has no timeouts of its own, so
+// the delivery runs in a goroutine and Send gives up after c.Timeout; a
 // relay that hangs keeps that goroutine until the connection dies.
-func (s *SMTPSender) send(ctx context.Context, to string, r rendered) error {
+func (s *SMTPSender) Send(ctx context.Context, env Envelope, r Rendered) error {
+	to := env.To
 	e := email.NewEmail()
 	e.From = s.c.From
 	e.To = []string{to}

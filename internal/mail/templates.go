@@ -25,23 +25,23 @@ var (
 	htmlTemplates = htmltemplate.Must(htmltemplate.New("").Option("missingkey=error").ParseFS(templateFS, "templates/*.html.tmpl"))
 )
 
-// rendered is a message ready to send.
-type rendered struct {
+// Rendered is a message ready to send.
+type Rendered struct {
 	Subject, Text, HTML string
 }
 
 // render fills the named template's subject, plain-text and HTML bodies.
-func render(name string, data map[string]string) (rendered, error) {
+func render(name string, data map[string]string) (Rendered, error) {
 	subject, ok := subjects[name]
 	if !ok {
-		return rendered{}, fmt.Errorf("mail: unknown template %q", name)
+		return Rendered{}, fmt.Errorf("mail: unknown template %q", name)
 	}
 	var txt, html bytes.Buffer
 	if err := textTemplates.ExecuteTemplate(&txt, name+".txt.tmpl", data); err != nil {
-		return rendered{}, fmt.Errorf("mail: render %s text: %w", name, err)
+		return Rendered{}, fmt.Errorf("mail: render %s text: %w", name, err)
 	}
 	if err := htmlTemplates.ExecuteTemplate(&html, name+".html.tmpl", data); err != nil {
-		return rendered{}, fmt.Errorf("mail: render %s html: %w", name, err)
+		return Rendered{}, fmt.Errorf("mail: render %s html: %w", name, err)
 	}
-	return rendered{Subject: subject, Text: txt.String(), HTML: html.String()}, nil
+	return Rendered{Subject: subject, Text: txt.String(), HTML: html.String()}, nil
 }

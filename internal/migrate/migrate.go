@@ -1,7 +1,8 @@
 // Package migrate applies the Atlas versioned migrations in ../../migrations
 // with the ariga.io/atlas library, recording revisions in the same
-// atlas_schema_revisions table, columns and advisory lock as the Atlas CLI,
-// so that DBAs may use either tool on the same database.
+// atlas_schema_revisions table and columns as the Atlas CLI (and, on
+// PostgreSQL, under its advisory lock), so that DBAs may use either tool on
+// the same database.
 package migrate
 
 import (
@@ -18,6 +19,8 @@ import (
 	"ariga.io/atlas/sql/migrate"
 	"ariga.io/atlas/sql/postgres"
 	"ariga.io/atlas/sql/schema"
+	"ariga.io/atlas/sql/sqlite"
+	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
 )
 
@@ -37,17 +40,19 @@ var ErrDirectoryTampered = errors.New("migration directory does not match atlas.
 // Migrator applies one migration directory to one database.
 type Migrator struct {
 	db          *sql.DB
+	dialect     string
 	fsys        fs.FS
 	log         *slog.Logger
 	LockTimeout time.Duration
 }
 
-// New returns a Migrator for the directory fsys (SQL files and atlas.sum).
-func New(db *sql.DB, fsys fs.FS, log *slog.Logger) *Migrator {
+// New returns a Migrator for the directory fsys (SQL files and atlas.sum)
+// on db of the given dialect (dialect.Postgres or dialect.SQLite).
+func New(db *sql.DB, d string, fsys fs.FS, log *slog.Logger) *Migrator {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Migrator{db: db, fsys: fsys, log: log, LockTimeout: 5 * time.Minute}
+	return &Migrator{db: db, dialect: d, fsys: fsys, log: log, LockTimeout: 5 * time.Minute}
 }
 
 // File is one migration file.
@@ -107,13 +112,33 @@ func validate(dir migrate.Dir) error {
 	}
 }
 
-// executor builds an Atlas executor on q (a *sql.DB or a *sql.Tx).
-func executor(ctx context.Context, q querier, dir migrate.Dir) (*migrate.Executor, error) {
-	drv, err := postgres.Open(q)
+// openDriver opens Atlas's driver for the dialect on q.
+func openDriver(d string, q querier) (migrate.Driver, error) {
+	var (
+		drv migrate.Driver
+		err error
+	)
+	switch d {
+	case dialect.Postgres:
+		drv, err = postgres.Open(q)
+	case dialect.SQLite:
+		drv, err = sqlite.Open(q)
+	default:
+		err = fmt.Errorf("unsupported dialect %q", d)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("migrate: open driver: %w", err)
 	}
-	rrw, err := newRevisions(ctx, q)
+	return drv, nil
+}
+
+// executor builds an Atlas executor on q (a *sql.DB or a *sql.Tx).
+func executor(ctx context.Context, q querier, d string, dir migrate.Dir) (*migrate.Executor, error) {
+	drv, err := openDriver(d, q)
+	if err != nil {
+		return nil, err
+	}
+	rrw, err := newRevisions(ctx, q, d)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
@@ -131,7 +156,7 @@ func (m *Migrator) Status(ctx context.Context) (*Status, error) {
 	if err := validate(dir); err != nil {
 		return nil, err
 	}
-	rrw, err := newRevisions(ctx, m.db)
+	rrw, err := newRevisions(ctx, m.db, m.dialect)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
@@ -139,7 +164,7 @@ func (m *Migrator) Status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrate: read revisions: %w", err)
 	}
-	ex, err := executor(ctx, m.db, dir)
+	ex, err := executor(ctx, m.db, m.dialect, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +201,8 @@ func (m *Migrator) Plan(ctx context.Context, w io.Writer) error {
 }
 
 // Apply runs every pending file, each in its own transaction together with
-// its revision row, while holding the Atlas CLI's advisory lock. It returns
+// its revision row, on PostgreSQL while holding the Atlas CLI's advisory
+// lock. It returns
 // the applied versions; none when the database is up to date.
 func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	dir, err := m.openDir()
@@ -187,28 +213,16 @@ func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	if err := validate(dir); err != nil {
 		return nil, err
 	}
-	// The advisory lock is a session lock: hold it on a connection of our
-	// own, and if releasing it fails (say ctx ended), discard that
-	// connection so the session, and with it the lock, ends.
-	conn, err := m.db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: connect: %w", err)
-	}
-	defer conn.Close()
-	drv, err := postgres.Open(conn)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: open driver: %w", err)
-	}
-	unlock, err := drv.(schema.Locker).Lock(ctx, LockName, m.LockTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: acquire lock %q: %w", LockName, err)
-	}
-	defer func() {
-		if err := unlock(); err != nil {
-			m.log.Warn("migrate: release lock failed; closing its session", "error", err)
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	if m.dialect == dialect.Postgres {
+		unlock, err := m.lock(ctx)
+		if err != nil {
+			return nil, err
 		}
-	}()
+		defer unlock()
+	}
+	// On SQLite every transaction begins IMMEDIATE (see store), so the
+	// per-file transactions below already serialize concurrent appliers:
+	// each computes what is pending after the previous one committed.
 	var applied []string
 	for {
 		version, err := m.applyNext(ctx, dir)
@@ -222,6 +236,34 @@ func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	}
 }
 
+// lock takes the Atlas CLI's advisory lock (a session lock) on a connection
+// of its own. The returned function releases it; if releasing fails (say ctx
+// ended), it discards that connection so the session, and with it the lock,
+// ends.
+func (m *Migrator) lock(ctx context.Context) (func(), error) {
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: connect: %w", err)
+	}
+	drv, err := postgres.Open(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("migrate: open driver: %w", err)
+	}
+	unlock, err := drv.(schema.Locker).Lock(ctx, LockName, m.LockTimeout)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("migrate: acquire lock %q: %w", LockName, err)
+	}
+	return func() {
+		if err := unlock(); err != nil {
+			m.log.Warn("migrate: release lock failed; closing its session", "error", err)
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		conn.Close()
+	}, nil
+}
+
 // applyNext applies the first pending file in one transaction.
 func (m *Migrator) applyNext(ctx context.Context, dir migrate.Dir) (string, error) {
 	tx, err := m.db.BeginTx(ctx, nil)
@@ -229,7 +271,7 @@ func (m *Migrator) applyNext(ctx context.Context, dir migrate.Dir) (string, erro
 		return "", fmt.Errorf("migrate: begin: %w", err)
 	}
 	defer tx.Rollback()
-	ex, err := executor(ctx, tx, dir)
+	ex, err := executor(ctx, tx, m.dialect, dir)
 	if err != nil {
 		return "", err
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	atlasmigrate "ariga.io/atlas/sql/migrate"
+	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
@@ -238,7 +239,7 @@ func sumEntries(t *testing.T, b []byte) map[string]string {
 
 func apply(t *testing.T, db *sql.DB, fsys fs.FS) []string {
 	t.Helper()
-	versions, err := migrate.New(db, fsys, nil).Apply(context.Background())
+	versions, err := migrate.New(db, dialect.Postgres, fsys, nil).Apply(context.Background())
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -266,7 +267,7 @@ func TestApplyFresh(t *testing.T) {
 			t.Errorf("table %s missing after Apply", tbl)
 		}
 	}
-	st, err := migrate.New(db, dir, nil).Status(ctx)
+	st, err := migrate.New(db, dialect.Postgres, dir, nil).Status(ctx)
 	if err != nil {
 		t.Fatalf("Status: %v", err)
 	}
@@ -290,7 +291,7 @@ func TestStatusBeforeApply(t *testing.T) {
 	db, _ := emptyDB(t)
 	dir := migrations.Postgres()
 	files := sqlFiles(t, dir)
-	st, err := migrate.New(db, dir, nil).Status(context.Background())
+	st, err := migrate.New(db, dialect.Postgres, dir, nil).Status(context.Background())
 	if err != nil {
 		t.Fatalf("Status: %v", err)
 	}
@@ -499,7 +500,7 @@ func TestPlan(t *testing.T) {
 	db, _ := emptyDB(t)
 	dir := migrations.Postgres()
 	files := sqlFiles(t, dir)
-	m := migrate.New(db, dir, nil)
+	m := migrate.New(db, dialect.Postgres, dir, nil)
 
 	var buf bytes.Buffer
 	if err := m.Plan(ctx, &buf); err != nil {
@@ -575,7 +576,7 @@ func TestTamperedDirectoryRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db, _ := emptyDB(t)
-			m := migrate.New(db, tc.fsys, nil)
+			m := migrate.New(db, dialect.Postgres, tc.fsys, nil)
 			versions, err := m.Apply(ctx)
 			if !errors.Is(err, migrate.ErrDirectoryTampered) {
 				t.Errorf("Apply error = %v, want ErrDirectoryTampered", err)
@@ -629,7 +630,7 @@ func TestConcurrentApplyOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[i], errs[i] = migrate.New(dbs[i], dir, nil).Apply(ctx)
+			results[i], errs[i] = migrate.New(dbs[i], dialect.Postgres, dir, nil).Apply(ctx)
 		}()
 	}
 	close(start)
@@ -679,7 +680,7 @@ func TestNewMigrationAppliedOnTop(t *testing.T) {
 	if tableExists(t, db, "extra") {
 		t.Fatal("extra exists before the extended Apply")
 	}
-	st, err := migrate.New(db, ext, nil).Status(ctx)
+	st, err := migrate.New(db, dialect.Postgres, ext, nil).Status(ctx)
 	if err != nil {
 		t.Fatalf("Status(extended): %v", err)
 	}
@@ -708,7 +709,7 @@ func TestNewMigrationAppliedOnTop(t *testing.T) {
 		t.Errorf("re-Apply(extended) = %v, want none", got)
 	}
 	// The real directory is still accepted on a database that is ahead of it.
-	if got, err := migrate.New(db, migrations.Postgres(), nil).Apply(ctx); err != nil || len(got) != 0 {
+	if got, err := migrate.New(db, dialect.Postgres, migrations.Postgres(), nil).Apply(ctx); err != nil || len(got) != 0 {
 		t.Errorf("Apply(real) on a newer database = %v, %v; want nothing, nil", got, err)
 	}
 
@@ -763,7 +764,7 @@ func TestFailingMigrationRollsBack(t *testing.T) {
 		if got := revisionVersions(t, db); !slices.Equal(got, real) {
 			t.Errorf("revisions %v, want %v", got, real)
 		}
-		st, err := migrate.New(db, ext, nil).Status(ctx)
+		st, err := migrate.New(db, dialect.Postgres, ext, nil).Status(ctx)
 		if err != nil {
 			t.Fatalf("Status after failure: %v", err)
 		}
@@ -778,15 +779,15 @@ func TestFailingMigrationRollsBack(t *testing.T) {
 	t.Run("on top of applied", func(t *testing.T) {
 		db, _ := emptyDB(t)
 		apply(t, db, migrations.Postgres())
-		got, err := migrate.New(db, ext, nil).Apply(ctx)
+		got, err := migrate.New(db, dialect.Postgres, ext, nil).Apply(ctx)
 		check(t, db, got, err, nil)
 		// A retry fails the same way and still leaves nothing behind.
-		got, err = migrate.New(db, ext, nil).Apply(ctx)
+		got, err = migrate.New(db, dialect.Postgres, ext, nil).Apply(ctx)
 		check(t, db, got, err, nil)
 	})
 	t.Run("fresh database", func(t *testing.T) {
 		db, _ := emptyDB(t)
-		got, err := migrate.New(db, ext, nil).Apply(ctx)
+		got, err := migrate.New(db, dialect.Postgres, ext, nil).Apply(ctx)
 		check(t, db, got, err, real)
 		for _, tbl := range appTables {
 			if !tableExists(t, db, tbl) {
@@ -799,11 +800,11 @@ func TestFailingMigrationRollsBack(t *testing.T) {
 		// instance can apply (with a short lock timeout).
 		_, url := emptyDB(t)
 		db1 := openDB(t, url)
-		if _, err := migrate.New(db1, ext, nil).Apply(ctx); err == nil {
+		if _, err := migrate.New(db1, dialect.Postgres, ext, nil).Apply(ctx); err == nil {
 			t.Fatal("Apply of a broken file succeeded")
 		}
 		db2 := openDB(t, url)
-		m := migrate.New(db2, migrations.Postgres(), nil)
+		m := migrate.New(db2, dialect.Postgres, migrations.Postgres(), nil)
 		m.LockTimeout = 2 * time.Second
 		if got, err := m.Apply(ctx); err != nil || len(got) != 0 {
 			t.Errorf("Apply after failed Apply = %v, %v; want nothing, nil", got, err)
@@ -831,7 +832,7 @@ func TestLockIsAtlasCLILock(t *testing.T) {
 		t.Fatalf("take lock: %v %v", ok, err)
 	}
 	db := openDB(t, url)
-	m := migrate.New(db, migrations.Postgres(), nil)
+	m := migrate.New(db, dialect.Postgres, migrations.Postgres(), nil)
 	m.LockTimeout = 300 * time.Millisecond
 	if _, err := m.Apply(ctx); err == nil {
 		t.Fatal("Apply succeeded while the Atlas CLI lock was held")
@@ -862,13 +863,13 @@ func TestApplyReleasesLockOnCancel(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	if _, err := migrate.New(db1, ext, nil).Apply(ctx); err == nil {
+	if _, err := migrate.New(db1, dialect.Postgres, ext, nil).Apply(ctx); err == nil {
 		t.Fatal("Apply finished a 5s file within a 300ms deadline")
 	}
 	// db1 stays open, as in a process that keeps running after a failed
 	// migration; another instance must be able to take the lock.
 	db2 := openDB(t, url)
-	m := migrate.New(db2, migrations.Postgres(), nil)
+	m := migrate.New(db2, dialect.Postgres, migrations.Postgres(), nil)
 	m.LockTimeout = time.Second
 	if _, err := m.Apply(context.Background()); err != nil {
 		var n int

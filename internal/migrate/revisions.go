@@ -9,16 +9,18 @@ import (
 	"time"
 
 	"ariga.io/atlas/sql/migrate"
+	"entgo.io/ent/dialect"
 )
 
 // RevisionTable is the table the Atlas CLI records applied migrations in.
 const RevisionTable = "atlas_schema_revisions"
 
-// createRevisionTable has the columns and types the Atlas CLI's own ent
-// schema gives the table on PostgreSQL (ariga/atlas
-// cmd/atlas/internal/migrate/ent/schema/revision.go), so the CLI and authd
-// read and write the same rows.
-const createRevisionTable = `CREATE TABLE IF NOT EXISTS %s (
+// revisionDDL creates the table with the columns and types the Atlas CLI's
+// own ent schema gives it (ariga/atlas
+// cmd/atlas/internal/migrate/ent/schema/revision.go), per dialect, so the
+// CLI and authd read and write the same rows.
+var revisionDDL = map[string]string{
+	dialect.Postgres: `CREATE TABLE IF NOT EXISTS %s (
   "version" character varying NOT NULL,
   "description" character varying NOT NULL,
   "type" bigint NOT NULL DEFAULT 2,
@@ -32,7 +34,23 @@ const createRevisionTable = `CREATE TABLE IF NOT EXISTS %s (
   "partial_hashes" jsonb NULL,
   "operator_version" character varying NOT NULL,
   PRIMARY KEY ("version")
-)`
+)`,
+	dialect.SQLite: `CREATE TABLE IF NOT EXISTS %s (
+  "version" text NOT NULL,
+  "description" text NOT NULL,
+  "type" integer NOT NULL DEFAULT (2),
+  "applied" integer NOT NULL DEFAULT (0),
+  "total" integer NOT NULL DEFAULT (0),
+  "executed_at" datetime NOT NULL,
+  "execution_time" integer NOT NULL,
+  "error" text NULL,
+  "error_stmt" text NULL,
+  "hash" text NOT NULL,
+  "partial_hashes" json NULL,
+  "operator_version" text NOT NULL,
+  PRIMARY KEY ("version")
+)`,
+}
 
 // querier is what revisions need: a *sql.DB, *sql.Conn or *sql.Tx.
 type querier interface {
@@ -42,21 +60,25 @@ type querier interface {
 }
 
 // revisions implements migrate.RevisionReadWriter on the CLI's table in one
-// schema (the connection's current schema, as the CLI does for a URL bound
-// to a schema with search_path).
+// schema: on PostgreSQL the connection's current schema, as the CLI does for
+// a URL bound to a schema with search_path; on SQLite "main".
 type revisions struct {
-	q      querier
-	schema string
+	q       querier
+	dialect string
+	schema  string
 }
 
 var _ migrate.RevisionReadWriter = (*revisions)(nil)
 
-func newRevisions(ctx context.Context, q querier) (*revisions, error) {
+func newRevisions(ctx context.Context, q querier, d string) (*revisions, error) {
+	if d == dialect.SQLite {
+		return &revisions{q: q, dialect: d, schema: "main"}, nil
+	}
 	var schema string
 	if err := q.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		return nil, fmt.Errorf("current schema: %w", err)
 	}
-	return &revisions{q: q, schema: schema}, nil
+	return &revisions{q: q, dialect: d, schema: schema}, nil
 }
 
 func (r *revisions) table() string {
@@ -65,7 +87,7 @@ func (r *revisions) table() string {
 
 // ensure creates the table if it does not exist.
 func (r *revisions) ensure(ctx context.Context) error {
-	if _, err := r.q.ExecContext(ctx, fmt.Sprintf(createRevisionTable, r.table())); err != nil {
+	if _, err := r.q.ExecContext(ctx, fmt.Sprintf(revisionDDL[r.dialect], r.table())); err != nil {
 		return fmt.Errorf("create %s: %w", RevisionTable, err)
 	}
 	return nil
@@ -73,10 +95,12 @@ func (r *revisions) ensure(ctx context.Context) error {
 
 // exists reports whether the table exists.
 func (r *revisions) exists(ctx context.Context) (bool, error) {
+	query := `SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2)`
+	if r.dialect == dialect.SQLite {
+		query = `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND $1 = 'main' AND name = $2)`
+	}
 	var ok bool
-	err := r.q.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2)`,
-		r.schema, RevisionTable).Scan(&ok)
+	err := r.q.QueryRowContext(ctx, query, r.schema, RevisionTable).Scan(&ok)
 	return ok, err
 }
 

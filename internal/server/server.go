@@ -18,7 +18,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/internal/auth"
 	"github.com/placebrain/auth/internal/config"
 	"github.com/placebrain/auth/internal/grpcapi"
@@ -37,11 +36,15 @@ import (
 const ShutdownGrace = 20 * time.Second
 
 // OpenDB opens the configured database.
-func OpenDB(ctx context.Context, c *config.Config) (*sql.DB, *ent.Client, error) {
-	return store.Open(ctx, c.Database.URL, store.PoolConfig{
-		MaxOpenConns:    c.Database.MaxOpenConns,
-		MaxIdleConns:    c.Database.MaxIdleConns,
-		ConnMaxLifetime: time.Duration(c.Database.ConnMaxLifetimeMinutes) * time.Minute,
+func OpenDB(ctx context.Context, c *config.Config) (*store.DB, error) {
+	return store.Open(ctx, store.Config{
+		URL:     c.Database.URL,
+		DataDir: c.DataDir,
+		Pool: store.PoolConfig{
+			MaxOpenConns:    c.Database.MaxOpenConns,
+			MaxIdleConns:    c.Database.MaxIdleConns,
+			ConnMaxLifetime: time.Duration(c.Database.ConnMaxLifetimeMinutes) * time.Minute,
+		},
 	})
 }
 
@@ -49,12 +52,18 @@ func OpenDB(ctx context.Context, c *config.Config) (*sql.DB, *ent.Client, error)
 // turns NOT_SERVING, in-flight RPCs finish (up to ShutdownGrace), and the
 // dispatcher finishes the delivery in progress.
 func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
-	db, client, err := OpenDB(ctx, c)
+	if c.Dev {
+		log.Warn("DEVELOPMENT MODE: do not use in production. The JWT secret may be generated and kept in the data directory, and without SMTP__HOST e-mails (with their codes) are written to this log instead of being sent.",
+			"data_dir", c.DataDir)
+	}
+	db, err := OpenDB(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	m := migrate.New(db, migrations.Postgres(), log)
+	client := db.Ent
+	log.Info("database open", "database", db.Location)
+	m := migrate.New(db.SQL, db.Dialect, migrations.For(db.Dialect), log)
 	if c.Database.AutoMigrate {
 		applied, err := m.Apply(ctx)
 		if err != nil {
@@ -83,10 +92,14 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	dispatcher := mail.NewDispatcher(client, mail.NewSMTPSender(mail.SMTPConfig{
-		Host: c.SMTP.Host, Port: c.SMTP.Port, Username: c.SMTP.Username, Password: c.SMTP.Password,
-		From: c.SMTP.From, TLS: c.SMTP.TLS, Timeout: time.Duration(c.SMTP.TimeoutSeconds) * time.Second,
-	}), mail.DispatcherOptions{
+	var sender mail.Sender = mail.LogSender{Log: log}
+	if c.SMTP.Host != "" {
+		sender = mail.NewSMTPSender(mail.SMTPConfig{
+			Host: c.SMTP.Host, Port: c.SMTP.Port, Username: c.SMTP.Username, Password: c.SMTP.Password,
+			From: c.SMTP.From, TLS: c.SMTP.TLS, Timeout: time.Duration(c.SMTP.TimeoutSeconds) * time.Second,
+		})
+	}
+	dispatcher := mail.NewDispatcher(client, sender, mail.DispatcherOptions{
 		PollInterval: time.Duration(c.Outbox.PollIntervalMillis) * time.Millisecond,
 		MaxAttempts:  c.Outbox.MaxAttempts,
 		RetryBase:    time.Duration(c.Outbox.RetryBaseSeconds) * time.Second,
@@ -126,7 +139,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); dispatcher.Run(runCtx) }()
-	go func() { defer wg.Done(); watchDB(runCtx, db, setHealth, log) }()
+	go func() { defer wg.Done(); watchDB(runCtx, db.SQL, setHealth, log) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()

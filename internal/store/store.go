@@ -1,6 +1,7 @@
-// Package store opens the auth database and runs units of work on it: ent
-// transactions that roll back on error or panic, with an explicit way to
-// commit a failure that must be recorded.
+// Package store opens the auth database, PostgreSQL or embedded SQLite, and
+// runs units of work on it: ent transactions that roll back on error or
+// panic, with an explicit way to commit a failure that must be recorded.
+// The differences between the two databases live here and nowhere else.
 package store
 
 import (
@@ -9,15 +10,22 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver (pure Go)
 
 	"github.com/placebrain/auth/ent"
 )
+
+// SQLiteFile is the database file's name in the data directory when
+// DATABASE__URL is unset.
+const SQLiteFile = "authd.db"
 
 // PoolConfig sizes the database/sql connection pool.
 type PoolConfig struct {
@@ -26,23 +34,75 @@ type PoolConfig struct {
 	ConnMaxLifetime time.Duration
 }
 
-// NormalizeURL accepts postgres://, postgresql:// and the SQLAlchemy form
-// postgresql+asyncpg:// (and +psycopg, +psycopg2) that existing PlaceBrain
-// deployments use, and returns a URL that pgx understands. asyncpg's
-// `ssl=` query parameter becomes `sslmode=`.
-func NormalizeURL(raw string) (string, error) {
+// Config says which database to open.
+type Config struct {
+	// URL is DATABASE__URL: postgres://, postgresql://,
+	// postgresql+asyncpg:// (PostgreSQL) or sqlite:PATH (SQLite). Empty
+	// means SQLite at DataDir/authd.db.
+	URL string
+	// DataDir holds the SQLite file when URL is empty.
+	DataDir string
+	Pool    PoolConfig
+}
+
+// DB is an open database: the database/sql handle, an ent client on it and
+// its dialect (dialect.Postgres or dialect.SQLite).
+type DB struct {
+	SQL     *sql.DB
+	Ent     *ent.Client
+	Dialect string
+	// Location describes where the data is, without credentials, for logs.
+	Location string
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.SQL.Close() }
+
+// Target is a parsed DATABASE__URL.
+type Target struct {
+	// Dialect is dialect.Postgres or dialect.SQLite.
+	Dialect string
+	// DSN is what the database/sql driver opens.
+	DSN string
+	// Location names the server or file without credentials.
+	Location string
+	// Path is the SQLite file path.
+	Path string
+}
+
+// ParseURL resolves DATABASE__URL. PostgreSQL accepts postgres://,
+// postgresql:// and the SQLAlchemy forms postgresql+asyncpg:// (and
+// +psycopg, +psycopg2, +pg8000) that existing PlaceBrain deployments use;
+// asyncpg's `ssl=` query parameter becomes `sslmode=`. SQLite accepts
+// sqlite:PATH and sqlite://PATH (sqlite:///abs/path for an absolute path);
+// an empty URL means SQLite at dataDir/authd.db.
+func ParseURL(raw, dataDir string) (Target, error) {
+	if raw == "" {
+		if dataDir == "" {
+			dataDir = "data"
+		}
+		return sqliteTarget(filepath.Join(dataDir, SQLiteFile))
+	}
+	if rest, ok := strings.CutPrefix(raw, "sqlite:"); ok {
+		rest = strings.TrimPrefix(rest, "//")
+		rest, _, _ = strings.Cut(rest, "?")
+		if rest == "" {
+			return Target{}, errors.New("DATABASE__URL sqlite: URL names no file")
+		}
+		return sqliteTarget(rest)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", errors.New("DATABASE__URL is not a valid URL")
+		return Target{}, errors.New("DATABASE__URL is not a valid URL")
 	}
 	scheme, driver, _ := strings.Cut(u.Scheme, "+")
 	if scheme != "postgres" && scheme != "postgresql" {
-		return "", fmt.Errorf("DATABASE__URL scheme %q is not supported (use postgres:// or postgresql://)", u.Scheme)
+		return Target{}, fmt.Errorf("DATABASE__URL scheme %q is not supported (use postgres://, postgresql:// or sqlite:)", u.Scheme)
 	}
 	switch driver {
 	case "", "asyncpg", "psycopg", "psycopg2", "pg8000":
 	default:
-		return "", fmt.Errorf("DATABASE__URL driver %q is not supported", driver)
+		return Target{}, fmt.Errorf("DATABASE__URL driver %q is not supported", driver)
 	}
 	u.Scheme = "postgres"
 	q := u.Query()
@@ -57,37 +117,93 @@ func NormalizeURL(raw string) (string, error) {
 		q.Del("ssl")
 		u.RawQuery = q.Encode()
 	}
-	return u.String(), nil
+	return Target{Dialect: dialect.Postgres, DSN: u.String(), Location: "postgres://" + u.Host + u.Path}, nil
 }
 
-// Open connects to the database at rawURL (see NormalizeURL), checks that it
-// answers, and returns the database/sql handle and an ent client on it.
-func Open(ctx context.Context, rawURL string, pool PoolConfig) (*sql.DB, *ent.Client, error) {
-	dsn, err := NormalizeURL(rawURL)
+// sqliteTarget builds the SQLite DSN. Every connection gets foreign keys,
+// WAL journaling (readers do not block the writer), a busy timeout so a
+// writer waits for another instead of failing, and BEGIN IMMEDIATE for
+// transactions: each transaction holds the database's single write lock
+// from its start, which serializes read-modify-write units of work the way
+// SELECT ... FOR UPDATE does on PostgreSQL. Times are written in SQLite's
+// own sortable format (always UTC here), so comparisons in SQL hold.
+func sqliteTarget(path string) (Target, error) {
+	q := url.Values{}
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	q.Set("_time_format", "sqlite")
+	return Target{Dialect: dialect.SQLite, DSN: "file:" + path + "?" + q.Encode(), Location: "sqlite:" + path, Path: path}, nil
+}
+
+// NormalizeURL returns the driver DSN for a PostgreSQL DATABASE__URL (see
+// ParseURL).
+func NormalizeURL(raw string) (string, error) {
+	t, err := ParseURL(raw, "")
 	if err != nil {
-		return nil, nil, err
+		return "", err
 	}
-	db, err := sql.Open("pgx", dsn)
+	if t.Dialect != dialect.Postgres {
+		return "", errors.New("DATABASE__URL is not a PostgreSQL URL")
+	}
+	return t.DSN, nil
+}
+
+// Open opens the database c names, creating the SQLite file and its
+// directory (mode 0700) if needed, and checks that it answers.
+func Open(ctx context.Context, c Config) (*DB, error) {
+	t, err := ParseURL(c.URL, c.DataDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("store: open: %w", err)
+		return nil, err
 	}
-	if pool.MaxOpenConns > 0 {
-		db.SetMaxOpenConns(pool.MaxOpenConns)
+	driverName := "pgx"
+	if t.Dialect == dialect.SQLite {
+		driverName = "sqlite"
+		if err := os.MkdirAll(filepath.Dir(t.Path), 0o700); err != nil {
+			return nil, fmt.Errorf("store: data directory: %w", err)
+		}
 	}
-	db.SetMaxIdleConns(pool.MaxIdleConns)
-	db.SetConnMaxLifetime(pool.ConnMaxLifetime)
+	db, err := sql.Open(driverName, t.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	if c.Pool.MaxOpenConns > 0 {
+		db.SetMaxOpenConns(c.Pool.MaxOpenConns)
+	}
+	db.SetMaxIdleConns(c.Pool.MaxIdleConns)
+	db.SetConnMaxLifetime(c.Pool.ConnMaxLifetime)
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
 		db.Close()
-		return nil, nil, fmt.Errorf("store: connect: %w", err)
+		return nil, fmt.Errorf("store: connect to %s: %w", t.Location, err)
 	}
-	return db, NewClient(db), nil
+	return &DB{
+		SQL:      db,
+		Ent:      ent.NewClient(ent.Driver(entsql.OpenDB(t.Dialect, db))),
+		Dialect:  t.Dialect,
+		Location: t.Location,
+	}, nil
 }
 
-// NewClient returns an ent client on an open PostgreSQL handle.
-func NewClient(db *sql.DB) *ent.Client {
-	return ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, db)))
+// ForUpdate is a query modifier that locks the selected rows until the
+// transaction ends: SELECT ... FOR UPDATE on PostgreSQL. SQLite has no row
+// locks (ent refuses FOR UPDATE there); its transactions begin IMMEDIATE
+// and so already hold the write lock, and the modifier does nothing.
+func ForUpdate(opts ...entsql.LockOption) func(*entsql.Selector) {
+	return func(s *entsql.Selector) {
+		if s.Dialect() == dialect.Postgres {
+			s.ForUpdate(opts...)
+		}
+	}
+}
+
+// SkipLocked is ForUpdate that skips rows other transactions hold (FOR
+// UPDATE SKIP LOCKED), for claiming work from a queue.
+func SkipLocked() func(*entsql.Selector) {
+	return ForUpdate(entsql.WithLockAction(entsql.SkipLocked))
 }
 
 // commitError marks an error whose transaction must still be committed.

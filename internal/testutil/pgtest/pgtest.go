@@ -3,7 +3,8 @@
 // made once per set of migration files (its name carries atlas.sum's hash)
 // and shared by every test package.
 //
-// TEST_DATABASE_URL names the server (default
+// These tests run when TEST_BACKEND=postgres (`make test` runs that suite
+// after the SQLite one). TEST_DATABASE_URL names the server (default
 // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable). When it is
 // unreachable the test is skipped, except under CI (CI set), where it fails.
 package pgtest
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
@@ -57,6 +59,17 @@ func URLFor(name string) string {
 	return u.String()
 }
 
+// Enabled reports whether the PostgreSQL suite runs (TEST_BACKEND=postgres).
+func Enabled() bool { return os.Getenv("TEST_BACKEND") == "postgres" }
+
+// skipUnlessEnabled skips the test outside the PostgreSQL suite.
+func skipUnlessEnabled(t testing.TB) {
+	t.Helper()
+	if !Enabled() {
+		t.Skip("PostgreSQL test: runs with TEST_BACKEND=postgres (make test runs that suite)")
+	}
+}
+
 // unavailable skips or, under CI, fails the test.
 func unavailable(t testing.TB, err error) {
 	t.Helper()
@@ -70,6 +83,7 @@ func unavailable(t testing.TB, err error) {
 // template, drops it when the test ends, and returns its URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	skipUnlessEnabled(t)
 	ctx := context.Background()
 	once.Do(func() { template, onceErr = ensureTemplate(ctx) })
 	if onceErr != nil {
@@ -91,6 +105,7 @@ func NewDatabase(t testing.TB) string {
 // dropped when the test ends, and returns its URL.
 func NewEmptyDatabase(t testing.TB) string {
 	t.Helper()
+	skipUnlessEnabled(t)
 	ctx := context.Background()
 	name := "authd_test_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
 	err := withAdmin(ctx, func(conn *sql.Conn) error {
@@ -165,7 +180,7 @@ func ensureTemplate(ctx context.Context) (string, error) {
 		if err != nil {
 			return err
 		}
-		_, err = migrate.New(db, migrations.Postgres(), nil).Apply(ctx)
+		_, err = migrate.New(db, dialect.Postgres, migrations.Postgres(), nil).Apply(ctx)
 		db.Close()
 		if err != nil {
 			return fmt.Errorf("migrate template: %w", err)
@@ -174,4 +189,16 @@ func ensureTemplate(ctx context.Context) (string, error) {
 		return err
 	})
 	return name, err
+}
+
+// Ping checks that the server at TEST_DATABASE_URL answers.
+func Ping(ctx context.Context) error {
+	db, err := sql.Open("pgx", AdminURL())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return db.PingContext(ctx)
 }
