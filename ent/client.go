@@ -19,6 +19,7 @@ import (
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/outboxmessage"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 
 	stdsql "database/sql"
@@ -35,6 +36,8 @@ type Client struct {
 	OutboxMessage *OutboxMessageClient
 	// RefreshToken is the client for interacting with the RefreshToken builders.
 	RefreshToken *RefreshTokenClient
+	// TokenFamily is the client for interacting with the TokenFamily builders.
+	TokenFamily *TokenFamilyClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 }
@@ -51,6 +54,7 @@ func (c *Client) init() {
 	c.OtpRequest = NewOtpRequestClient(c.config)
 	c.OutboxMessage = NewOutboxMessageClient(c.config)
 	c.RefreshToken = NewRefreshTokenClient(c.config)
+	c.TokenFamily = NewTokenFamilyClient(c.config)
 	c.User = NewUserClient(c.config)
 }
 
@@ -147,6 +151,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		OtpRequest:    NewOtpRequestClient(cfg),
 		OutboxMessage: NewOutboxMessageClient(cfg),
 		RefreshToken:  NewRefreshTokenClient(cfg),
+		TokenFamily:   NewTokenFamilyClient(cfg),
 		User:          NewUserClient(cfg),
 	}, nil
 }
@@ -170,6 +175,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		OtpRequest:    NewOtpRequestClient(cfg),
 		OutboxMessage: NewOutboxMessageClient(cfg),
 		RefreshToken:  NewRefreshTokenClient(cfg),
+		TokenFamily:   NewTokenFamilyClient(cfg),
 		User:          NewUserClient(cfg),
 	}, nil
 }
@@ -202,6 +208,7 @@ func (c *Client) Use(hooks ...Hook) {
 	c.OtpRequest.Use(hooks...)
 	c.OutboxMessage.Use(hooks...)
 	c.RefreshToken.Use(hooks...)
+	c.TokenFamily.Use(hooks...)
 	c.User.Use(hooks...)
 }
 
@@ -211,6 +218,7 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 	c.OtpRequest.Intercept(interceptors...)
 	c.OutboxMessage.Intercept(interceptors...)
 	c.RefreshToken.Intercept(interceptors...)
+	c.TokenFamily.Intercept(interceptors...)
 	c.User.Intercept(interceptors...)
 }
 
@@ -223,6 +231,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.OutboxMessage.mutate(ctx, m)
 	case *RefreshTokenMutation:
 		return c.RefreshToken.mutate(ctx, m)
+	case *TokenFamilyMutation:
+		return c.TokenFamily.mutate(ctx, m)
 	case *UserMutation:
 		return c.User.mutate(ctx, m)
 	default:
@@ -636,6 +646,22 @@ func (c *RefreshTokenClient) QueryUser(_m *RefreshToken) *UserQuery {
 	return query
 }
 
+// QueryFamily queries the family edge of a RefreshToken.
+func (c *RefreshTokenClient) QueryFamily(_m *RefreshToken) *TokenFamilyQuery {
+	query := (&TokenFamilyClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(refreshtoken.Table, refreshtoken.FieldID, id),
+			sqlgraph.To(tokenfamily.Table, tokenfamily.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, refreshtoken.FamilyTable, refreshtoken.FamilyColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *RefreshTokenClient) Hooks() []Hook {
 	return c.hooks.RefreshToken
@@ -658,6 +684,171 @@ func (c *RefreshTokenClient) mutate(ctx context.Context, m *RefreshTokenMutation
 		return (&RefreshTokenDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown RefreshToken mutation op: %q", m.Op())
+	}
+}
+
+// TokenFamilyClient is a client for the TokenFamily schema.
+type TokenFamilyClient struct {
+	config
+}
+
+// NewTokenFamilyClient returns a client for the TokenFamily from the given config.
+func NewTokenFamilyClient(c config) *TokenFamilyClient {
+	return &TokenFamilyClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `tokenfamily.Hooks(f(g(h())))`.
+func (c *TokenFamilyClient) Use(hooks ...Hook) {
+	c.hooks.TokenFamily = append(c.hooks.TokenFamily, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `tokenfamily.Intercept(f(g(h())))`.
+func (c *TokenFamilyClient) Intercept(interceptors ...Interceptor) {
+	c.inters.TokenFamily = append(c.inters.TokenFamily, interceptors...)
+}
+
+// Create returns a builder for creating a TokenFamily entity.
+func (c *TokenFamilyClient) Create() *TokenFamilyCreate {
+	mutation := newTokenFamilyMutation(c.config, OpCreate)
+	return &TokenFamilyCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of TokenFamily entities.
+func (c *TokenFamilyClient) CreateBulk(builders ...*TokenFamilyCreate) *TokenFamilyCreateBulk {
+	return &TokenFamilyCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *TokenFamilyClient) MapCreateBulk(slice any, setFunc func(*TokenFamilyCreate, int)) *TokenFamilyCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &TokenFamilyCreateBulk{err: fmt.Errorf("calling to TokenFamilyClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*TokenFamilyCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &TokenFamilyCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for TokenFamily.
+func (c *TokenFamilyClient) Update() *TokenFamilyUpdate {
+	mutation := newTokenFamilyMutation(c.config, OpUpdate)
+	return &TokenFamilyUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *TokenFamilyClient) UpdateOne(_m *TokenFamily) *TokenFamilyUpdateOne {
+	mutation := newTokenFamilyMutation(c.config, OpUpdateOne, withTokenFamily(_m))
+	return &TokenFamilyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *TokenFamilyClient) UpdateOneID(id uuid.UUID) *TokenFamilyUpdateOne {
+	mutation := newTokenFamilyMutation(c.config, OpUpdateOne, withTokenFamilyID(id))
+	return &TokenFamilyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for TokenFamily.
+func (c *TokenFamilyClient) Delete() *TokenFamilyDelete {
+	mutation := newTokenFamilyMutation(c.config, OpDelete)
+	return &TokenFamilyDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *TokenFamilyClient) DeleteOne(_m *TokenFamily) *TokenFamilyDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *TokenFamilyClient) DeleteOneID(id uuid.UUID) *TokenFamilyDeleteOne {
+	builder := c.Delete().Where(tokenfamily.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &TokenFamilyDeleteOne{builder}
+}
+
+// Query returns a query builder for TokenFamily.
+func (c *TokenFamilyClient) Query() *TokenFamilyQuery {
+	return &TokenFamilyQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeTokenFamily},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a TokenFamily entity by its id.
+func (c *TokenFamilyClient) Get(ctx context.Context, id uuid.UUID) (*TokenFamily, error) {
+	return c.Query().Where(tokenfamily.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *TokenFamilyClient) GetX(ctx context.Context, id uuid.UUID) *TokenFamily {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryUser queries the user edge of a TokenFamily.
+func (c *TokenFamilyClient) QueryUser(_m *TokenFamily) *UserQuery {
+	query := (&UserClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tokenfamily.Table, tokenfamily.FieldID, id),
+			sqlgraph.To(user.Table, user.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, tokenfamily.UserTable, tokenfamily.UserColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryRefreshTokens queries the refresh_tokens edge of a TokenFamily.
+func (c *TokenFamilyClient) QueryRefreshTokens(_m *TokenFamily) *RefreshTokenQuery {
+	query := (&RefreshTokenClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tokenfamily.Table, tokenfamily.FieldID, id),
+			sqlgraph.To(refreshtoken.Table, refreshtoken.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, tokenfamily.RefreshTokensTable, tokenfamily.RefreshTokensColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *TokenFamilyClient) Hooks() []Hook {
+	return c.hooks.TokenFamily
+}
+
+// Interceptors returns the client interceptors.
+func (c *TokenFamilyClient) Interceptors() []Interceptor {
+	return c.inters.TokenFamily
+}
+
+func (c *TokenFamilyClient) mutate(ctx context.Context, m *TokenFamilyMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&TokenFamilyCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&TokenFamilyUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&TokenFamilyUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&TokenFamilyDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown TokenFamily mutation op: %q", m.Op())
 	}
 }
 
@@ -769,6 +960,22 @@ func (c *UserClient) GetX(ctx context.Context, id uuid.UUID) *User {
 	return obj
 }
 
+// QueryTokenFamilies queries the token_families edge of a User.
+func (c *UserClient) QueryTokenFamilies(_m *User) *TokenFamilyQuery {
+	query := (&TokenFamilyClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(user.Table, user.FieldID, id),
+			sqlgraph.To(tokenfamily.Table, tokenfamily.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, user.TokenFamiliesTable, user.TokenFamiliesColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // QueryRefreshTokens queries the refresh_tokens edge of a User.
 func (c *UserClient) QueryRefreshTokens(_m *User) *RefreshTokenQuery {
 	query := (&RefreshTokenClient{config: c.config}).Query()
@@ -829,10 +1036,10 @@ func (c *UserClient) mutate(ctx context.Context, m *UserMutation) (Value, error)
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		OtpRequest, OutboxMessage, RefreshToken, User []ent.Hook
+		OtpRequest, OutboxMessage, RefreshToken, TokenFamily, User []ent.Hook
 	}
 	inters struct {
-		OtpRequest, OutboxMessage, RefreshToken, User []ent.Interceptor
+		OtpRequest, OutboxMessage, RefreshToken, TokenFamily, User []ent.Interceptor
 	}
 )
 

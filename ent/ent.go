@@ -15,6 +15,7 @@ import (
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/outboxmessage"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 )
 
@@ -79,6 +80,7 @@ func checkColumn(t, c string) error {
 			otprequest.Table:    otprequest.ValidColumn,
 			outboxmessage.Table: outboxmessage.ValidColumn,
 			refreshtoken.Table:  refreshtoken.ValidColumn,
+			tokenfamily.Table:   tokenfamily.ValidColumn,
 			user.Table:          user.ValidColumn,
 		})
 	})

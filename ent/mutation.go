@@ -16,6 +16,7 @@ import (
 	"github.com/placebrain/auth/ent/outboxmessage"
 	"github.com/placebrain/auth/ent/predicate"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 )
 
@@ -31,6 +32,7 @@ const (
 	TypeOtpRequest    = "OtpRequest"
 	TypeOutboxMessage = "OutboxMessage"
 	TypeRefreshToken  = "RefreshToken"
+	TypeTokenFamily   = "TokenFamily"
 	TypeUser          = "User"
 )
 
@@ -1815,16 +1817,15 @@ type RefreshTokenMutation struct {
 	typ           string
 	id            *uuid.UUID
 	created_at    *time.Time
-	family_id     *uuid.UUID
 	parent_id     *uuid.UUID
 	token_hash    *[]byte
 	expires_at    *time.Time
 	used_at       *time.Time
-	revoked_at    *time.Time
-	revoke_reason *string
 	clearedFields map[string]struct{}
 	user          *uuid.UUID
 	cleareduser   bool
+	family        *uuid.UUID
+	clearedfamily bool
 	done          bool
 	oldValue      func(context.Context) (*RefreshToken, error)
 	predicates    []predicate.RefreshToken
@@ -2008,12 +2009,12 @@ func (m *RefreshTokenMutation) ResetUserID() {
 
 // SetFamilyID sets the "family_id" field.
 func (m *RefreshTokenMutation) SetFamilyID(u uuid.UUID) {
-	m.family_id = &u
+	m.family = &u
 }
 
 // FamilyID returns the value of the "family_id" field in the mutation.
 func (m *RefreshTokenMutation) FamilyID() (r uuid.UUID, exists bool) {
-	v := m.family_id
+	v := m.family
 	if v == nil {
 		return
 	}
@@ -2039,7 +2040,7 @@ func (m *RefreshTokenMutation) OldFamilyID(ctx context.Context) (v uuid.UUID, er
 
 // ResetFamilyID resets all changes to the "family_id" field.
 func (m *RefreshTokenMutation) ResetFamilyID() {
-	m.family_id = nil
+	m.family = nil
 }
 
 // SetParentID sets the "parent_id" field.
@@ -2212,104 +2213,6 @@ func (m *RefreshTokenMutation) ResetUsedAt() {
 	delete(m.clearedFields, refreshtoken.FieldUsedAt)
 }
 
-// SetRevokedAt sets the "revoked_at" field.
-func (m *RefreshTokenMutation) SetRevokedAt(t time.Time) {
-	m.revoked_at = &t
-}
-
-// RevokedAt returns the value of the "revoked_at" field in the mutation.
-func (m *RefreshTokenMutation) RevokedAt() (r time.Time, exists bool) {
-	v := m.revoked_at
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldRevokedAt returns the old "revoked_at" field's value of the RefreshToken entity.
-// If the RefreshToken object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *RefreshTokenMutation) OldRevokedAt(ctx context.Context) (v *time.Time, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldRevokedAt is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldRevokedAt requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldRevokedAt: %w", err)
-	}
-	return oldValue.RevokedAt, nil
-}
-
-// ClearRevokedAt clears the value of the "revoked_at" field.
-func (m *RefreshTokenMutation) ClearRevokedAt() {
-	m.revoked_at = nil
-	m.clearedFields[refreshtoken.FieldRevokedAt] = struct{}{}
-}
-
-// RevokedAtCleared returns if the "revoked_at" field was cleared in this mutation.
-func (m *RefreshTokenMutation) RevokedAtCleared() bool {
-	_, ok := m.clearedFields[refreshtoken.FieldRevokedAt]
-	return ok
-}
-
-// ResetRevokedAt resets all changes to the "revoked_at" field.
-func (m *RefreshTokenMutation) ResetRevokedAt() {
-	m.revoked_at = nil
-	delete(m.clearedFields, refreshtoken.FieldRevokedAt)
-}
-
-// SetRevokeReason sets the "revoke_reason" field.
-func (m *RefreshTokenMutation) SetRevokeReason(s string) {
-	m.revoke_reason = &s
-}
-
-// RevokeReason returns the value of the "revoke_reason" field in the mutation.
-func (m *RefreshTokenMutation) RevokeReason() (r string, exists bool) {
-	v := m.revoke_reason
-	if v == nil {
-		return
-	}
-	return *v, true
-}
-
-// OldRevokeReason returns the old "revoke_reason" field's value of the RefreshToken entity.
-// If the RefreshToken object wasn't provided to the builder, the object is fetched from the database.
-// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *RefreshTokenMutation) OldRevokeReason(ctx context.Context) (v string, err error) {
-	if !m.op.Is(OpUpdateOne) {
-		return v, errors.New("OldRevokeReason is only allowed on UpdateOne operations")
-	}
-	if m.id == nil || m.oldValue == nil {
-		return v, errors.New("OldRevokeReason requires an ID field in the mutation")
-	}
-	oldValue, err := m.oldValue(ctx)
-	if err != nil {
-		return v, fmt.Errorf("querying old value for OldRevokeReason: %w", err)
-	}
-	return oldValue.RevokeReason, nil
-}
-
-// ClearRevokeReason clears the value of the "revoke_reason" field.
-func (m *RefreshTokenMutation) ClearRevokeReason() {
-	m.revoke_reason = nil
-	m.clearedFields[refreshtoken.FieldRevokeReason] = struct{}{}
-}
-
-// RevokeReasonCleared returns if the "revoke_reason" field was cleared in this mutation.
-func (m *RefreshTokenMutation) RevokeReasonCleared() bool {
-	_, ok := m.clearedFields[refreshtoken.FieldRevokeReason]
-	return ok
-}
-
-// ResetRevokeReason resets all changes to the "revoke_reason" field.
-func (m *RefreshTokenMutation) ResetRevokeReason() {
-	m.revoke_reason = nil
-	delete(m.clearedFields, refreshtoken.FieldRevokeReason)
-}
-
 // ClearUser clears the "user" edge to the User entity.
 func (m *RefreshTokenMutation) ClearUser() {
 	m.cleareduser = true
@@ -2335,6 +2238,33 @@ func (m *RefreshTokenMutation) UserIDs() (ids []uuid.UUID) {
 func (m *RefreshTokenMutation) ResetUser() {
 	m.user = nil
 	m.cleareduser = false
+}
+
+// ClearFamily clears the "family" edge to the TokenFamily entity.
+func (m *RefreshTokenMutation) ClearFamily() {
+	m.clearedfamily = true
+	m.clearedFields[refreshtoken.FieldFamilyID] = struct{}{}
+}
+
+// FamilyCleared reports if the "family" edge to the TokenFamily entity was cleared.
+func (m *RefreshTokenMutation) FamilyCleared() bool {
+	return m.clearedfamily
+}
+
+// FamilyIDs returns the "family" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// FamilyID instead. It exists only for internal usage by the builders.
+func (m *RefreshTokenMutation) FamilyIDs() (ids []uuid.UUID) {
+	if id := m.family; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetFamily resets all changes to the "family" edge.
+func (m *RefreshTokenMutation) ResetFamily() {
+	m.family = nil
+	m.clearedfamily = false
 }
 
 // Where appends a list predicates to the RefreshTokenMutation builder.
@@ -2371,14 +2301,14 @@ func (m *RefreshTokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *RefreshTokenMutation) Fields() []string {
-	fields := make([]string, 0, 9)
+	fields := make([]string, 0, 7)
 	if m.created_at != nil {
 		fields = append(fields, refreshtoken.FieldCreatedAt)
 	}
 	if m.user != nil {
 		fields = append(fields, refreshtoken.FieldUserID)
 	}
-	if m.family_id != nil {
+	if m.family != nil {
 		fields = append(fields, refreshtoken.FieldFamilyID)
 	}
 	if m.parent_id != nil {
@@ -2392,12 +2322,6 @@ func (m *RefreshTokenMutation) Fields() []string {
 	}
 	if m.used_at != nil {
 		fields = append(fields, refreshtoken.FieldUsedAt)
-	}
-	if m.revoked_at != nil {
-		fields = append(fields, refreshtoken.FieldRevokedAt)
-	}
-	if m.revoke_reason != nil {
-		fields = append(fields, refreshtoken.FieldRevokeReason)
 	}
 	return fields
 }
@@ -2421,10 +2345,6 @@ func (m *RefreshTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.ExpiresAt()
 	case refreshtoken.FieldUsedAt:
 		return m.UsedAt()
-	case refreshtoken.FieldRevokedAt:
-		return m.RevokedAt()
-	case refreshtoken.FieldRevokeReason:
-		return m.RevokeReason()
 	}
 	return nil, false
 }
@@ -2448,10 +2368,6 @@ func (m *RefreshTokenMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldExpiresAt(ctx)
 	case refreshtoken.FieldUsedAt:
 		return m.OldUsedAt(ctx)
-	case refreshtoken.FieldRevokedAt:
-		return m.OldRevokedAt(ctx)
-	case refreshtoken.FieldRevokeReason:
-		return m.OldRevokeReason(ctx)
 	}
 	return nil, fmt.Errorf("unknown RefreshToken field %s", name)
 }
@@ -2510,20 +2426,6 @@ func (m *RefreshTokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUsedAt(v)
 		return nil
-	case refreshtoken.FieldRevokedAt:
-		v, ok := value.(time.Time)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetRevokedAt(v)
-		return nil
-	case refreshtoken.FieldRevokeReason:
-		v, ok := value.(string)
-		if !ok {
-			return fmt.Errorf("unexpected type %T for field %s", value, name)
-		}
-		m.SetRevokeReason(v)
-		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken field %s", name)
 }
@@ -2560,12 +2462,6 @@ func (m *RefreshTokenMutation) ClearedFields() []string {
 	if m.FieldCleared(refreshtoken.FieldUsedAt) {
 		fields = append(fields, refreshtoken.FieldUsedAt)
 	}
-	if m.FieldCleared(refreshtoken.FieldRevokedAt) {
-		fields = append(fields, refreshtoken.FieldRevokedAt)
-	}
-	if m.FieldCleared(refreshtoken.FieldRevokeReason) {
-		fields = append(fields, refreshtoken.FieldRevokeReason)
-	}
 	return fields
 }
 
@@ -2585,12 +2481,6 @@ func (m *RefreshTokenMutation) ClearField(name string) error {
 		return nil
 	case refreshtoken.FieldUsedAt:
 		m.ClearUsedAt()
-		return nil
-	case refreshtoken.FieldRevokedAt:
-		m.ClearRevokedAt()
-		return nil
-	case refreshtoken.FieldRevokeReason:
-		m.ClearRevokeReason()
 		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken nullable field %s", name)
@@ -2621,21 +2511,18 @@ func (m *RefreshTokenMutation) ResetField(name string) error {
 	case refreshtoken.FieldUsedAt:
 		m.ResetUsedAt()
 		return nil
-	case refreshtoken.FieldRevokedAt:
-		m.ResetRevokedAt()
-		return nil
-	case refreshtoken.FieldRevokeReason:
-		m.ResetRevokeReason()
-		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken field %s", name)
 }
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *RefreshTokenMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.user != nil {
 		edges = append(edges, refreshtoken.EdgeUser)
+	}
+	if m.family != nil {
+		edges = append(edges, refreshtoken.EdgeFamily)
 	}
 	return edges
 }
@@ -2648,13 +2535,17 @@ func (m *RefreshTokenMutation) AddedIDs(name string) []ent.Value {
 		if id := m.user; id != nil {
 			return []ent.Value{*id}
 		}
+	case refreshtoken.EdgeFamily:
+		if id := m.family; id != nil {
+			return []ent.Value{*id}
+		}
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *RefreshTokenMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	return edges
 }
 
@@ -2666,9 +2557,12 @@ func (m *RefreshTokenMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *RefreshTokenMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.cleareduser {
 		edges = append(edges, refreshtoken.EdgeUser)
+	}
+	if m.clearedfamily {
+		edges = append(edges, refreshtoken.EdgeFamily)
 	}
 	return edges
 }
@@ -2679,6 +2573,8 @@ func (m *RefreshTokenMutation) EdgeCleared(name string) bool {
 	switch name {
 	case refreshtoken.EdgeUser:
 		return m.cleareduser
+	case refreshtoken.EdgeFamily:
+		return m.clearedfamily
 	}
 	return false
 }
@@ -2689,6 +2585,9 @@ func (m *RefreshTokenMutation) ClearEdge(name string) error {
 	switch name {
 	case refreshtoken.EdgeUser:
 		m.ClearUser()
+		return nil
+	case refreshtoken.EdgeFamily:
+		m.ClearFamily()
 		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken unique edge %s", name)
@@ -2701,8 +2600,685 @@ func (m *RefreshTokenMutation) ResetEdge(name string) error {
 	case refreshtoken.EdgeUser:
 		m.ResetUser()
 		return nil
+	case refreshtoken.EdgeFamily:
+		m.ResetFamily()
+		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken edge %s", name)
+}
+
+// TokenFamilyMutation represents an operation that mutates the TokenFamily nodes in the graph.
+type TokenFamilyMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *uuid.UUID
+	created_at            *time.Time
+	revoked_at            *time.Time
+	revoke_reason         *string
+	clearedFields         map[string]struct{}
+	user                  *uuid.UUID
+	cleareduser           bool
+	refresh_tokens        map[uuid.UUID]struct{}
+	removedrefresh_tokens map[uuid.UUID]struct{}
+	clearedrefresh_tokens bool
+	done                  bool
+	oldValue              func(context.Context) (*TokenFamily, error)
+	predicates            []predicate.TokenFamily
+}
+
+var _ ent.Mutation = (*TokenFamilyMutation)(nil)
+
+// tokenfamilyOption allows management of the mutation configuration using functional options.
+type tokenfamilyOption func(*TokenFamilyMutation)
+
+// newTokenFamilyMutation creates new mutation for the TokenFamily entity.
+func newTokenFamilyMutation(c config, op Op, opts ...tokenfamilyOption) *TokenFamilyMutation {
+	m := &TokenFamilyMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeTokenFamily,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withTokenFamilyID sets the ID field of the mutation.
+func withTokenFamilyID(id uuid.UUID) tokenfamilyOption {
+	return func(m *TokenFamilyMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *TokenFamily
+		)
+		m.oldValue = func(ctx context.Context) (*TokenFamily, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().TokenFamily.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withTokenFamily sets the old TokenFamily of the mutation.
+func withTokenFamily(node *TokenFamily) tokenfamilyOption {
+	return func(m *TokenFamilyMutation) {
+		m.oldValue = func(context.Context) (*TokenFamily, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m TokenFamilyMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m TokenFamilyMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of TokenFamily entities.
+func (m *TokenFamilyMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *TokenFamilyMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *TokenFamilyMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().TokenFamily.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *TokenFamilyMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *TokenFamilyMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the TokenFamily entity.
+// If the TokenFamily object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TokenFamilyMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *TokenFamilyMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUserID sets the "user_id" field.
+func (m *TokenFamilyMutation) SetUserID(u uuid.UUID) {
+	m.user = &u
+}
+
+// UserID returns the value of the "user_id" field in the mutation.
+func (m *TokenFamilyMutation) UserID() (r uuid.UUID, exists bool) {
+	v := m.user
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserID returns the old "user_id" field's value of the TokenFamily entity.
+// If the TokenFamily object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TokenFamilyMutation) OldUserID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserID: %w", err)
+	}
+	return oldValue.UserID, nil
+}
+
+// ResetUserID resets all changes to the "user_id" field.
+func (m *TokenFamilyMutation) ResetUserID() {
+	m.user = nil
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (m *TokenFamilyMutation) SetRevokedAt(t time.Time) {
+	m.revoked_at = &t
+}
+
+// RevokedAt returns the value of the "revoked_at" field in the mutation.
+func (m *TokenFamilyMutation) RevokedAt() (r time.Time, exists bool) {
+	v := m.revoked_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRevokedAt returns the old "revoked_at" field's value of the TokenFamily entity.
+// If the TokenFamily object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TokenFamilyMutation) OldRevokedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRevokedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRevokedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRevokedAt: %w", err)
+	}
+	return oldValue.RevokedAt, nil
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (m *TokenFamilyMutation) ClearRevokedAt() {
+	m.revoked_at = nil
+	m.clearedFields[tokenfamily.FieldRevokedAt] = struct{}{}
+}
+
+// RevokedAtCleared returns if the "revoked_at" field was cleared in this mutation.
+func (m *TokenFamilyMutation) RevokedAtCleared() bool {
+	_, ok := m.clearedFields[tokenfamily.FieldRevokedAt]
+	return ok
+}
+
+// ResetRevokedAt resets all changes to the "revoked_at" field.
+func (m *TokenFamilyMutation) ResetRevokedAt() {
+	m.revoked_at = nil
+	delete(m.clearedFields, tokenfamily.FieldRevokedAt)
+}
+
+// SetRevokeReason sets the "revoke_reason" field.
+func (m *TokenFamilyMutation) SetRevokeReason(s string) {
+	m.revoke_reason = &s
+}
+
+// RevokeReason returns the value of the "revoke_reason" field in the mutation.
+func (m *TokenFamilyMutation) RevokeReason() (r string, exists bool) {
+	v := m.revoke_reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRevokeReason returns the old "revoke_reason" field's value of the TokenFamily entity.
+// If the TokenFamily object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TokenFamilyMutation) OldRevokeReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRevokeReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRevokeReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRevokeReason: %w", err)
+	}
+	return oldValue.RevokeReason, nil
+}
+
+// ClearRevokeReason clears the value of the "revoke_reason" field.
+func (m *TokenFamilyMutation) ClearRevokeReason() {
+	m.revoke_reason = nil
+	m.clearedFields[tokenfamily.FieldRevokeReason] = struct{}{}
+}
+
+// RevokeReasonCleared returns if the "revoke_reason" field was cleared in this mutation.
+func (m *TokenFamilyMutation) RevokeReasonCleared() bool {
+	_, ok := m.clearedFields[tokenfamily.FieldRevokeReason]
+	return ok
+}
+
+// ResetRevokeReason resets all changes to the "revoke_reason" field.
+func (m *TokenFamilyMutation) ResetRevokeReason() {
+	m.revoke_reason = nil
+	delete(m.clearedFields, tokenfamily.FieldRevokeReason)
+}
+
+// ClearUser clears the "user" edge to the User entity.
+func (m *TokenFamilyMutation) ClearUser() {
+	m.cleareduser = true
+	m.clearedFields[tokenfamily.FieldUserID] = struct{}{}
+}
+
+// UserCleared reports if the "user" edge to the User entity was cleared.
+func (m *TokenFamilyMutation) UserCleared() bool {
+	return m.cleareduser
+}
+
+// UserIDs returns the "user" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// UserID instead. It exists only for internal usage by the builders.
+func (m *TokenFamilyMutation) UserIDs() (ids []uuid.UUID) {
+	if id := m.user; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetUser resets all changes to the "user" edge.
+func (m *TokenFamilyMutation) ResetUser() {
+	m.user = nil
+	m.cleareduser = false
+}
+
+// AddRefreshTokenIDs adds the "refresh_tokens" edge to the RefreshToken entity by ids.
+func (m *TokenFamilyMutation) AddRefreshTokenIDs(ids ...uuid.UUID) {
+	if m.refresh_tokens == nil {
+		m.refresh_tokens = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.refresh_tokens[ids[i]] = struct{}{}
+	}
+}
+
+// ClearRefreshTokens clears the "refresh_tokens" edge to the RefreshToken entity.
+func (m *TokenFamilyMutation) ClearRefreshTokens() {
+	m.clearedrefresh_tokens = true
+}
+
+// RefreshTokensCleared reports if the "refresh_tokens" edge to the RefreshToken entity was cleared.
+func (m *TokenFamilyMutation) RefreshTokensCleared() bool {
+	return m.clearedrefresh_tokens
+}
+
+// RemoveRefreshTokenIDs removes the "refresh_tokens" edge to the RefreshToken entity by IDs.
+func (m *TokenFamilyMutation) RemoveRefreshTokenIDs(ids ...uuid.UUID) {
+	if m.removedrefresh_tokens == nil {
+		m.removedrefresh_tokens = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.refresh_tokens, ids[i])
+		m.removedrefresh_tokens[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedRefreshTokens returns the removed IDs of the "refresh_tokens" edge to the RefreshToken entity.
+func (m *TokenFamilyMutation) RemovedRefreshTokensIDs() (ids []uuid.UUID) {
+	for id := range m.removedrefresh_tokens {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// RefreshTokensIDs returns the "refresh_tokens" edge IDs in the mutation.
+func (m *TokenFamilyMutation) RefreshTokensIDs() (ids []uuid.UUID) {
+	for id := range m.refresh_tokens {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetRefreshTokens resets all changes to the "refresh_tokens" edge.
+func (m *TokenFamilyMutation) ResetRefreshTokens() {
+	m.refresh_tokens = nil
+	m.clearedrefresh_tokens = false
+	m.removedrefresh_tokens = nil
+}
+
+// Where appends a list predicates to the TokenFamilyMutation builder.
+func (m *TokenFamilyMutation) Where(ps ...predicate.TokenFamily) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the TokenFamilyMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *TokenFamilyMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.TokenFamily, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *TokenFamilyMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *TokenFamilyMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (TokenFamily).
+func (m *TokenFamilyMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *TokenFamilyMutation) Fields() []string {
+	fields := make([]string, 0, 4)
+	if m.created_at != nil {
+		fields = append(fields, tokenfamily.FieldCreatedAt)
+	}
+	if m.user != nil {
+		fields = append(fields, tokenfamily.FieldUserID)
+	}
+	if m.revoked_at != nil {
+		fields = append(fields, tokenfamily.FieldRevokedAt)
+	}
+	if m.revoke_reason != nil {
+		fields = append(fields, tokenfamily.FieldRevokeReason)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *TokenFamilyMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case tokenfamily.FieldCreatedAt:
+		return m.CreatedAt()
+	case tokenfamily.FieldUserID:
+		return m.UserID()
+	case tokenfamily.FieldRevokedAt:
+		return m.RevokedAt()
+	case tokenfamily.FieldRevokeReason:
+		return m.RevokeReason()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *TokenFamilyMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case tokenfamily.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case tokenfamily.FieldUserID:
+		return m.OldUserID(ctx)
+	case tokenfamily.FieldRevokedAt:
+		return m.OldRevokedAt(ctx)
+	case tokenfamily.FieldRevokeReason:
+		return m.OldRevokeReason(ctx)
+	}
+	return nil, fmt.Errorf("unknown TokenFamily field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *TokenFamilyMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case tokenfamily.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case tokenfamily.FieldUserID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserID(v)
+		return nil
+	case tokenfamily.FieldRevokedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRevokedAt(v)
+		return nil
+	case tokenfamily.FieldRevokeReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRevokeReason(v)
+		return nil
+	}
+	return fmt.Errorf("unknown TokenFamily field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *TokenFamilyMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *TokenFamilyMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *TokenFamilyMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown TokenFamily numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *TokenFamilyMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(tokenfamily.FieldRevokedAt) {
+		fields = append(fields, tokenfamily.FieldRevokedAt)
+	}
+	if m.FieldCleared(tokenfamily.FieldRevokeReason) {
+		fields = append(fields, tokenfamily.FieldRevokeReason)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *TokenFamilyMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *TokenFamilyMutation) ClearField(name string) error {
+	switch name {
+	case tokenfamily.FieldRevokedAt:
+		m.ClearRevokedAt()
+		return nil
+	case tokenfamily.FieldRevokeReason:
+		m.ClearRevokeReason()
+		return nil
+	}
+	return fmt.Errorf("unknown TokenFamily nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *TokenFamilyMutation) ResetField(name string) error {
+	switch name {
+	case tokenfamily.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case tokenfamily.FieldUserID:
+		m.ResetUserID()
+		return nil
+	case tokenfamily.FieldRevokedAt:
+		m.ResetRevokedAt()
+		return nil
+	case tokenfamily.FieldRevokeReason:
+		m.ResetRevokeReason()
+		return nil
+	}
+	return fmt.Errorf("unknown TokenFamily field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *TokenFamilyMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.user != nil {
+		edges = append(edges, tokenfamily.EdgeUser)
+	}
+	if m.refresh_tokens != nil {
+		edges = append(edges, tokenfamily.EdgeRefreshTokens)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *TokenFamilyMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case tokenfamily.EdgeUser:
+		if id := m.user; id != nil {
+			return []ent.Value{*id}
+		}
+	case tokenfamily.EdgeRefreshTokens:
+		ids := make([]ent.Value, 0, len(m.refresh_tokens))
+		for id := range m.refresh_tokens {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *TokenFamilyMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.removedrefresh_tokens != nil {
+		edges = append(edges, tokenfamily.EdgeRefreshTokens)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *TokenFamilyMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case tokenfamily.EdgeRefreshTokens:
+		ids := make([]ent.Value, 0, len(m.removedrefresh_tokens))
+		for id := range m.removedrefresh_tokens {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *TokenFamilyMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.cleareduser {
+		edges = append(edges, tokenfamily.EdgeUser)
+	}
+	if m.clearedrefresh_tokens {
+		edges = append(edges, tokenfamily.EdgeRefreshTokens)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *TokenFamilyMutation) EdgeCleared(name string) bool {
+	switch name {
+	case tokenfamily.EdgeUser:
+		return m.cleareduser
+	case tokenfamily.EdgeRefreshTokens:
+		return m.clearedrefresh_tokens
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *TokenFamilyMutation) ClearEdge(name string) error {
+	switch name {
+	case tokenfamily.EdgeUser:
+		m.ClearUser()
+		return nil
+	}
+	return fmt.Errorf("unknown TokenFamily unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *TokenFamilyMutation) ResetEdge(name string) error {
+	switch name {
+	case tokenfamily.EdgeUser:
+		m.ResetUser()
+		return nil
+	case tokenfamily.EdgeRefreshTokens:
+		m.ResetRefreshTokens()
+		return nil
+	}
+	return fmt.Errorf("unknown TokenFamily edge %s", name)
 }
 
 // UserMutation represents an operation that mutates the User nodes in the graph.
@@ -2720,6 +3296,9 @@ type UserMutation struct {
 	verified_at           *time.Time
 	updated_at            *time.Time
 	clearedFields         map[string]struct{}
+	token_families        map[uuid.UUID]struct{}
+	removedtoken_families map[uuid.UUID]struct{}
+	clearedtoken_families bool
 	refresh_tokens        map[uuid.UUID]struct{}
 	removedrefresh_tokens map[uuid.UUID]struct{}
 	clearedrefresh_tokens bool
@@ -3136,6 +3715,60 @@ func (m *UserMutation) ResetUpdatedAt() {
 	m.updated_at = nil
 }
 
+// AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by ids.
+func (m *UserMutation) AddTokenFamilyIDs(ids ...uuid.UUID) {
+	if m.token_families == nil {
+		m.token_families = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.token_families[ids[i]] = struct{}{}
+	}
+}
+
+// ClearTokenFamilies clears the "token_families" edge to the TokenFamily entity.
+func (m *UserMutation) ClearTokenFamilies() {
+	m.clearedtoken_families = true
+}
+
+// TokenFamiliesCleared reports if the "token_families" edge to the TokenFamily entity was cleared.
+func (m *UserMutation) TokenFamiliesCleared() bool {
+	return m.clearedtoken_families
+}
+
+// RemoveTokenFamilyIDs removes the "token_families" edge to the TokenFamily entity by IDs.
+func (m *UserMutation) RemoveTokenFamilyIDs(ids ...uuid.UUID) {
+	if m.removedtoken_families == nil {
+		m.removedtoken_families = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.token_families, ids[i])
+		m.removedtoken_families[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedTokenFamilies returns the removed IDs of the "token_families" edge to the TokenFamily entity.
+func (m *UserMutation) RemovedTokenFamiliesIDs() (ids []uuid.UUID) {
+	for id := range m.removedtoken_families {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// TokenFamiliesIDs returns the "token_families" edge IDs in the mutation.
+func (m *UserMutation) TokenFamiliesIDs() (ids []uuid.UUID) {
+	for id := range m.token_families {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetTokenFamilies resets all changes to the "token_families" edge.
+func (m *UserMutation) ResetTokenFamilies() {
+	m.token_families = nil
+	m.clearedtoken_families = false
+	m.removedtoken_families = nil
+}
+
 // AddRefreshTokenIDs adds the "refresh_tokens" edge to the RefreshToken entity by ids.
 func (m *UserMutation) AddRefreshTokenIDs(ids ...uuid.UUID) {
 	if m.refresh_tokens == nil {
@@ -3505,7 +4138,10 @@ func (m *UserMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *UserMutation) AddedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
+	if m.token_families != nil {
+		edges = append(edges, user.EdgeTokenFamilies)
+	}
 	if m.refresh_tokens != nil {
 		edges = append(edges, user.EdgeRefreshTokens)
 	}
@@ -3519,6 +4155,12 @@ func (m *UserMutation) AddedEdges() []string {
 // name in this mutation.
 func (m *UserMutation) AddedIDs(name string) []ent.Value {
 	switch name {
+	case user.EdgeTokenFamilies:
+		ids := make([]ent.Value, 0, len(m.token_families))
+		for id := range m.token_families {
+			ids = append(ids, id)
+		}
+		return ids
 	case user.EdgeRefreshTokens:
 		ids := make([]ent.Value, 0, len(m.refresh_tokens))
 		for id := range m.refresh_tokens {
@@ -3537,7 +4179,10 @@ func (m *UserMutation) AddedIDs(name string) []ent.Value {
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *UserMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
+	if m.removedtoken_families != nil {
+		edges = append(edges, user.EdgeTokenFamilies)
+	}
 	if m.removedrefresh_tokens != nil {
 		edges = append(edges, user.EdgeRefreshTokens)
 	}
@@ -3551,6 +4196,12 @@ func (m *UserMutation) RemovedEdges() []string {
 // the given name in this mutation.
 func (m *UserMutation) RemovedIDs(name string) []ent.Value {
 	switch name {
+	case user.EdgeTokenFamilies:
+		ids := make([]ent.Value, 0, len(m.removedtoken_families))
+		for id := range m.removedtoken_families {
+			ids = append(ids, id)
+		}
+		return ids
 	case user.EdgeRefreshTokens:
 		ids := make([]ent.Value, 0, len(m.removedrefresh_tokens))
 		for id := range m.removedrefresh_tokens {
@@ -3569,7 +4220,10 @@ func (m *UserMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *UserMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
+	if m.clearedtoken_families {
+		edges = append(edges, user.EdgeTokenFamilies)
+	}
 	if m.clearedrefresh_tokens {
 		edges = append(edges, user.EdgeRefreshTokens)
 	}
@@ -3583,6 +4237,8 @@ func (m *UserMutation) ClearedEdges() []string {
 // was cleared in this mutation.
 func (m *UserMutation) EdgeCleared(name string) bool {
 	switch name {
+	case user.EdgeTokenFamilies:
+		return m.clearedtoken_families
 	case user.EdgeRefreshTokens:
 		return m.clearedrefresh_tokens
 	case user.EdgeOtpRequests:
@@ -3603,6 +4259,9 @@ func (m *UserMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *UserMutation) ResetEdge(name string) error {
 	switch name {
+	case user.EdgeTokenFamilies:
+		m.ResetTokenFamilies()
+		return nil
 	case user.EdgeRefreshTokens:
 		m.ResetRefreshTokens()
 		return nil

@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 )
 
@@ -33,10 +34,6 @@ type RefreshToken struct {
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
 	// UsedAt holds the value of the "used_at" field.
 	UsedAt *time.Time `json:"used_at,omitempty"`
-	// RevokedAt holds the value of the "revoked_at" field.
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	// RevokeReason holds the value of the "revoke_reason" field.
-	RevokeReason string `json:"revoke_reason,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the RefreshTokenQuery when eager-loading is set.
 	Edges        RefreshTokenEdges `json:"edges"`
@@ -47,9 +44,11 @@ type RefreshToken struct {
 type RefreshTokenEdges struct {
 	// User holds the value of the user edge.
 	User *User `json:"user,omitempty"`
+	// Family holds the value of the family edge.
+	Family *TokenFamily `json:"family,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
+	loadedTypes [2]bool
 }
 
 // UserOrErr returns the User value or an error if the edge
@@ -63,6 +62,17 @@ func (e RefreshTokenEdges) UserOrErr() (*User, error) {
 	return nil, &NotLoadedError{edge: "user"}
 }
 
+// FamilyOrErr returns the Family value or an error if the edge
+// was not loaded in eager-loading, or loaded but was not found.
+func (e RefreshTokenEdges) FamilyOrErr() (*TokenFamily, error) {
+	if e.Family != nil {
+		return e.Family, nil
+	} else if e.loadedTypes[1] {
+		return nil, &NotFoundError{label: tokenfamily.Label}
+	}
+	return nil, &NotLoadedError{edge: "family"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*RefreshToken) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
@@ -72,9 +82,7 @@ func (*RefreshToken) scanValues(columns []string) ([]any, error) {
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
 		case refreshtoken.FieldTokenHash:
 			values[i] = new([]byte)
-		case refreshtoken.FieldRevokeReason:
-			values[i] = new(sql.NullString)
-		case refreshtoken.FieldCreatedAt, refreshtoken.FieldExpiresAt, refreshtoken.FieldUsedAt, refreshtoken.FieldRevokedAt:
+		case refreshtoken.FieldCreatedAt, refreshtoken.FieldExpiresAt, refreshtoken.FieldUsedAt:
 			values[i] = new(sql.NullTime)
 		case refreshtoken.FieldID, refreshtoken.FieldUserID, refreshtoken.FieldFamilyID:
 			values[i] = new(uuid.UUID)
@@ -143,19 +151,6 @@ func (_m *RefreshToken) assignValues(columns []string, values []any) error {
 				_m.UsedAt = new(time.Time)
 				*_m.UsedAt = value.Time
 			}
-		case refreshtoken.FieldRevokedAt:
-			if value, ok := values[i].(*sql.NullTime); !ok {
-				return fmt.Errorf("unexpected type %T for field revoked_at", values[i])
-			} else if value.Valid {
-				_m.RevokedAt = new(time.Time)
-				*_m.RevokedAt = value.Time
-			}
-		case refreshtoken.FieldRevokeReason:
-			if value, ok := values[i].(*sql.NullString); !ok {
-				return fmt.Errorf("unexpected type %T for field revoke_reason", values[i])
-			} else if value.Valid {
-				_m.RevokeReason = value.String
-			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -172,6 +167,11 @@ func (_m *RefreshToken) Value(name string) (ent.Value, error) {
 // QueryUser queries the "user" edge of the RefreshToken entity.
 func (_m *RefreshToken) QueryUser() *UserQuery {
 	return NewRefreshTokenClient(_m.config).QueryUser(_m)
+}
+
+// QueryFamily queries the "family" edge of the RefreshToken entity.
+func (_m *RefreshToken) QueryFamily() *TokenFamilyQuery {
+	return NewRefreshTokenClient(_m.config).QueryFamily(_m)
 }
 
 // Update returns a builder for updating this RefreshToken.
@@ -220,14 +220,6 @@ func (_m *RefreshToken) String() string {
 		builder.WriteString("used_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
-	builder.WriteString(", ")
-	if v := _m.RevokedAt; v != nil {
-		builder.WriteString("revoked_at=")
-		builder.WriteString(v.Format(time.ANSIC))
-	}
-	builder.WriteString(", ")
-	builder.WriteString("revoke_reason=")
-	builder.WriteString(_m.RevokeReason)
 	builder.WriteByte(')')
 	return builder.String()
 }

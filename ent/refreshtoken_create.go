@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 )
 
@@ -88,34 +89,6 @@ func (_c *RefreshTokenCreate) SetNillableUsedAt(v *time.Time) *RefreshTokenCreat
 	return _c
 }
 
-// SetRevokedAt sets the "revoked_at" field.
-func (_c *RefreshTokenCreate) SetRevokedAt(v time.Time) *RefreshTokenCreate {
-	_c.mutation.SetRevokedAt(v)
-	return _c
-}
-
-// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
-func (_c *RefreshTokenCreate) SetNillableRevokedAt(v *time.Time) *RefreshTokenCreate {
-	if v != nil {
-		_c.SetRevokedAt(*v)
-	}
-	return _c
-}
-
-// SetRevokeReason sets the "revoke_reason" field.
-func (_c *RefreshTokenCreate) SetRevokeReason(v string) *RefreshTokenCreate {
-	_c.mutation.SetRevokeReason(v)
-	return _c
-}
-
-// SetNillableRevokeReason sets the "revoke_reason" field if the given value is not nil.
-func (_c *RefreshTokenCreate) SetNillableRevokeReason(v *string) *RefreshTokenCreate {
-	if v != nil {
-		_c.SetRevokeReason(*v)
-	}
-	return _c
-}
-
 // SetID sets the "id" field.
 func (_c *RefreshTokenCreate) SetID(v uuid.UUID) *RefreshTokenCreate {
 	_c.mutation.SetID(v)
@@ -133,6 +106,11 @@ func (_c *RefreshTokenCreate) SetNillableID(v *uuid.UUID) *RefreshTokenCreate {
 // SetUser sets the "user" edge to the User entity.
 func (_c *RefreshTokenCreate) SetUser(v *User) *RefreshTokenCreate {
 	return _c.SetUserID(v.ID)
+}
+
+// SetFamily sets the "family" edge to the TokenFamily entity.
+func (_c *RefreshTokenCreate) SetFamily(v *TokenFamily) *RefreshTokenCreate {
+	return _c.SetFamilyID(v.ID)
 }
 
 // Mutation returns the RefreshTokenMutation object of the builder.
@@ -202,13 +180,11 @@ func (_c *RefreshTokenCreate) check() error {
 	if _, ok := _c.mutation.ExpiresAt(); !ok {
 		return &ValidationError{Name: "expires_at", err: errors.New(`ent: missing required field "RefreshToken.expires_at"`)}
 	}
-	if v, ok := _c.mutation.RevokeReason(); ok {
-		if err := refreshtoken.RevokeReasonValidator(v); err != nil {
-			return &ValidationError{Name: "revoke_reason", err: fmt.Errorf(`ent: validator failed for field "RefreshToken.revoke_reason": %w`, err)}
-		}
-	}
 	if len(_c.mutation.UserIDs()) == 0 {
 		return &ValidationError{Name: "user", err: errors.New(`ent: missing required edge "RefreshToken.user"`)}
+	}
+	if len(_c.mutation.FamilyIDs()) == 0 {
+		return &ValidationError{Name: "family", err: errors.New(`ent: missing required edge "RefreshToken.family"`)}
 	}
 	return nil
 }
@@ -249,10 +225,6 @@ func (_c *RefreshTokenCreate) createSpec() (*RefreshToken, *sqlgraph.CreateSpec)
 		_spec.SetField(refreshtoken.FieldCreatedAt, field.TypeTime, value)
 		_node.CreatedAt = value
 	}
-	if value, ok := _c.mutation.FamilyID(); ok {
-		_spec.SetField(refreshtoken.FieldFamilyID, field.TypeUUID, value)
-		_node.FamilyID = value
-	}
 	if value, ok := _c.mutation.ParentID(); ok {
 		_spec.SetField(refreshtoken.FieldParentID, field.TypeUUID, value)
 		_node.ParentID = &value
@@ -269,14 +241,6 @@ func (_c *RefreshTokenCreate) createSpec() (*RefreshToken, *sqlgraph.CreateSpec)
 		_spec.SetField(refreshtoken.FieldUsedAt, field.TypeTime, value)
 		_node.UsedAt = &value
 	}
-	if value, ok := _c.mutation.RevokedAt(); ok {
-		_spec.SetField(refreshtoken.FieldRevokedAt, field.TypeTime, value)
-		_node.RevokedAt = &value
-	}
-	if value, ok := _c.mutation.RevokeReason(); ok {
-		_spec.SetField(refreshtoken.FieldRevokeReason, field.TypeString, value)
-		_node.RevokeReason = value
-	}
 	if nodes := _c.mutation.UserIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -292,6 +256,23 @@ func (_c *RefreshTokenCreate) createSpec() (*RefreshToken, *sqlgraph.CreateSpec)
 			edge.Target.Nodes = append(edge.Target.Nodes, k)
 		}
 		_node.UserID = nodes[0]
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.FamilyIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   refreshtoken.FamilyTable,
+			Columns: []string{refreshtoken.FamilyColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(tokenfamily.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_node.FamilyID = nodes[0]
 		_spec.Edges = append(_spec.Edges, edge)
 	}
 	return _node, _spec

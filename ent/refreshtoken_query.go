@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/placebrain/auth/ent/predicate"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 )
 
@@ -26,6 +27,7 @@ type RefreshTokenQuery struct {
 	inters     []Interceptor
 	predicates []predicate.RefreshToken
 	withUser   *UserQuery
+	withFamily *TokenFamilyQuery
 	modifiers  []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -78,6 +80,28 @@ func (_q *RefreshTokenQuery) QueryUser() *UserQuery {
 			sqlgraph.From(refreshtoken.Table, refreshtoken.FieldID, selector),
 			sqlgraph.To(user.Table, user.FieldID),
 			sqlgraph.Edge(sqlgraph.M2O, true, refreshtoken.UserTable, refreshtoken.UserColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryFamily chains the current query on the "family" edge.
+func (_q *RefreshTokenQuery) QueryFamily() *TokenFamilyQuery {
+	query := (&TokenFamilyClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(refreshtoken.Table, refreshtoken.FieldID, selector),
+			sqlgraph.To(tokenfamily.Table, tokenfamily.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, refreshtoken.FamilyTable, refreshtoken.FamilyColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -278,6 +302,7 @@ func (_q *RefreshTokenQuery) Clone() *RefreshTokenQuery {
 		inters:     append([]Interceptor{}, _q.inters...),
 		predicates: append([]predicate.RefreshToken{}, _q.predicates...),
 		withUser:   _q.withUser.Clone(),
+		withFamily: _q.withFamily.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -293,6 +318,17 @@ func (_q *RefreshTokenQuery) WithUser(opts ...func(*UserQuery)) *RefreshTokenQue
 		opt(query)
 	}
 	_q.withUser = query
+	return _q
+}
+
+// WithFamily tells the query-builder to eager-load the nodes that are connected to
+// the "family" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *RefreshTokenQuery) WithFamily(opts ...func(*TokenFamilyQuery)) *RefreshTokenQuery {
+	query := (&TokenFamilyClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withFamily = query
 	return _q
 }
 
@@ -374,8 +410,9 @@ func (_q *RefreshTokenQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 	var (
 		nodes       = []*RefreshToken{}
 		_spec       = _q.querySpec()
-		loadedTypes = [1]bool{
+		loadedTypes = [2]bool{
 			_q.withUser != nil,
+			_q.withFamily != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -405,6 +442,12 @@ func (_q *RefreshTokenQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 			return nil, err
 		}
 	}
+	if query := _q.withFamily; query != nil {
+		if err := _q.loadFamily(ctx, query, nodes, nil,
+			func(n *RefreshToken, e *TokenFamily) { n.Edges.Family = e }); err != nil {
+			return nil, err
+		}
+	}
 	return nodes, nil
 }
 
@@ -430,6 +473,35 @@ func (_q *RefreshTokenQuery) loadUser(ctx context.Context, query *UserQuery, nod
 		nodes, ok := nodeids[n.ID]
 		if !ok {
 			return fmt.Errorf(`unexpected foreign-key "user_id" returned %v`, n.ID)
+		}
+		for i := range nodes {
+			assign(nodes[i], n)
+		}
+	}
+	return nil
+}
+func (_q *RefreshTokenQuery) loadFamily(ctx context.Context, query *TokenFamilyQuery, nodes []*RefreshToken, init func(*RefreshToken), assign func(*RefreshToken, *TokenFamily)) error {
+	ids := make([]uuid.UUID, 0, len(nodes))
+	nodeids := make(map[uuid.UUID][]*RefreshToken)
+	for i := range nodes {
+		fk := nodes[i].FamilyID
+		if _, ok := nodeids[fk]; !ok {
+			ids = append(ids, fk)
+		}
+		nodeids[fk] = append(nodeids[fk], nodes[i])
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	query.Where(tokenfamily.IDIn(ids...))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		nodes, ok := nodeids[n.ID]
+		if !ok {
+			return fmt.Errorf(`unexpected foreign-key "family_id" returned %v`, n.ID)
 		}
 		for i := range nodes {
 			assign(nodes[i], n)
@@ -468,6 +540,9 @@ func (_q *RefreshTokenQuery) querySpec() *sqlgraph.QuerySpec {
 		}
 		if _q.withUser != nil {
 			_spec.Node.AddColumnOnce(refreshtoken.FieldUserID)
+		}
+		if _q.withFamily != nil {
+			_spec.Node.AddColumnOnce(refreshtoken.FieldFamilyID)
 		}
 	}
 	if ps := _q.predicates; len(ps) > 0 {

@@ -49,46 +49,6 @@ func (_u *RefreshTokenUpdate) ClearUsedAt() *RefreshTokenUpdate {
 	return _u
 }
 
-// SetRevokedAt sets the "revoked_at" field.
-func (_u *RefreshTokenUpdate) SetRevokedAt(v time.Time) *RefreshTokenUpdate {
-	_u.mutation.SetRevokedAt(v)
-	return _u
-}
-
-// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
-func (_u *RefreshTokenUpdate) SetNillableRevokedAt(v *time.Time) *RefreshTokenUpdate {
-	if v != nil {
-		_u.SetRevokedAt(*v)
-	}
-	return _u
-}
-
-// ClearRevokedAt clears the value of the "revoked_at" field.
-func (_u *RefreshTokenUpdate) ClearRevokedAt() *RefreshTokenUpdate {
-	_u.mutation.ClearRevokedAt()
-	return _u
-}
-
-// SetRevokeReason sets the "revoke_reason" field.
-func (_u *RefreshTokenUpdate) SetRevokeReason(v string) *RefreshTokenUpdate {
-	_u.mutation.SetRevokeReason(v)
-	return _u
-}
-
-// SetNillableRevokeReason sets the "revoke_reason" field if the given value is not nil.
-func (_u *RefreshTokenUpdate) SetNillableRevokeReason(v *string) *RefreshTokenUpdate {
-	if v != nil {
-		_u.SetRevokeReason(*v)
-	}
-	return _u
-}
-
-// ClearRevokeReason clears the value of the "revoke_reason" field.
-func (_u *RefreshTokenUpdate) ClearRevokeReason() *RefreshTokenUpdate {
-	_u.mutation.ClearRevokeReason()
-	return _u
-}
-
 // Mutation returns the RefreshTokenMutation object of the builder.
 func (_u *RefreshTokenUpdate) Mutation() *RefreshTokenMutation {
 	return _u.mutation
@@ -123,13 +83,11 @@ func (_u *RefreshTokenUpdate) ExecX(ctx context.Context) {
 
 // check runs all checks and user-defined validators on the builder.
 func (_u *RefreshTokenUpdate) check() error {
-	if v, ok := _u.mutation.RevokeReason(); ok {
-		if err := refreshtoken.RevokeReasonValidator(v); err != nil {
-			return &ValidationError{Name: "revoke_reason", err: fmt.Errorf(`ent: validator failed for field "RefreshToken.revoke_reason": %w`, err)}
-		}
-	}
 	if _u.mutation.UserCleared() && len(_u.mutation.UserIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "RefreshToken.user"`)
+	}
+	if _u.mutation.FamilyCleared() && len(_u.mutation.FamilyIDs()) > 0 {
+		return errors.New(`ent: clearing a required unique edge "RefreshToken.family"`)
 	}
 	return nil
 }
@@ -160,18 +118,6 @@ func (_u *RefreshTokenUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if _u.mutation.UsedAtCleared() {
 		_spec.ClearField(refreshtoken.FieldUsedAt, field.TypeTime)
-	}
-	if value, ok := _u.mutation.RevokedAt(); ok {
-		_spec.SetField(refreshtoken.FieldRevokedAt, field.TypeTime, value)
-	}
-	if _u.mutation.RevokedAtCleared() {
-		_spec.ClearField(refreshtoken.FieldRevokedAt, field.TypeTime)
-	}
-	if value, ok := _u.mutation.RevokeReason(); ok {
-		_spec.SetField(refreshtoken.FieldRevokeReason, field.TypeString, value)
-	}
-	if _u.mutation.RevokeReasonCleared() {
-		_spec.ClearField(refreshtoken.FieldRevokeReason, field.TypeString)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -212,46 +158,6 @@ func (_u *RefreshTokenUpdateOne) SetNillableUsedAt(v *time.Time) *RefreshTokenUp
 // ClearUsedAt clears the value of the "used_at" field.
 func (_u *RefreshTokenUpdateOne) ClearUsedAt() *RefreshTokenUpdateOne {
 	_u.mutation.ClearUsedAt()
-	return _u
-}
-
-// SetRevokedAt sets the "revoked_at" field.
-func (_u *RefreshTokenUpdateOne) SetRevokedAt(v time.Time) *RefreshTokenUpdateOne {
-	_u.mutation.SetRevokedAt(v)
-	return _u
-}
-
-// SetNillableRevokedAt sets the "revoked_at" field if the given value is not nil.
-func (_u *RefreshTokenUpdateOne) SetNillableRevokedAt(v *time.Time) *RefreshTokenUpdateOne {
-	if v != nil {
-		_u.SetRevokedAt(*v)
-	}
-	return _u
-}
-
-// ClearRevokedAt clears the value of the "revoked_at" field.
-func (_u *RefreshTokenUpdateOne) ClearRevokedAt() *RefreshTokenUpdateOne {
-	_u.mutation.ClearRevokedAt()
-	return _u
-}
-
-// SetRevokeReason sets the "revoke_reason" field.
-func (_u *RefreshTokenUpdateOne) SetRevokeReason(v string) *RefreshTokenUpdateOne {
-	_u.mutation.SetRevokeReason(v)
-	return _u
-}
-
-// SetNillableRevokeReason sets the "revoke_reason" field if the given value is not nil.
-func (_u *RefreshTokenUpdateOne) SetNillableRevokeReason(v *string) *RefreshTokenUpdateOne {
-	if v != nil {
-		_u.SetRevokeReason(*v)
-	}
-	return _u
-}
-
-// ClearRevokeReason clears the value of the "revoke_reason" field.
-func (_u *RefreshTokenUpdateOne) ClearRevokeReason() *RefreshTokenUpdateOne {
-	_u.mutation.ClearRevokeReason()
 	return _u
 }
 
@@ -302,13 +208,11 @@ func (_u *RefreshTokenUpdateOne) ExecX(ctx context.Context) {
 
 // check runs all checks and user-defined validators on the builder.
 func (_u *RefreshTokenUpdateOne) check() error {
-	if v, ok := _u.mutation.RevokeReason(); ok {
-		if err := refreshtoken.RevokeReasonValidator(v); err != nil {
-			return &ValidationError{Name: "revoke_reason", err: fmt.Errorf(`ent: validator failed for field "RefreshToken.revoke_reason": %w`, err)}
-		}
-	}
 	if _u.mutation.UserCleared() && len(_u.mutation.UserIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "RefreshToken.user"`)
+	}
+	if _u.mutation.FamilyCleared() && len(_u.mutation.FamilyIDs()) > 0 {
+		return errors.New(`ent: clearing a required unique edge "RefreshToken.family"`)
 	}
 	return nil
 }
@@ -356,18 +260,6 @@ func (_u *RefreshTokenUpdateOne) sqlSave(ctx context.Context) (_node *RefreshTok
 	}
 	if _u.mutation.UsedAtCleared() {
 		_spec.ClearField(refreshtoken.FieldUsedAt, field.TypeTime)
-	}
-	if value, ok := _u.mutation.RevokedAt(); ok {
-		_spec.SetField(refreshtoken.FieldRevokedAt, field.TypeTime, value)
-	}
-	if _u.mutation.RevokedAtCleared() {
-		_spec.ClearField(refreshtoken.FieldRevokedAt, field.TypeTime)
-	}
-	if value, ok := _u.mutation.RevokeReason(); ok {
-		_spec.SetField(refreshtoken.FieldRevokeReason, field.TypeString, value)
-	}
-	if _u.mutation.RevokeReasonCleared() {
-		_spec.ClearField(refreshtoken.FieldRevokeReason, field.TypeString)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &RefreshToken{config: _u.config}

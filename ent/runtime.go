@@ -9,6 +9,7 @@ import (
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/outboxmessage"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 	"github.com/placebrain/auth/schema"
 )
@@ -150,14 +151,29 @@ func init() {
 			return nil
 		}
 	}()
-	// refreshtokenDescRevokeReason is the schema descriptor for revoke_reason field.
-	refreshtokenDescRevokeReason := refreshtokenFields[7].Descriptor()
-	// refreshtoken.RevokeReasonValidator is a validator for the "revoke_reason" field. It is called by the builders before save.
-	refreshtoken.RevokeReasonValidator = refreshtokenDescRevokeReason.Validators[0].(func(string) error)
 	// refreshtokenDescID is the schema descriptor for id field.
 	refreshtokenDescID := refreshtokenMixinFields0[0].Descriptor()
 	// refreshtoken.DefaultID holds the default value on creation for the id field.
 	refreshtoken.DefaultID = refreshtokenDescID.Default.(func() uuid.UUID)
+	tokenfamilyMixin := schema.TokenFamily{}.Mixin()
+	tokenfamilyMixinFields0 := tokenfamilyMixin[0].Fields()
+	_ = tokenfamilyMixinFields0
+	tokenfamilyMixinFields1 := tokenfamilyMixin[1].Fields()
+	_ = tokenfamilyMixinFields1
+	tokenfamilyFields := schema.TokenFamily{}.Fields()
+	_ = tokenfamilyFields
+	// tokenfamilyDescCreatedAt is the schema descriptor for created_at field.
+	tokenfamilyDescCreatedAt := tokenfamilyMixinFields1[0].Descriptor()
+	// tokenfamily.DefaultCreatedAt holds the default value on creation for the created_at field.
+	tokenfamily.DefaultCreatedAt = tokenfamilyDescCreatedAt.Default.(func() time.Time)
+	// tokenfamilyDescRevokeReason is the schema descriptor for revoke_reason field.
+	tokenfamilyDescRevokeReason := tokenfamilyFields[2].Descriptor()
+	// tokenfamily.RevokeReasonValidator is a validator for the "revoke_reason" field. It is called by the builders before save.
+	tokenfamily.RevokeReasonValidator = tokenfamilyDescRevokeReason.Validators[0].(func(string) error)
+	// tokenfamilyDescID is the schema descriptor for id field.
+	tokenfamilyDescID := tokenfamilyMixinFields0[0].Descriptor()
+	// tokenfamily.DefaultID holds the default value on creation for the id field.
+	tokenfamily.DefaultID = tokenfamilyDescID.Default.(func() uuid.UUID)
 	userMixin := schema.User{}.Mixin()
 	userMixinFields0 := userMixin[0].Fields()
 	_ = userMixinFields0

@@ -20,6 +20,8 @@ type Tx struct {
 	OutboxMessage *OutboxMessageClient
 	// RefreshToken is the client for interacting with the RefreshToken builders.
 	RefreshToken *RefreshTokenClient
+	// TokenFamily is the client for interacting with the TokenFamily builders.
+	TokenFamily *TokenFamilyClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 
@@ -156,6 +158,7 @@ func (tx *Tx) init() {
 	tx.OtpRequest = NewOtpRequestClient(tx.config)
 	tx.OutboxMessage = NewOutboxMessageClient(tx.config)
 	tx.RefreshToken = NewRefreshTokenClient(tx.config)
+	tx.TokenFamily = NewTokenFamilyClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 }
 

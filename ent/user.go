@@ -42,19 +42,30 @@ type User struct {
 
 // UserEdges holds the relations/edges for other nodes in the graph.
 type UserEdges struct {
+	// TokenFamilies holds the value of the token_families edge.
+	TokenFamilies []*TokenFamily `json:"token_families,omitempty"`
 	// RefreshTokens holds the value of the refresh_tokens edge.
 	RefreshTokens []*RefreshToken `json:"refresh_tokens,omitempty"`
 	// OtpRequests holds the value of the otp_requests edge.
 	OtpRequests []*OtpRequest `json:"otp_requests,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [2]bool
+	loadedTypes [3]bool
+}
+
+// TokenFamiliesOrErr returns the TokenFamilies value or an error if the edge
+// was not loaded in eager-loading.
+func (e UserEdges) TokenFamiliesOrErr() ([]*TokenFamily, error) {
+	if e.loadedTypes[0] {
+		return e.TokenFamilies, nil
+	}
+	return nil, &NotLoadedError{edge: "token_families"}
 }
 
 // RefreshTokensOrErr returns the RefreshTokens value or an error if the edge
 // was not loaded in eager-loading.
 func (e UserEdges) RefreshTokensOrErr() ([]*RefreshToken, error) {
-	if e.loadedTypes[0] {
+	if e.loadedTypes[1] {
 		return e.RefreshTokens, nil
 	}
 	return nil, &NotLoadedError{edge: "refresh_tokens"}
@@ -63,7 +74,7 @@ func (e UserEdges) RefreshTokensOrErr() ([]*RefreshToken, error) {
 // OtpRequestsOrErr returns the OtpRequests value or an error if the edge
 // was not loaded in eager-loading.
 func (e UserEdges) OtpRequestsOrErr() ([]*OtpRequest, error) {
-	if e.loadedTypes[1] {
+	if e.loadedTypes[2] {
 		return e.OtpRequests, nil
 	}
 	return nil, &NotLoadedError{edge: "otp_requests"}
@@ -163,6 +174,11 @@ func (_m *User) assignValues(columns []string, values []any) error {
 // This includes values selected through modifiers, order, etc.
 func (_m *User) Value(name string) (ent.Value, error) {
 	return _m.selectValues.Get(name)
+}
+
+// QueryTokenFamilies queries the "token_families" edge of the User entity.
+func (_m *User) QueryTokenFamilies() *TokenFamilyQuery {
+	return NewUserClient(_m.config).QueryTokenFamilies(_m)
 }
 
 // QueryRefreshTokens queries the "refresh_tokens" edge of the User entity.

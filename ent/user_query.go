@@ -17,6 +17,7 @@ import (
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/predicate"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 )
 
@@ -27,6 +28,7 @@ type UserQuery struct {
 	order             []user.OrderOption
 	inters            []Interceptor
 	predicates        []predicate.User
+	withTokenFamilies *TokenFamilyQuery
 	withRefreshTokens *RefreshTokenQuery
 	withOtpRequests   *OtpRequestQuery
 	modifiers         []func(*sql.Selector)
@@ -64,6 +66,28 @@ func (_q *UserQuery) Unique(unique bool) *UserQuery {
 func (_q *UserQuery) Order(o ...user.OrderOption) *UserQuery {
 	_q.order = append(_q.order, o...)
 	return _q
+}
+
+// QueryTokenFamilies chains the current query on the "token_families" edge.
+func (_q *UserQuery) QueryTokenFamilies() *TokenFamilyQuery {
+	query := (&TokenFamilyClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(user.Table, user.FieldID, selector),
+			sqlgraph.To(tokenfamily.Table, tokenfamily.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, user.TokenFamiliesTable, user.TokenFamiliesColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
 }
 
 // QueryRefreshTokens chains the current query on the "refresh_tokens" edge.
@@ -302,6 +326,7 @@ func (_q *UserQuery) Clone() *UserQuery {
 		order:             append([]user.OrderOption{}, _q.order...),
 		inters:            append([]Interceptor{}, _q.inters...),
 		predicates:        append([]predicate.User{}, _q.predicates...),
+		withTokenFamilies: _q.withTokenFamilies.Clone(),
 		withRefreshTokens: _q.withRefreshTokens.Clone(),
 		withOtpRequests:   _q.withOtpRequests.Clone(),
 		// clone intermediate query.
@@ -309,6 +334,17 @@ func (_q *UserQuery) Clone() *UserQuery {
 		path:      _q.path,
 		modifiers: append([]func(*sql.Selector){}, _q.modifiers...),
 	}
+}
+
+// WithTokenFamilies tells the query-builder to eager-load the nodes that are connected to
+// the "token_families" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *UserQuery) WithTokenFamilies(opts ...func(*TokenFamilyQuery)) *UserQuery {
+	query := (&TokenFamilyClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withTokenFamilies = query
+	return _q
 }
 
 // WithRefreshTokens tells the query-builder to eager-load the nodes that are connected to
@@ -411,7 +447,8 @@ func (_q *UserQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*User, e
 	var (
 		nodes       = []*User{}
 		_spec       = _q.querySpec()
-		loadedTypes = [2]bool{
+		loadedTypes = [3]bool{
+			_q.withTokenFamilies != nil,
 			_q.withRefreshTokens != nil,
 			_q.withOtpRequests != nil,
 		}
@@ -437,6 +474,13 @@ func (_q *UserQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*User, e
 	if len(nodes) == 0 {
 		return nodes, nil
 	}
+	if query := _q.withTokenFamilies; query != nil {
+		if err := _q.loadTokenFamilies(ctx, query, nodes,
+			func(n *User) { n.Edges.TokenFamilies = []*TokenFamily{} },
+			func(n *User, e *TokenFamily) { n.Edges.TokenFamilies = append(n.Edges.TokenFamilies, e) }); err != nil {
+			return nil, err
+		}
+	}
 	if query := _q.withRefreshTokens; query != nil {
 		if err := _q.loadRefreshTokens(ctx, query, nodes,
 			func(n *User) { n.Edges.RefreshTokens = []*RefreshToken{} },
@@ -454,6 +498,36 @@ func (_q *UserQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*User, e
 	return nodes, nil
 }
 
+func (_q *UserQuery) loadTokenFamilies(ctx context.Context, query *TokenFamilyQuery, nodes []*User, init func(*User), assign func(*User, *TokenFamily)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*User)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(tokenfamily.FieldUserID)
+	}
+	query.Where(predicate.TokenFamily(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(user.TokenFamiliesColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.UserID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "user_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
 func (_q *UserQuery) loadRefreshTokens(ctx context.Context, query *RefreshTokenQuery, nodes []*User, init func(*User), assign func(*User, *RefreshToken)) error {
 	fks := make([]driver.Value, 0, len(nodes))
 	nodeids := make(map[uuid.UUID]*User)

@@ -15,6 +15,7 @@ import (
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/predicate"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
 )
 
@@ -128,6 +129,21 @@ func (_u *UserUpdate) SetUpdatedAt(v time.Time) *UserUpdate {
 	return _u
 }
 
+// AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by IDs.
+func (_u *UserUpdate) AddTokenFamilyIDs(ids ...uuid.UUID) *UserUpdate {
+	_u.mutation.AddTokenFamilyIDs(ids...)
+	return _u
+}
+
+// AddTokenFamilies adds the "token_families" edges to the TokenFamily entity.
+func (_u *UserUpdate) AddTokenFamilies(v ...*TokenFamily) *UserUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddTokenFamilyIDs(ids...)
+}
+
 // AddRefreshTokenIDs adds the "refresh_tokens" edge to the RefreshToken entity by IDs.
 func (_u *UserUpdate) AddRefreshTokenIDs(ids ...uuid.UUID) *UserUpdate {
 	_u.mutation.AddRefreshTokenIDs(ids...)
@@ -161,6 +177,27 @@ func (_u *UserUpdate) AddOtpRequests(v ...*OtpRequest) *UserUpdate {
 // Mutation returns the UserMutation object of the builder.
 func (_u *UserUpdate) Mutation() *UserMutation {
 	return _u.mutation
+}
+
+// ClearTokenFamilies clears all "token_families" edges to the TokenFamily entity.
+func (_u *UserUpdate) ClearTokenFamilies() *UserUpdate {
+	_u.mutation.ClearTokenFamilies()
+	return _u
+}
+
+// RemoveTokenFamilyIDs removes the "token_families" edge to TokenFamily entities by IDs.
+func (_u *UserUpdate) RemoveTokenFamilyIDs(ids ...uuid.UUID) *UserUpdate {
+	_u.mutation.RemoveTokenFamilyIDs(ids...)
+	return _u
+}
+
+// RemoveTokenFamilies removes "token_families" edges to TokenFamily entities.
+func (_u *UserUpdate) RemoveTokenFamilies(v ...*TokenFamily) *UserUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveTokenFamilyIDs(ids...)
 }
 
 // ClearRefreshTokens clears all "refresh_tokens" edges to the RefreshToken entity.
@@ -302,6 +339,51 @@ func (_u *UserUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(user.FieldUpdatedAt, field.TypeTime, value)
+	}
+	if _u.mutation.TokenFamiliesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   user.TokenFamiliesTable,
+			Columns: []string{user.TokenFamiliesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(tokenfamily.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedTokenFamiliesIDs(); len(nodes) > 0 && !_u.mutation.TokenFamiliesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   user.TokenFamiliesTable,
+			Columns: []string{user.TokenFamiliesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(tokenfamily.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.TokenFamiliesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   user.TokenFamiliesTable,
+			Columns: []string{user.TokenFamiliesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(tokenfamily.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
 	if _u.mutation.RefreshTokensCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -511,6 +593,21 @@ func (_u *UserUpdateOne) SetUpdatedAt(v time.Time) *UserUpdateOne {
 	return _u
 }
 
+// AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by IDs.
+func (_u *UserUpdateOne) AddTokenFamilyIDs(ids ...uuid.UUID) *UserUpdateOne {
+	_u.mutation.AddTokenFamilyIDs(ids...)
+	return _u
+}
+
+// AddTokenFamilies adds the "token_families" edges to the TokenFamily entity.
+func (_u *UserUpdateOne) AddTokenFamilies(v ...*TokenFamily) *UserUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddTokenFamilyIDs(ids...)
+}
+
 // AddRefreshTokenIDs adds the "refresh_tokens" edge to the RefreshToken entity by IDs.
 func (_u *UserUpdateOne) AddRefreshTokenIDs(ids ...uuid.UUID) *UserUpdateOne {
 	_u.mutation.AddRefreshTokenIDs(ids...)
@@ -544,6 +641,27 @@ func (_u *UserUpdateOne) AddOtpRequests(v ...*OtpRequest) *UserUpdateOne {
 // Mutation returns the UserMutation object of the builder.
 func (_u *UserUpdateOne) Mutation() *UserMutation {
 	return _u.mutation
+}
+
+// ClearTokenFamilies clears all "token_families" edges to the TokenFamily entity.
+func (_u *UserUpdateOne) ClearTokenFamilies() *UserUpdateOne {
+	_u.mutation.ClearTokenFamilies()
+	return _u
+}
+
+// RemoveTokenFamilyIDs removes the "token_families" edge to TokenFamily entities by IDs.
+func (_u *UserUpdateOne) RemoveTokenFamilyIDs(ids ...uuid.UUID) *UserUpdateOne {
+	_u.mutation.RemoveTokenFamilyIDs(ids...)
+	return _u
+}
+
+// RemoveTokenFamilies removes "token_families" edges to TokenFamily entities.
+func (_u *UserUpdateOne) RemoveTokenFamilies(v ...*TokenFamily) *UserUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveTokenFamilyIDs(ids...)
 }
 
 // ClearRefreshTokens clears all "refresh_tokens" edges to the RefreshToken entity.
@@ -715,6 +833,51 @@ func (_u *UserUpdateOne) sqlSave(ctx context.Context) (_node *User, err error) {
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(user.FieldUpdatedAt, field.TypeTime, value)
+	}
+	if _u.mutation.TokenFamiliesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   user.TokenFamiliesTable,
+			Columns: []string{user.TokenFamiliesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(tokenfamily.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedTokenFamiliesIDs(); len(nodes) > 0 && !_u.mutation.TokenFamiliesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   user.TokenFamiliesTable,
+			Columns: []string{user.TokenFamiliesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(tokenfamily.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.TokenFamiliesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   user.TokenFamiliesTable,
+			Columns: []string{user.TokenFamiliesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(tokenfamily.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
 	if _u.mutation.RefreshTokensCleared() {
 		edge := &sqlgraph.EdgeSpec{

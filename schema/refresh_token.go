@@ -10,8 +10,8 @@ import (
 
 // RefreshToken is one opaque refresh token of a token family (one sign-in
 // session). Only the token's SHA-256 is stored. Rotation marks a token used
-// and issues its successor in the same family; presenting a used or revoked
-// token again revokes the whole family (reuse detection).
+// and issues its successor in the same family; presenting a used token
+// again revokes the whole family (reuse detection).
 type RefreshToken struct{ ent.Schema }
 
 func (RefreshToken) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMixin{}} }
@@ -19,7 +19,8 @@ func (RefreshToken) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdM
 func (RefreshToken) Fields() []ent.Field {
 	return []ent.Field{
 		field.UUID("user_id", uuid.UUID{}).Immutable(),
-		// family_id is shared by every token rotated from the same login.
+		// family_id is the token family (sign-in session) the token
+		// belongs to.
 		field.UUID("family_id", uuid.UUID{}).Immutable(),
 		// parent_id is the token this one was rotated from; nil for the
 		// first token of a family.
@@ -28,16 +29,16 @@ func (RefreshToken) Fields() []ent.Field {
 		field.Bytes("token_hash").Sensitive().Unique().Immutable().MinLen(32).MaxLen(32),
 		field.Time("expires_at").Immutable(),
 		// used_at is set when the token was exchanged by rotation.
+		// Revocation is recorded on the family.
 		field.Time("used_at").Optional().Nillable(),
-		// revoked_at is set by logout or by reuse detection.
-		field.Time("revoked_at").Optional().Nillable(),
-		field.String("revoke_reason").Optional().MaxLen(32),
 	}
 }
 
 func (RefreshToken) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("user", User.Type).Ref("refresh_tokens").Field("user_id").
+			Unique().Required().Immutable(),
+		edge.From("family", TokenFamily.Type).Ref("refresh_tokens").Field("family_id").
 			Unique().Required().Immutable(),
 	}
 }

@@ -33,6 +33,8 @@ func (User) Fields() []ent.Field {
 
 func (User) Edges() []ent.Edge {
 	return []ent.Edge{
+		edge.To("token_families", TokenFamily.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade)),
 		edge.To("refresh_tokens", RefreshToken.Type).
 			Annotations(entsql.OnDelete(entsql.Cascade)),
 		edge.To("otp_requests", OtpRequest.Type).

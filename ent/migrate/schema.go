@@ -72,13 +72,11 @@ var (
 	RefreshTokensColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "created_at", Type: field.TypeTime},
-		{Name: "family_id", Type: field.TypeUUID},
 		{Name: "parent_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "token_hash", Type: field.TypeBytes, Unique: true, Size: 32},
 		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "used_at", Type: field.TypeTime, Nullable: true},
-		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
-		{Name: "revoke_reason", Type: field.TypeString, Nullable: true, Size: 32},
+		{Name: "family_id", Type: field.TypeUUID},
 		{Name: "user_id", Type: field.TypeUUID},
 	}
 	// RefreshTokensTable holds the schema information for the "refresh_tokens" table.
@@ -88,8 +86,14 @@ var (
 		PrimaryKey: []*schema.Column{RefreshTokensColumns[0]},
 		ForeignKeys: []*schema.ForeignKey{
 			{
+				Symbol:     "refresh_tokens_token_families_refresh_tokens",
+				Columns:    []*schema.Column{RefreshTokensColumns[6]},
+				RefColumns: []*schema.Column{TokenFamiliesColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+			{
 				Symbol:     "refresh_tokens_users_refresh_tokens",
-				Columns:    []*schema.Column{RefreshTokensColumns[9]},
+				Columns:    []*schema.Column{RefreshTokensColumns[7]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -98,12 +102,41 @@ var (
 			{
 				Name:    "refreshtoken_family_id",
 				Unique:  false,
-				Columns: []*schema.Column{RefreshTokensColumns[2]},
+				Columns: []*schema.Column{RefreshTokensColumns[6]},
 			},
 			{
 				Name:    "refreshtoken_user_id",
 				Unique:  false,
-				Columns: []*schema.Column{RefreshTokensColumns[9]},
+				Columns: []*schema.Column{RefreshTokensColumns[7]},
+			},
+		},
+	}
+	// TokenFamiliesColumns holds the columns for the "token_families" table.
+	TokenFamiliesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "revoked_at", Type: field.TypeTime, Nullable: true},
+		{Name: "revoke_reason", Type: field.TypeString, Nullable: true, Size: 32},
+		{Name: "user_id", Type: field.TypeUUID},
+	}
+	// TokenFamiliesTable holds the schema information for the "token_families" table.
+	TokenFamiliesTable = &schema.Table{
+		Name:       "token_families",
+		Columns:    TokenFamiliesColumns,
+		PrimaryKey: []*schema.Column{TokenFamiliesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "token_families_users_token_families",
+				Columns:    []*schema.Column{TokenFamiliesColumns[4]},
+				RefColumns: []*schema.Column{UsersColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "tokenfamily_user_id",
+				Unique:  false,
+				Columns: []*schema.Column{TokenFamiliesColumns[4]},
 			},
 		},
 	}
@@ -130,11 +163,14 @@ var (
 		OtpRequestsTable,
 		OutboxMessagesTable,
 		RefreshTokensTable,
+		TokenFamiliesTable,
 		UsersTable,
 	}
 )
 
 func init() {
 	OtpRequestsTable.ForeignKeys[0].RefTable = UsersTable
-	RefreshTokensTable.ForeignKeys[0].RefTable = UsersTable
+	RefreshTokensTable.ForeignKeys[0].RefTable = TokenFamiliesTable
+	RefreshTokensTable.ForeignKeys[1].RefTable = UsersTable
+	TokenFamiliesTable.ForeignKeys[0].RefTable = UsersTable
 }

@@ -15,5 +15,8 @@ type OutboxMessage func(*sql.Selector)
 // RefreshToken is the predicate function for refreshtoken builders.
 type RefreshToken func(*sql.Selector)
 
+// TokenFamily is the predicate function for tokenfamily builders.
+type TokenFamily func(*sql.Selector)
+
 // User is the predicate function for user builders.
 type User func(*sql.Selector)

@@ -29,12 +29,10 @@ const (
 	FieldExpiresAt = "expires_at"
 	// FieldUsedAt holds the string denoting the used_at field in the database.
 	FieldUsedAt = "used_at"
-	// FieldRevokedAt holds the string denoting the revoked_at field in the database.
-	FieldRevokedAt = "revoked_at"
-	// FieldRevokeReason holds the string denoting the revoke_reason field in the database.
-	FieldRevokeReason = "revoke_reason"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
+	// EdgeFamily holds the string denoting the family edge name in mutations.
+	EdgeFamily = "family"
 	// Table holds the table name of the refreshtoken in the database.
 	Table = "refresh_tokens"
 	// UserTable is the table that holds the user relation/edge.
@@ -44,6 +42,13 @@ const (
 	UserInverseTable = "users"
 	// UserColumn is the table column denoting the user relation/edge.
 	UserColumn = "user_id"
+	// FamilyTable is the table that holds the family relation/edge.
+	FamilyTable = "refresh_tokens"
+	// FamilyInverseTable is the table name for the TokenFamily entity.
+	// It exists in this package in order to avoid circular dependency with the "tokenfamily" package.
+	FamilyInverseTable = "token_families"
+	// FamilyColumn is the table column denoting the family relation/edge.
+	FamilyColumn = "family_id"
 )
 
 // Columns holds all SQL columns for refreshtoken fields.
@@ -56,8 +61,6 @@ var Columns = []string{
 	FieldTokenHash,
 	FieldExpiresAt,
 	FieldUsedAt,
-	FieldRevokedAt,
-	FieldRevokeReason,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -75,8 +78,6 @@ var (
 	DefaultCreatedAt func() time.Time
 	// TokenHashValidator is a validator for the "token_hash" field. It is called by the builders before save.
 	TokenHashValidator func([]byte) error
-	// RevokeReasonValidator is a validator for the "revoke_reason" field. It is called by the builders before save.
-	RevokeReasonValidator func(string) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -119,20 +120,17 @@ func ByUsedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUsedAt, opts...).ToFunc()
 }
 
-// ByRevokedAt orders the results by the revoked_at field.
-func ByRevokedAt(opts ...sql.OrderTermOption) OrderOption {
-	return sql.OrderByField(FieldRevokedAt, opts...).ToFunc()
-}
-
-// ByRevokeReason orders the results by the revoke_reason field.
-func ByRevokeReason(opts ...sql.OrderTermOption) OrderOption {
-	return sql.OrderByField(FieldRevokeReason, opts...).ToFunc()
-}
-
 // ByUserField orders the results by user field.
 func ByUserField(field string, opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
 		sqlgraph.OrderByNeighborTerms(s, newUserStep(), sql.OrderByField(field, opts...))
+	}
+}
+
+// ByFamilyField orders the results by family field.
+func ByFamilyField(field string, opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newFamilyStep(), sql.OrderByField(field, opts...))
 	}
 }
 func newUserStep() *sqlgraph.Step {
@@ -140,5 +138,12 @@ func newUserStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(UserInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.M2O, true, UserTable, UserColumn),
+	)
+}
+func newFamilyStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(FamilyInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.M2O, true, FamilyTable, FamilyColumn),
 	)
 }

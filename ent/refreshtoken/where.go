@@ -91,16 +91,6 @@ func UsedAt(v time.Time) predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldEQ(FieldUsedAt, v))
 }
 
-// RevokedAt applies equality check predicate on the "revoked_at" field. It's identical to RevokedAtEQ.
-func RevokedAt(v time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldEQ(FieldRevokedAt, v))
-}
-
-// RevokeReason applies equality check predicate on the "revoke_reason" field. It's identical to RevokeReasonEQ.
-func RevokeReason(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldEQ(FieldRevokeReason, v))
-}
-
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldEQ(FieldCreatedAt, v))
@@ -179,26 +169,6 @@ func FamilyIDIn(vs ...uuid.UUID) predicate.RefreshToken {
 // FamilyIDNotIn applies the NotIn predicate on the "family_id" field.
 func FamilyIDNotIn(vs ...uuid.UUID) predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldNotIn(FieldFamilyID, vs...))
-}
-
-// FamilyIDGT applies the GT predicate on the "family_id" field.
-func FamilyIDGT(v uuid.UUID) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldGT(FieldFamilyID, v))
-}
-
-// FamilyIDGTE applies the GTE predicate on the "family_id" field.
-func FamilyIDGTE(v uuid.UUID) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldGTE(FieldFamilyID, v))
-}
-
-// FamilyIDLT applies the LT predicate on the "family_id" field.
-func FamilyIDLT(v uuid.UUID) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldLT(FieldFamilyID, v))
-}
-
-// FamilyIDLTE applies the LTE predicate on the "family_id" field.
-func FamilyIDLTE(v uuid.UUID) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldLTE(FieldFamilyID, v))
 }
 
 // ParentIDEQ applies the EQ predicate on the "parent_id" field.
@@ -381,131 +351,6 @@ func UsedAtNotNil() predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldNotNull(FieldUsedAt))
 }
 
-// RevokedAtEQ applies the EQ predicate on the "revoked_at" field.
-func RevokedAtEQ(v time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldEQ(FieldRevokedAt, v))
-}
-
-// RevokedAtNEQ applies the NEQ predicate on the "revoked_at" field.
-func RevokedAtNEQ(v time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldNEQ(FieldRevokedAt, v))
-}
-
-// RevokedAtIn applies the In predicate on the "revoked_at" field.
-func RevokedAtIn(vs ...time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldIn(FieldRevokedAt, vs...))
-}
-
-// RevokedAtNotIn applies the NotIn predicate on the "revoked_at" field.
-func RevokedAtNotIn(vs ...time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldNotIn(FieldRevokedAt, vs...))
-}
-
-// RevokedAtGT applies the GT predicate on the "revoked_at" field.
-func RevokedAtGT(v time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldGT(FieldRevokedAt, v))
-}
-
-// RevokedAtGTE applies the GTE predicate on the "revoked_at" field.
-func RevokedAtGTE(v time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldGTE(FieldRevokedAt, v))
-}
-
-// RevokedAtLT applies the LT predicate on the "revoked_at" field.
-func RevokedAtLT(v time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldLT(FieldRevokedAt, v))
-}
-
-// RevokedAtLTE applies the LTE predicate on the "revoked_at" field.
-func RevokedAtLTE(v time.Time) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldLTE(FieldRevokedAt, v))
-}
-
-// RevokedAtIsNil applies the IsNil predicate on the "revoked_at" field.
-func RevokedAtIsNil() predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldIsNull(FieldRevokedAt))
-}
-
-// RevokedAtNotNil applies the NotNil predicate on the "revoked_at" field.
-func RevokedAtNotNil() predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldNotNull(FieldRevokedAt))
-}
-
-// RevokeReasonEQ applies the EQ predicate on the "revoke_reason" field.
-func RevokeReasonEQ(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldEQ(FieldRevokeReason, v))
-}
-
-// RevokeReasonNEQ applies the NEQ predicate on the "revoke_reason" field.
-func RevokeReasonNEQ(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldNEQ(FieldRevokeReason, v))
-}
-
-// RevokeReasonIn applies the In predicate on the "revoke_reason" field.
-func RevokeReasonIn(vs ...string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldIn(FieldRevokeReason, vs...))
-}
-
-// RevokeReasonNotIn applies the NotIn predicate on the "revoke_reason" field.
-func RevokeReasonNotIn(vs ...string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldNotIn(FieldRevokeReason, vs...))
-}
-
-// RevokeReasonGT applies the GT predicate on the "revoke_reason" field.
-func RevokeReasonGT(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldGT(FieldRevokeReason, v))
-}
-
-// RevokeReasonGTE applies the GTE predicate on the "revoke_reason" field.
-func RevokeReasonGTE(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldGTE(FieldRevokeReason, v))
-}
-
-// RevokeReasonLT applies the LT predicate on the "revoke_reason" field.
-func RevokeReasonLT(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldLT(FieldRevokeReason, v))
-}
-
-// RevokeReasonLTE applies the LTE predicate on the "revoke_reason" field.
-func RevokeReasonLTE(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldLTE(FieldRevokeReason, v))
-}
-
-// RevokeReasonContains applies the Contains predicate on the "revoke_reason" field.
-func RevokeReasonContains(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldContains(FieldRevokeReason, v))
-}
-
-// RevokeReasonHasPrefix applies the HasPrefix predicate on the "revoke_reason" field.
-func RevokeReasonHasPrefix(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldHasPrefix(FieldRevokeReason, v))
-}
-
-// RevokeReasonHasSuffix applies the HasSuffix predicate on the "revoke_reason" field.
-func RevokeReasonHasSuffix(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldHasSuffix(FieldRevokeReason, v))
-}
-
-// RevokeReasonIsNil applies the IsNil predicate on the "revoke_reason" field.
-func RevokeReasonIsNil() predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldIsNull(FieldRevokeReason))
-}
-
-// RevokeReasonNotNil applies the NotNil predicate on the "revoke_reason" field.
-func RevokeReasonNotNil() predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldNotNull(FieldRevokeReason))
-}
-
-// RevokeReasonEqualFold applies the EqualFold predicate on the "revoke_reason" field.
-func RevokeReasonEqualFold(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldEqualFold(FieldRevokeReason, v))
-}
-
-// RevokeReasonContainsFold applies the ContainsFold predicate on the "revoke_reason" field.
-func RevokeReasonContainsFold(v string) predicate.RefreshToken {
-	return predicate.RefreshToken(sql.FieldContainsFold(FieldRevokeReason, v))
-}
-
 // HasUser applies the HasEdge predicate on the "user" edge.
 func HasUser() predicate.RefreshToken {
 	return predicate.RefreshToken(func(s *sql.Selector) {
@@ -521,6 +366,29 @@ func HasUser() predicate.RefreshToken {
 func HasUserWith(preds ...predicate.User) predicate.RefreshToken {
 	return predicate.RefreshToken(func(s *sql.Selector) {
 		step := newUserStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasFamily applies the HasEdge predicate on the "family" edge.
+func HasFamily() predicate.RefreshToken {
+	return predicate.RefreshToken(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, FamilyTable, FamilyColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasFamilyWith applies the HasEdge predicate on the "family" edge with a given conditions (other predicates).
+func HasFamilyWith(preds ...predicate.TokenFamily) predicate.RefreshToken {
+	return predicate.RefreshToken(func(s *sql.Selector) {
+		step := newFamilyStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

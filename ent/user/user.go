@@ -31,12 +31,21 @@ const (
 	FieldVerifiedAt = "verified_at"
 	// FieldUpdatedAt holds the string denoting the updated_at field in the database.
 	FieldUpdatedAt = "updated_at"
+	// EdgeTokenFamilies holds the string denoting the token_families edge name in mutations.
+	EdgeTokenFamilies = "token_families"
 	// EdgeRefreshTokens holds the string denoting the refresh_tokens edge name in mutations.
 	EdgeRefreshTokens = "refresh_tokens"
 	// EdgeOtpRequests holds the string denoting the otp_requests edge name in mutations.
 	EdgeOtpRequests = "otp_requests"
 	// Table holds the table name of the user in the database.
 	Table = "users"
+	// TokenFamiliesTable is the table that holds the token_families relation/edge.
+	TokenFamiliesTable = "token_families"
+	// TokenFamiliesInverseTable is the table name for the TokenFamily entity.
+	// It exists in this package in order to avoid circular dependency with the "tokenfamily" package.
+	TokenFamiliesInverseTable = "token_families"
+	// TokenFamiliesColumn is the table column denoting the token_families relation/edge.
+	TokenFamiliesColumn = "user_id"
 	// RefreshTokensTable is the table that holds the refresh_tokens relation/edge.
 	RefreshTokensTable = "refresh_tokens"
 	// RefreshTokensInverseTable is the table name for the RefreshToken entity.
@@ -143,6 +152,20 @@ func ByUpdatedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUpdatedAt, opts...).ToFunc()
 }
 
+// ByTokenFamiliesCount orders the results by token_families count.
+func ByTokenFamiliesCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newTokenFamiliesStep(), opts...)
+	}
+}
+
+// ByTokenFamilies orders the results by token_families terms.
+func ByTokenFamilies(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newTokenFamiliesStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
+
 // ByRefreshTokensCount orders the results by refresh_tokens count.
 func ByRefreshTokensCount(opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
@@ -169,6 +192,13 @@ func ByOtpRequests(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 	return func(s *sql.Selector) {
 		sqlgraph.OrderByNeighborTerms(s, newOtpRequestsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
+}
+func newTokenFamiliesStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(TokenFamiliesInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, TokenFamiliesTable, TokenFamiliesColumn),
+	)
 }
 func newRefreshTokensStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(

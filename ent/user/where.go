@@ -496,6 +496,29 @@ func UpdatedAtLTE(v time.Time) predicate.User {
 	return predicate.User(sql.FieldLTE(FieldUpdatedAt, v))
 }
 
+// HasTokenFamilies applies the HasEdge predicate on the "token_families" edge.
+func HasTokenFamilies() predicate.User {
+	return predicate.User(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, TokenFamiliesTable, TokenFamiliesColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasTokenFamiliesWith applies the HasEdge predicate on the "token_families" edge with a given conditions (other predicates).
+func HasTokenFamiliesWith(preds ...predicate.TokenFamily) predicate.User {
+	return predicate.User(func(s *sql.Selector) {
+		step := newTokenFamiliesStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // HasRefreshTokens applies the HasEdge predicate on the "refresh_tokens" edge.
 func HasRefreshTokens() predicate.User {
 	return predicate.User(func(s *sql.Selector) {

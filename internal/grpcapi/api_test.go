@@ -16,6 +16,7 @@ import (
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/outboxmessage"
 	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/internal/testutil/smtptest"
 	"github.com/placebrain/auth/proto/authpb"
 )
@@ -216,8 +217,8 @@ func TestRefreshRotationAndReuseDetection(t *testing.T) {
 	// Reuse of r0 is refused and revokes the whole family, r2 included.
 	_, err = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
 	wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_REUSED")
-	if n := e.db.RefreshToken.Query().Where(refreshtoken.RevokedAtIsNil()).CountX(ctx); n != 0 {
-		t.Errorf("unrevoked tokens after reuse = %d, want 0", n)
+	if n := e.db.TokenFamily.Query().Where(tokenfamily.RevokedAtIsNil()).CountX(ctx); n != 0 {
+		t.Errorf("unrevoked token families after reuse = %d, want 0", n)
 	}
 	_, err = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r2.GetRefreshToken()})
 	wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_REVOKED")
@@ -326,8 +327,8 @@ func TestLogoutAfterRotationEndsTheSession(t *testing.T) {
 	if _, err := e.client.Logout(ctx, &authpb.LogoutRequest{RefreshToken: r1.GetRefreshToken()}); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.db.RefreshToken.Query().Where(refreshtoken.RevokedAtIsNil()).CountX(ctx); n != 0 {
-		t.Errorf("unrevoked tokens after logout = %d", n)
+	if n := e.db.TokenFamily.Query().Where(tokenfamily.RevokedAtIsNil()).CountX(ctx); n != 0 {
+		t.Errorf("unrevoked token families after logout = %d", n)
 	}
 }
 
@@ -348,7 +349,7 @@ func TestGetMeAndGetUserByEmail(t *testing.T) {
 	_, err = e.client.GetMe(ctx, &authpb.GetMeRequest{UserId: uuid.NewString()})
 	wantStatus(t, err, codes.NotFound, "User not found", "USER_NOT_FOUND")
 	_, err = e.client.GetMe(ctx, &authpb.GetMeRequest{UserId: "42"})
-	wantStatus(t, err, codes.InvalidArgument, "user_id must be a UUID", "INVALID_INPUT")
+	wantStatus(t, err, codes.InvalidArgument, "user_id must be a UUID in canonical form", "INVALID_INPUT")
 	_, err = e.client.GetMe(ctx, &authpb.GetMeRequest{})
 	wantStatus(t, err, codes.InvalidArgument, "user_id is required", "INVALID_INPUT")
 }

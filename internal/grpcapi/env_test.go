@@ -35,6 +35,7 @@ const (
 	otpTTL         = 10 * time.Minute
 	otpCooldown    = 60 * time.Second
 	otpMaxAttempts = 5
+	otpDailyLimit  = 10
 	refreshTTL     = 30 * 24 * time.Hour
 	accessTTL      = 15 * time.Minute
 )
@@ -79,6 +80,7 @@ func (s *syncBuffer) String() string {
 // connection, with an SMTP server in the test process.
 type env struct {
 	client     authpb.AuthServiceClient
+	conn       *grpc.ClientConn
 	db         *ent.Client
 	clock      *clock
 	smtp       *smtptest.Server
@@ -135,11 +137,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		OTPTTL:          otpTTL,
 		OTPMaxAttempts:  otpMaxAttempts,
 		OTPCooldown:     otpCooldown,
+		OTPDailyLimit:   otpDailyLimit,
 		Now:             e.clock.Now,
 		Log:             log,
 	})
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(grpcapi.Interceptors(log)...))
-	authpb.RegisterAuthServiceServer(gs, grpcapi.NewServer(svc))
+	gs := grpc.NewServer(grpcapi.ServerOptions(log)...)
+	grpcapi.Register(gs, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +154,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	e.conn = conn
 	e.client = authpb.NewAuthServiceClient(conn)
 	return e
 }

@@ -41,6 +41,15 @@ func ToStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	if _, ok := status.FromError(err); ok {
 		return err // already a status (e.g. from an interceptor)
 	}
+	// A request the client cancelled or let time out fails in the driver
+	// with errors that do not always wrap the context's; the context says
+	// what happened.
+	switch ctx.Err() {
+	case context.Canceled:
+		return status.Error(codes.Canceled, "request cancelled")
+	case context.DeadlineExceeded:
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
 	if de, ok := auth.AsError(err); ok {
 		if code, ok := codeOf[de.Kind]; ok {
 			return domainStatus(code, de)

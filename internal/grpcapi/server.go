@@ -27,6 +27,37 @@ type Server struct {
 // NewServer returns the AuthService implementation.
 func NewServer(svc *auth.Service) *Server { return &Server{svc: svc} }
 
+// Register registers the AuthService implementation on gs with
+// ServiceDesc. gs must use Codec (see ServerOptions).
+func Register(gs *grpc.Server, svc *auth.Service) {
+	gs.RegisterService(ServiceDesc(), NewServer(svc))
+}
+
+// ServiceDesc returns AuthService's service description with every
+// method's request decoding checked for the mark Codec leaves on a request
+// it could not decode, which is then answered INVALID_ARGUMENT (reason
+// MALFORMED_REQUEST).
+func ServiceDesc() *grpc.ServiceDesc {
+	desc := authpb.AuthService_ServiceDesc
+	desc.Methods = make([]grpc.MethodDesc, len(authpb.AuthService_ServiceDesc.Methods))
+	for i, m := range authpb.AuthService_ServiceDesc.Methods {
+		handler := m.Handler
+		m.Handler = func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+			return handler(srv, ctx, func(v any) error {
+				if err := dec(v); err != nil {
+					return err
+				}
+				if isMalformed(v) {
+					return domainStatus(codes.InvalidArgument, auth.ErrMalformedRequest)
+				}
+				return nil
+			}, ic)
+		}
+		desc.Methods[i] = m
+	}
+	return &desc
+}
+
 // Interceptors returns the unary interceptors in order: panic recovery
 // (a panic is answered INTERNAL "internal error" and logged with its
 // stack), then error mapping through ToStatus.
@@ -46,6 +77,7 @@ func Interceptors(log *slog.Logger) []grpc.UnaryServerInterceptor {
 	}
 }
 
+// Register creates an unverified user and queues its first code.
 func (s *Server) Register(ctx context.Context, r *authpb.RegisterRequest) (*authpb.RegisterResponse, error) {
 	id, err := s.svc.Register(ctx, r.GetUsername(), r.GetEmail(), r.GetPassword())
 	if err != nil {
@@ -54,6 +86,7 @@ func (s *Server) Register(ctx context.Context, r *authpb.RegisterRequest) (*auth
 	return &authpb.RegisterResponse{UserId: id.String()}, nil
 }
 
+// Login starts a session and returns an access and a refresh token.
 func (s *Server) Login(ctx context.Context, r *authpb.LoginRequest) (*authpb.LoginResponse, error) {
 	p, err := s.svc.Login(ctx, r.GetEmail(), r.GetPassword())
 	if err != nil {
@@ -62,6 +95,7 @@ func (s *Server) Login(ctx context.Context, r *authpb.LoginRequest) (*authpb.Log
 	return &authpb.LoginResponse{AccessToken: p.AccessToken, RefreshToken: p.RefreshToken}, nil
 }
 
+// RefreshTokens rotates a refresh token.
 func (s *Server) RefreshTokens(ctx context.Context, r *authpb.RefreshTokensRequest) (*authpb.RefreshTokensResponse, error) {
 	p, err := s.svc.Refresh(ctx, r.GetRefreshToken())
 	if err != nil {
@@ -70,6 +104,7 @@ func (s *Server) RefreshTokens(ctx context.Context, r *authpb.RefreshTokensReque
 	return &authpb.RefreshTokensResponse{AccessToken: p.AccessToken, RefreshToken: p.RefreshToken}, nil
 }
 
+// Logout ends the refresh token's session; success is always true.
 func (s *Server) Logout(ctx context.Context, r *authpb.LogoutRequest) (*authpb.LogoutResponse, error) {
 	if err := s.svc.Logout(ctx, r.GetRefreshToken()); err != nil {
 		return nil, err
@@ -77,6 +112,7 @@ func (s *Server) Logout(ctx context.Context, r *authpb.LogoutRequest) (*authpb.L
 	return &authpb.LogoutResponse{Success: true}, nil
 }
 
+// GetMe returns a user's profile by id.
 func (s *Server) GetMe(ctx context.Context, r *authpb.GetMeRequest) (*authpb.GetMeResponse, error) {
 	u, err := s.svc.GetUser(ctx, r.GetUserId())
 	if err != nil {
@@ -85,6 +121,7 @@ func (s *Server) GetMe(ctx context.Context, r *authpb.GetMeRequest) (*authpb.Get
 	return &authpb.GetMeResponse{UserId: u.ID.String(), Username: u.Username, Email: u.Email, IsVerified: u.Verified}, nil
 }
 
+// GetUserByEmail looks a user up by e-mail address.
 func (s *Server) GetUserByEmail(ctx context.Context, r *authpb.GetUserByEmailRequest) (*authpb.GetUserByEmailResponse, error) {
 	u, err := s.svc.GetUserByEmail(ctx, r.GetEmail())
 	if err != nil {
@@ -93,6 +130,7 @@ func (s *Server) GetUserByEmail(ctx context.Context, r *authpb.GetUserByEmailReq
 	return &authpb.GetUserByEmailResponse{UserId: u.ID.String(), Username: u.Username, Email: u.Email}, nil
 }
 
+// ValidateToken verifies an access token; valid=false for any failure.
 func (s *Server) ValidateToken(ctx context.Context, r *authpb.ValidateTokenRequest) (*authpb.ValidateTokenResponse, error) {
 	sub, ok, err := s.svc.ValidateToken(ctx, r.GetAccessToken())
 	if err != nil {
@@ -104,15 +142,17 @@ func (s *Server) ValidateToken(ctx context.Context, r *authpb.ValidateTokenReque
 	return &authpb.ValidateTokenResponse{Valid: true, UserId: sub.UserID.String(), Email: sub.Email, Username: sub.Username}, nil
 }
 
+// SendOtp issues a new verification code.
 func (s *Server) SendOtp(ctx context.Context, r *authpb.SendOtpRequest) (*authpb.SendOtpResponse, error) {
-	if err := s.svc.SendOtp(ctx, r.GetEmail()); err != nil {
+	if err := s.svc.SendOTP(ctx, r.GetEmail()); err != nil {
 		return nil, err
 	}
 	return &authpb.SendOtpResponse{Success: true}, nil
 }
 
+// VerifyOtp checks a verification code.
 func (s *Server) VerifyOtp(ctx context.Context, r *authpb.VerifyOtpRequest) (*authpb.VerifyOtpResponse, error) {
-	if err := s.svc.VerifyOtp(ctx, r.GetEmail(), r.GetCode()); err != nil {
+	if err := s.svc.VerifyOTP(ctx, r.GetEmail(), r.GetCode()); err != nil {
 		return nil, err
 	}
 	return &authpb.VerifyOtpResponse{Success: true}, nil

@@ -79,3 +79,11 @@ func (h *Hasher) Compare(hash, pw string) error {
 func (h *Hasher) CompareDummy(pw string) {
 	_ = bcrypt.CompareHashAndPassword(h.dummy, []byte(pw))
 }
+
+// NeedsRehash reports whether hash was made at a cost other than the
+// configured one (or cannot be read), so that a successful login should
+// store a fresh hash.
+func (h *Hasher) NeedsRehash(hash string) bool {
+	cost, err := bcrypt.Cost([]byte(hash))
+	return err != nil || cost != h.cost
+}

@@ -122,8 +122,8 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.ListenAddr, err)
 	}
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(grpcapi.Interceptors(log)...))
-	authpb.RegisterAuthServiceServer(gs, grpcapi.NewServer(svc))
+	gs := grpc.NewServer(grpcapi.ServerOptions(log)...)
+	grpcapi.Register(gs, svc)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)

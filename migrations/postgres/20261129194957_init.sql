@@ -10,8 +10,12 @@ CREATE UNIQUE INDEX "users_email_normalized_key" ON "users" ("email_normalized")
 CREATE TABLE "otp_requests" ("id" uuid NOT NULL, "created_at" timestamptz NOT NULL, "purpose" character varying NOT NULL DEFAULT 'email_verification', "code_hmac" bytea NOT NULL, "attempts" bigint NOT NULL DEFAULT 0, "expires_at" timestamptz NOT NULL, "consumed_at" timestamptz NULL, "superseded_at" timestamptz NULL, "user_id" uuid NOT NULL, PRIMARY KEY ("id"), CONSTRAINT "otp_requests_users_otp_requests" FOREIGN KEY ("user_id") REFERENCES "users" ("id") ON UPDATE NO ACTION ON DELETE CASCADE);
 -- Create index "otprequest_user_id_created_at" to table: "otp_requests"
 CREATE INDEX "otprequest_user_id_created_at" ON "otp_requests" ("user_id", "created_at");
+-- Create "token_families" table
+CREATE TABLE "token_families" ("id" uuid NOT NULL, "created_at" timestamptz NOT NULL, "revoked_at" timestamptz NULL, "revoke_reason" character varying NULL, "user_id" uuid NOT NULL, PRIMARY KEY ("id"), CONSTRAINT "token_families_users_token_families" FOREIGN KEY ("user_id") REFERENCES "users" ("id") ON UPDATE NO ACTION ON DELETE CASCADE);
+-- Create index "tokenfamily_user_id" to table: "token_families"
+CREATE INDEX "tokenfamily_user_id" ON "token_families" ("user_id");
 -- Create "refresh_tokens" table
-CREATE TABLE "refresh_tokens" ("id" uuid NOT NULL, "created_at" timestamptz NOT NULL, "family_id" uuid NOT NULL, "parent_id" uuid NULL, "token_hash" bytea NOT NULL, "expires_at" timestamptz NOT NULL, "used_at" timestamptz NULL, "revoked_at" timestamptz NULL, "revoke_reason" character varying NULL, "user_id" uuid NOT NULL, PRIMARY KEY ("id"), CONSTRAINT "refresh_tokens_users_refresh_tokens" FOREIGN KEY ("user_id") REFERENCES "users" ("id") ON UPDATE NO ACTION ON DELETE CASCADE);
+CREATE TABLE "refresh_tokens" ("id" uuid NOT NULL, "created_at" timestamptz NOT NULL, "parent_id" uuid NULL, "token_hash" bytea NOT NULL, "expires_at" timestamptz NOT NULL, "used_at" timestamptz NULL, "family_id" uuid NOT NULL, "user_id" uuid NOT NULL, PRIMARY KEY ("id"), CONSTRAINT "refresh_tokens_token_families_refresh_tokens" FOREIGN KEY ("family_id") REFERENCES "token_families" ("id") ON UPDATE NO ACTION ON DELETE CASCADE, CONSTRAINT "refresh_tokens_users_refresh_tokens" FOREIGN KEY ("user_id") REFERENCES "users" ("id") ON UPDATE NO ACTION ON DELETE CASCADE);
 -- Create index "refresh_tokens_token_hash_key" to table: "refresh_tokens"
 CREATE UNIQUE INDEX "refresh_tokens_token_hash_key" ON "refresh_tokens" ("token_hash");
 -- Create index "refreshtoken_family_id" to table: "refresh_tokens"

@@ -1,0 +1,172 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
+	"github.com/placebrain/auth/internal/store"
+	"github.com/placebrain/auth/internal/token"
+)
+
+// Revoke reasons recorded on token families.
+const (
+	revokeLogout        = "logout"
+	revokeReuseDetected = "reuse_detected"
+)
+
+// issuePair stores a new refresh token in family (child of parent, if any)
+// and signs an access token for u.
+func (s *Service) issuePair(ctx context.Context, tx *ent.Tx, u *ent.User, family uuid.UUID, parent *uuid.UUID, now time.Time) (TokenPair, error) {
+	text, hash, err := token.NewRefreshToken()
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("new refresh token: %w", err)
+	}
+	err = tx.RefreshToken.Create().
+		SetUserID(u.ID).
+		SetFamilyID(family).
+		SetNillableParentID(parent).
+		SetTokenHash(hash).
+		SetCreatedAt(now).
+		SetExpiresAt(now.Add(s.o.RefreshTokenTTL)).
+		Exec(ctx)
+	if err != nil {
+		return TokenPair{}, fmt.Errorf("store refresh token: %w", err)
+	}
+	access, _, err := s.o.AccessTokens.Sign(token.Subject{UserID: u.ID, Email: u.Email, Username: u.Username})
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return TokenPair{AccessToken: access, RefreshToken: text}, nil
+}
+
+// refreshHash validates a presented refresh token's text: empty is
+// INVALID_INPUT, anything this service cannot have issued is
+// ErrInvalidRefreshToken.
+func refreshHash(raw string) ([]byte, error) {
+	if raw == "" {
+		return nil, invalidInput("refresh_token", "refresh_token is required")
+	}
+	h, err := token.HashRefreshToken(raw)
+	if err != nil {
+		return nil, ErrInvalidRefreshToken
+	}
+	return h, nil
+}
+
+// lockFamily finds the token with hash and locks its family's row, which
+// every change to the family's tokens takes first (on SQLite the
+// transaction's write lock does the same). The token is read after the
+// lock, so it reflects every change committed before. Returns
+// ErrInvalidRefreshToken for an unknown token.
+func lockFamily(ctx context.Context, tx *ent.Tx, hash []byte) (*ent.RefreshToken, *ent.TokenFamily, error) {
+	rt, err := tx.RefreshToken.Query().Where(refreshtoken.TokenHash(hash)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil, ErrInvalidRefreshToken
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("find refresh token: %w", err)
+	}
+	fam, err := tx.TokenFamily.Query().Where(tokenfamily.ID(rt.FamilyID)).Modify(store.ForUpdate()).Only(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock token family: %w", err)
+	}
+	if rt, err = tx.RefreshToken.Get(ctx, rt.ID); err != nil {
+		return nil, nil, fmt.Errorf("read refresh token: %w", err)
+	}
+	return rt, fam, nil
+}
+
+// Refresh rotates a refresh token: in one transaction, under the lock of
+// its token family, the presented token is marked used and a new one is
+// issued in the same family, with a new access token. Presenting a used
+// token again is reuse: the family is revoked (committed) and
+// ErrRefreshTokenReused returned. A token of a revoked family gives
+// ErrRefreshTokenRevoked, an expired one ErrRefreshTokenExpired, an unknown
+// one ErrInvalidRefreshToken.
+func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
+	hash, err := refreshHash(raw)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	var pair TokenPair
+	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		rt, fam, err := lockFamily(ctx, tx, hash)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		switch {
+		case rt.UsedAt != nil:
+			if fam.RevokedAt == nil {
+				if err := revokeFamily(ctx, tx, fam.ID, revokeReuseDetected, now); err != nil {
+					return err
+				}
+				s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
+					"user_id", rt.UserID, "family_id", fam.ID)
+			}
+			return store.CommitAnd(ErrRefreshTokenReused)
+		case fam.RevokedAt != nil:
+			return ErrRefreshTokenRevoked
+		case !now.Before(rt.ExpiresAt):
+			return ErrRefreshTokenExpired
+		}
+		u, err := tx.User.Get(ctx, rt.UserID)
+		if err != nil {
+			return fmt.Errorf("find user: %w", err)
+		}
+		if err := tx.RefreshToken.UpdateOneID(rt.ID).SetUsedAt(now).Exec(ctx); err != nil {
+			return fmt.Errorf("mark refresh token used: %w", err)
+		}
+		pair, err = s.issuePair(ctx, tx, u, fam.ID, &rt.ID, now)
+		return err
+	})
+	return pair, err
+}
+
+// revokeFamily marks a locked family revoked. No token of it is accepted
+// afterwards.
+func revokeFamily(ctx context.Context, tx *ent.Tx, family uuid.UUID, reason string, now time.Time) error {
+	err := tx.TokenFamily.UpdateOneID(family).SetRevokedAt(now).SetRevokeReason(reason).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("revoke token family: %w", err)
+	}
+	return nil
+}
+
+// Logout ends the session the refresh token belongs to: its token family
+// is revoked. Logout is idempotent, as token revocation is in RFC 7009
+// §2.2: a token that is unknown, malformed, already used or already
+// revoked is answered with success too, since afterwards it is unusable
+// either way. Only an empty token is an error (INVALID_INPUT).
+func (s *Service) Logout(ctx context.Context, raw string) error {
+	hash, err := refreshHash(raw)
+	if errors.Is(err, ErrInvalidRefreshToken) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var revoked *ent.RefreshToken
+	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		rt, fam, err := lockFamily(ctx, tx, hash)
+		if errors.Is(err, ErrInvalidRefreshToken) {
+			return nil
+		}
+		if err != nil || fam.RevokedAt != nil {
+			return err
+		}
+		revoked = rt
+		return revokeFamily(ctx, tx, fam.ID, revokeLogout, s.now())
+	})
+	if err == nil && revoked != nil {
+		s.o.Log.InfoContext(ctx, "logout", "user_id", revoked.UserID, "family_id", revoked.FamilyID)
+	}
+	return err
+}

@@ -1,0 +1,85 @@
+package grpcapi
+
+import (
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// malformedField is the field number of the mark Codec leaves in the
+// unknown fields of a request it could not decode: the largest field
+// number protobuf allows, which no message of ours uses.
+const malformedField = protowire.MaxValidNumber
+
+var malformedMark = protowire.AppendBytes(protowire.AppendTag(nil, malformedField, protowire.BytesType), []byte("malformed"))
+
+// Codec is the default protobuf codec except for requests it cannot decode
+// (invalid UTF-8 in a string field, malformed wire data). grpc-go answers
+// those INTERNAL before any handler or interceptor runs and offers no hook
+// to change the code; Codec instead resets the message, marks it, and
+// reports success, and ServiceDesc answers the mark INVALID_ARGUMENT.
+type Codec struct{ base encoding.CodecV2 }
+
+// NewCodec wraps grpc-go's registered "proto" codec.
+func NewCodec() Codec { return Codec{base: encoding.GetCodecV2("proto")} }
+
+// Name implements encoding.CodecV2.
+func (c Codec) Name() string { return c.base.Name() }
+
+// Marshal implements encoding.CodecV2.
+func (c Codec) Marshal(v any) (mem.BufferSlice, error) { return c.base.Marshal(v) }
+
+// Unmarshal implements encoding.CodecV2.
+func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.base.Unmarshal(data, v)
+	m, ok := v.(proto.Message)
+	if err == nil || !ok {
+		return err
+	}
+	proto.Reset(m)
+	m.ProtoReflect().SetUnknown(malformedMark)
+	return nil
+}
+
+// isMalformed reports whether Codec marked v as undecodable.
+func isMalformed(v any) bool {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return false
+	}
+	raw := m.ProtoReflect().GetUnknown()
+	for len(raw) > 0 {
+		num, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			return false
+		}
+		if num == malformedField && typ == protowire.BytesType {
+			return true
+		}
+		raw = raw[n:]
+		if n = protowire.ConsumeFieldValue(num, typ, raw); n < 0 {
+			return false
+		}
+		raw = raw[n:]
+	}
+	return false
+}
+
+// MaxRequestBytes bounds a request message: the largest legitimate request
+// (a Register with a 64-character username, a 254-byte address and a
+// 72-byte password, or a JWT) is far below it.
+const MaxRequestBytes = 64 << 10
+
+// ServerOptions are the options AuthService needs: Codec, the interceptors
+// and the request size bound.
+func ServerOptions(log *slog.Logger) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(NewCodec()),
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(Interceptors(log)...),
+	}
+}
