@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,8 @@ type OTP struct {
 	MaxAttempts int `env:"MAX_ATTEMPTS, default=5"`
 	// ResendCooldownSeconds is the least time between two codes, in seconds.
 	ResendCooldownSeconds int `env:"RESEND_COOLDOWN_SECONDS, default=60"`
+	// DailyLimit caps the codes one user is sent in 24 hours (0: no cap).
+	DailyLimit int `env:"DAILY_LIMIT, default=10"`
 }
 
 // Password configures password hashing.
@@ -104,8 +107,8 @@ type SMTP struct {
 	// From is the sender, e.g. `PlaceBrain <no-reply@example.com>`.
 	// Required with Host.
 	From string `env:"FROM"`
-	// TLS is none (plain; STARTTLS if the server offers it), starttls
-	// (required) or tls (implicit TLS, usually port 465).
+	// TLS is none (plain text), starttls (required) or tls (implicit
+	// TLS, usually port 465).
 	TLS string `env:"TLS, default=starttls"`
 	// TimeoutSeconds bounds one delivery attempt, in seconds.
 	TimeoutSeconds int `env:"TIMEOUT_SECONDS, default=15"`
@@ -242,9 +245,11 @@ func (c *Config) validate() error {
 		{c.OTP.ExpireMinutes > 0, "OTP__EXPIRE_MINUTES must be positive"},
 		{c.OTP.MaxAttempts > 0, "OTP__MAX_ATTEMPTS must be positive"},
 		{c.OTP.ResendCooldownSeconds >= 0, "OTP__RESEND_COOLDOWN_SECONDS must not be negative"},
+		{c.OTP.DailyLimit >= 0, "OTP__DAILY_LIMIT must not be negative"},
 		{c.Password.BcryptCost >= 4 && c.Password.BcryptCost <= 31, "PASSWORD__BCRYPT_COST must be between 4 and 31"},
 		{c.SMTP.Port > 0 && c.SMTP.Port < 65536, "SMTP__PORT must be a TCP port"},
 		{c.SMTP.TLS == "none" || c.SMTP.TLS == "starttls" || c.SMTP.TLS == "tls", "SMTP__TLS must be none, starttls or tls"},
+		{validFrom(c.SMTP.From), "SMTP__FROM must be an address such as `PlaceBrain <no-reply@example.com>`"},
 		{c.SMTP.TimeoutSeconds > 0, "SMTP__TIMEOUT_SECONDS must be positive"},
 		{c.Database.MaxOpenConns > 0, "DATABASE__MAX_OPEN_CONNS must be positive"},
 		{c.Database.MaxIdleConns >= 0, "DATABASE__MAX_IDLE_CONNS must not be negative"},
@@ -262,6 +267,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%s", strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+func validFrom(s string) bool {
+	_, err := mail.ParseAddress(s)
+	return err == nil
 }
 
 // AccessTokenTTL is the access token lifetime.

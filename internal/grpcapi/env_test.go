@@ -126,9 +126,13 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.dispatcher = mail.NewDispatcher(client, mail.NewSMTPSender(mail.SMTPConfig{
+	sender, err := mail.NewSMTPSender(mail.SMTPConfig{
 		Host: "127.0.0.1", Port: e.smtpPort, From: "PlaceBrain <no-reply@placebrain.test>", TLS: mail.TLSNone, Timeout: 5 * time.Second,
-	}), mail.DispatcherOptions{Now: e.clock.Now, Log: log, MaxAttempts: 3, RetryBase: 5 * time.Second, RetryMax: time.Minute})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dispatcher = mail.NewDispatcher(client, sender, mail.DispatcherOptions{Now: e.clock.Now, Log: log, MaxAttempts: 3, RetryBase: 5 * time.Second, RetryMax: time.Minute})
 	svc := auth.New(client, auth.Options{
 		AccessTokens:    access,
 		Passwords:       hasher,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"regexp"
 	"strings"
 	"time"
 
@@ -63,9 +64,12 @@ type DispatcherOptions struct {
 	// RetryBase is the delay after the first failure; it doubles per
 	// failure up to RetryMax.
 	RetryBase, RetryMax time.Duration
-	// Lease is how long a claimed message stays invisible to other
-	// dispatchers; a message whose sender died is due again after it. It
-	// must exceed the sender's timeout.
+	// SendTimeout is the sender's bound on one delivery.
+	SendTimeout time.Duration
+	// Lease is how long a claimed batch stays invisible to other
+	// dispatchers; a message whose sender died is due again after it. By
+	// default BatchSize*SendTimeout plus 30 s, so a batch is always
+	// finished within its lease.
 	Lease time.Duration
 	// BatchSize is how many messages one claim takes.
 	BatchSize int
@@ -106,10 +110,13 @@ func NewDispatcher(db *ent.Client, sender Sender, o DispatcherOptions) *Dispatch
 		o.RetryMax = o.RetryBase
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 20
+		o.BatchSize = 10
+	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = 15 * time.Second
 	}
 	if o.Lease <= 0 {
-		o.Lease = 2 * time.Minute
+		o.Lease = time.Duration(o.BatchSize)*o.SendTimeout + 30*time.Second
 	}
 	return &Dispatcher{db: db, sender: sender, o: o, wake: make(chan struct{}, 1)}
 }
@@ -156,12 +163,35 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, m := range claimed {
-		// Finish a started delivery and its bookkeeping even when
-		// shutting down: ctx only stops further claims.
+	for i, m := range claimed {
+		if ctx.Err() != nil {
+			// Shutting down: hand the rest of the batch back at once
+			// instead of holding it for the lease.
+			d.release(claimed[i:])
+			break
+		}
+		// A started delivery and its bookkeeping finish even when
+		// shutting down.
 		d.deliver(context.WithoutCancel(ctx), m)
 	}
 	return len(claimed), nil
+}
+
+// release makes claimed but unsent messages due again, undoing their
+// claim's attempt.
+func (d *Dispatcher) release(msgs []*ent.OutboxMessage) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, m := range msgs {
+		err := d.db.OutboxMessage.Update().
+			Where(outboxmessage.ID(m.ID), outboxmessage.Attempts(m.Attempts), outboxmessage.StatusEQ(outboxmessage.StatusPending)).
+			SetAttempts(m.Attempts - 1).
+			SetNextAttemptAt(d.o.Now().UTC()).
+			Exec(ctx)
+		if err != nil {
+			d.o.Log.Warn("outbox: release claimed message", "message_id", m.ID, "error", err)
+		}
+	}
 }
 
 // claim takes due messages for this dispatcher: one attempt is counted and
@@ -197,7 +227,10 @@ func (d *Dispatcher) claim(ctx context.Context) ([]*ent.OutboxMessage, error) {
 	return claimed, nil
 }
 
-// deliver sends one claimed message and records the outcome.
+// deliver sends one claimed message and records the outcome. The outcome
+// is written only while the claim is still this dispatcher's (same attempt
+// count, still pending), so a dispatcher that overran its lease cannot
+// overwrite the result of the one that took the message over.
 func (d *Dispatcher) deliver(ctx context.Context, m *ent.OutboxMessage) {
 	log := d.o.Log.With("message_id", m.ID, "template", m.Template, "attempt", m.Attempts)
 	if m.UserID != nil {
@@ -208,22 +241,41 @@ func (d *Dispatcher) deliver(ctx context.Context, m *ent.OutboxMessage) {
 		err = d.sender.Send(ctx, Envelope{To: m.Recipient, UserID: m.UserID}, r)
 	}
 	now := d.o.Now().UTC()
-	upd := d.db.OutboxMessage.UpdateOneID(m.ID)
+	upd := d.db.OutboxMessage.Update().
+		Where(outboxmessage.ID(m.ID), outboxmessage.Attempts(m.Attempts), outboxmessage.StatusEQ(outboxmessage.StatusPending))
+	var permanent PermanentError
 	switch {
 	case err == nil:
 		upd.SetStatus(outboxmessage.StatusSent).SetSentAt(now).ClearData().ClearLastError()
 		log.Info("email sent")
-	case m.Attempts >= d.o.MaxAttempts:
-		upd.SetStatus(outboxmessage.StatusFailed).ClearData().SetLastError(truncate(err.Error(), 1024))
-		log.Error("email failed for good", "error", err)
+	case errors.As(err, &permanent) || m.Attempts >= d.o.MaxAttempts:
+		reason := redact(err, m.Recipient)
+		upd.SetStatus(outboxmessage.StatusFailed).ClearData().SetLastError(reason)
+		log.Error("email failed for good", "error", reason, "permanent", errors.As(err, &permanent))
 	default:
+		reason := redact(err, m.Recipient)
 		delay := RetryDelay(m.Attempts, d.o.RetryBase, d.o.RetryMax)
-		upd.SetNextAttemptAt(now.Add(delay)).SetLastError(truncate(err.Error(), 1024))
-		log.Warn("email delivery failed; will retry", "error", err, "retry_in", delay.String())
+		upd.SetNextAttemptAt(now.Add(delay)).SetLastError(reason)
+		log.Warn("email delivery failed; will retry", "error", reason, "retry_in", delay.String())
 	}
-	if err := upd.Exec(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	n, err := upd.Save(ctx)
+	switch {
+	case err != nil:
 		log.Error("outbox: record delivery outcome", "error", err)
+	case n == 0:
+		log.Warn("outbox: claim lost before the outcome was recorded")
 	}
+}
+
+// redact returns err's text, at most 1024 bytes, with the recipient's
+// address replaced: relays echo it in their replies, and addresses stay out
+// of logs.
+func redact(err error, recipient string) string {
+	s := err.Error()
+	if recipient != "" {
+		s = regexp.MustCompile("(?i)"+regexp.QuoteMeta(recipient)).ReplaceAllString(s, "<recipient>")
+	}
+	return truncate(s, 1024)
 }
 
 // RetryDelay is the wait after the attempt-th failed delivery (1-based):

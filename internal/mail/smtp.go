@@ -1,23 +1,26 @@
 package mail
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/smtp"
+	netmail "net/mail"
 	"strconv"
 	"time"
 
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 	"github.com/google/uuid"
 	"github.com/jordan-wright/email"
 )
 
 // TLS modes of SMTPConfig.TLS.
 const (
-	TLSNone     = "none"     // plain; STARTTLS when the server offers it
+	TLSNone     = "none"     // plain text, no TLS (a relay on localhost or a private network)
 	TLSStartTLS = "starttls" // STARTTLS required
 	TLSImplicit = "tls"      // TLS from the first byte (SMTPS, port 465)
 )
@@ -28,30 +31,12 @@ type SMTPConfig struct {
 	Port     int
 	Username string
 	Password string
-	From     string
-	TLS      string
-	// Timeout bounds one delivery.
+	// From is the sender, with or without a display name.
+	From string
+	TLS  string
+	// Timeout bounds one whole delivery: connecting, every command and
+	// the message.
 	Timeout time.Duration
-}
-
-// SMTPSender delivers mail through an SMTP relay with
-// github.com/jordan-wright/email.
-type SMTPSender struct {
-	c    SMTPConfig
-	addr string
-	auth smtp.Auth
-}
-
-// NewSMTPSender returns a sender for c.
-func NewSMTPSender(c SMTPConfig) *SMTPSender {
-	s := &SMTPSender{c: c, addr: net.JoinHostPort(c.Host, strconv.Itoa(c.Port))}
-	if c.Username != "" {
-		s.auth = smtp.PlainAuth("", c.Username, c.Password, c.Host)
-	}
-	if s.c.Timeout <= 0 {
-		s.c.Timeout = 15 * time.Second
-	}
-	return s
 }
 
 // Envelope says who a message goes to.
@@ -65,6 +50,129 @@ type Envelope struct {
 // Sender delivers one rendered message.
 type Sender interface {
 	Send(ctx context.Context, env Envelope, r Rendered) error
+}
+
+// PermanentError is a delivery failure that retrying cannot fix: the relay
+// answered with a 5xx reply (RFC 5321 §4.2.1).
+type PermanentError struct{ Err error }
+
+func (e PermanentError) Error() string { return e.Err.Error() }
+func (e PermanentError) Unwrap() error { return e.Err }
+
+// SMTPSender delivers mail through an SMTP relay. Messages are built with
+// github.com/jordan-wright/email (MIME, plain text and HTML) and delivered
+// with github.com/emersion/go-smtp's client, whose connection every step
+// is bounded by the timeout: jordan-wright's own Send has no timeouts, and
+// a relay that stopped answering would hold the dispatcher for good.
+type SMTPSender struct {
+	c        SMTPConfig
+	addr     string
+	envFrom  string
+	tlsConf  *tls.Config
+	useLogin bool
+}
+
+// NewSMTPSender returns a sender for c. It fails when c.From is not an
+// address.
+func NewSMTPSender(c SMTPConfig) (*SMTPSender, error) {
+	from, err := netmail.ParseAddress(c.From)
+	if err != nil {
+		return nil, fmt.Errorf("SMTP__FROM is not an address: %w", err)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 15 * time.Second
+	}
+	return &SMTPSender{
+		c:        c,
+		addr:     net.JoinHostPort(c.Host, strconv.Itoa(c.Port)),
+		envFrom:  from.Address,
+		tlsConf:  &tls.Config{ServerName: c.Host, MinVersion: tls.VersionTLS12},
+		useLogin: c.Username != "",
+	}, nil
+}
+
+// Timeout is the bound on one delivery.
+func (s *SMTPSender) Timeout() time.Duration { return s.c.Timeout }
+
+// boundedConn caps every deadline the SMTP client sets at the delivery's
+// overall deadline.
+type boundedConn struct {
+	net.Conn
+	deadline time.Time
+}
+
+func (b boundedConn) SetDeadline(t time.Time) error { return b.Conn.SetDeadline(b.min(t)) }
+func (b boundedConn) SetReadDeadline(t time.Time) error {
+	return b.Conn.SetReadDeadline(b.min(t))
+}
+func (b boundedConn) SetWriteDeadline(t time.Time) error {
+	return b.Conn.SetWriteDeadline(b.min(t))
+}
+func (b boundedConn) min(t time.Time) time.Time {
+	if t.IsZero() || t.After(b.deadline) {
+		return b.deadline
+	}
+	return t
+}
+
+// Send delivers one message within the timeout. A 5xx reply is a
+// PermanentError.
+func (s *SMTPSender) Send(ctx context.Context, env Envelope, r Rendered) error {
+	e := email.NewEmail()
+	e.From = s.c.From
+	e.To = []string{env.To}
+	e.Subject = r.Subject
+	e.Text = []byte(r.Text)
+	e.HTML = []byte(r.HTML)
+	msg, err := e.Bytes()
+	if err != nil {
+		return PermanentError{fmt.Errorf("build message: %w", err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.c.Timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("smtp %s: %w", s.addr, err)
+	}
+	conn := net.Conn(boundedConn{Conn: raw, deadline: deadline})
+	if err := conn.SetDeadline(deadline); err != nil {
+		conn.Close()
+		return err
+	}
+	var c *smtp.Client
+	switch s.c.TLS {
+	case TLSImplicit:
+		c = smtp.NewClient(boundedConn{Conn: tls.Client(raw, s.tlsConf), deadline: deadline})
+	case TLSStartTLS:
+		if c, err = smtp.NewClientStartTLS(conn, s.tlsConf); err != nil {
+			conn.Close()
+			return classify(s.addr, err)
+		}
+	default:
+		c = smtp.NewClient(conn)
+	}
+	defer c.Close()
+	if s.useLogin {
+		if err := c.Auth(sasl.NewPlainClient("", s.c.Username, s.c.Password)); err != nil {
+			return classify(s.addr, err)
+		}
+	}
+	if err := c.SendMail(s.envFrom, []string{env.To}, bytes.NewReader(msg)); err != nil {
+		return classify(s.addr, err)
+	}
+	_ = c.Quit()
+	return nil
+}
+
+// classify wraps a 5xx reply as a PermanentError.
+func classify(addr string, err error) error {
+	err = fmt.Errorf("smtp %s: %w", addr, err)
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code >= 500 {
+		return PermanentError{err}
+	}
+	return err
 }
 
 // LogSender writes messages to the log instead of sending them: for
@@ -81,45 +189,4 @@ func (l LogSender) Send(ctx context.Context, env Envelope, r Rendered) error {
 	l.Log.WarnContext(ctx, "development mode: e-mail written to the log, not sent",
 		"user_id", uid, "subject", r.Subject, "text", r.Text)
 	return nil
-}
-
-// ErrTimeout reports a delivery that did not finish within the timeout.
-var ErrTimeout = errors.New("smtp: delivery timed out")
-
-// Send delivers one message. The library has no timeouts of its own, so
-// the delivery runs in a goroutine and Send gives up after c.Timeout; a
-// relay that hangs keeps that goroutine until the connection dies.
-func (s *SMTPSender) Send(ctx context.Context, env Envelope, r Rendered) error {
-	to := env.To
-	e := email.NewEmail()
-	e.From = s.c.From
-	e.To = []string{to}
-	e.Subject = r.Subject
-	e.Text = []byte(r.Text)
-	e.HTML = []byte(r.HTML)
-	tlsConfig := &tls.Config{ServerName: s.c.Host, MinVersion: tls.VersionTLS12}
-	done := make(chan error, 1)
-	go func() {
-		switch s.c.TLS {
-		case TLSImplicit:
-			done <- e.SendWithTLS(s.addr, s.auth, tlsConfig)
-		case TLSStartTLS:
-			done <- e.SendWithStartTLS(s.addr, s.auth, tlsConfig)
-		default:
-			done <- e.Send(s.addr, s.auth)
-		}
-	}()
-	t := time.NewTimer(s.c.Timeout)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("smtp %s: %w", s.addr, err)
-		}
-		return nil
-	case <-t.C:
-		return ErrTimeout
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

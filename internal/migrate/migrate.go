@@ -213,8 +213,16 @@ func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	if err := validate(dir); err != nil {
 		return nil, err
 	}
+	// One connection does everything: it holds the advisory lock (a
+	// session lock) and runs the per-file transactions, so a pool of one
+	// connection cannot deadlock.
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: connect: %w", err)
+	}
+	defer conn.Close()
 	if m.dialect == dialect.Postgres {
-		unlock, err := m.lock(ctx)
+		unlock, err := m.lock(ctx, conn)
 		if err != nil {
 			return nil, err
 		}
@@ -225,7 +233,7 @@ func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	// each computes what is pending after the previous one committed.
 	var applied []string
 	for {
-		version, err := m.applyNext(ctx, dir)
+		version, err := m.applyNext(ctx, conn, dir)
 		if errors.Is(err, migrate.ErrNoPendingFiles) {
 			return applied, nil
 		}
@@ -236,23 +244,16 @@ func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	}
 }
 
-// lock takes the Atlas CLI's advisory lock (a session lock) on a connection
-// of its own. The returned function releases it; if releasing fails (say ctx
-// ended), it discards that connection so the session, and with it the lock,
-// ends.
-func (m *Migrator) lock(ctx context.Context) (func(), error) {
-	conn, err := m.db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: connect: %w", err)
-	}
+// lock takes the Atlas CLI's advisory lock (a session lock) on conn. The
+// returned function releases it; if releasing fails (say ctx ended), it
+// discards the connection so the session, and with it the lock, ends.
+func (m *Migrator) lock(ctx context.Context, conn *sql.Conn) (func(), error) {
 	drv, err := postgres.Open(conn)
 	if err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("migrate: open driver: %w", err)
 	}
 	unlock, err := drv.(schema.Locker).Lock(ctx, LockName, m.LockTimeout)
 	if err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("migrate: acquire lock %q: %w", LockName, err)
 	}
 	return func() {
@@ -260,13 +261,12 @@ func (m *Migrator) lock(ctx context.Context) (func(), error) {
 			m.log.Warn("migrate: release lock failed; closing its session", "error", err)
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-		conn.Close()
 	}, nil
 }
 
 // applyNext applies the first pending file in one transaction.
-func (m *Migrator) applyNext(ctx context.Context, dir migrate.Dir) (string, error) {
-	tx, err := m.db.BeginTx(ctx, nil)
+func (m *Migrator) applyNext(ctx context.Context, conn *sql.Conn, dir migrate.Dir) (string, error) {
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return "", fmt.Errorf("migrate: begin: %w", err)
 	}

@@ -26,7 +26,7 @@ import (
 )
 
 // appTables are the tables the real migration directory creates.
-var appTables = []string{"users", "refresh_tokens", "otp_requests", "outbox_messages"}
+var appTables = []string{"users", "token_families", "refresh_tokens", "otp_requests", "outbox_messages"}
 
 // openDB opens url with pgx and closes it when the test ends.
 func openDB(t *testing.T, url string) *sql.DB {
@@ -134,7 +134,12 @@ func revisionVersions(t *testing.T, db *sql.DB) []string {
 // copyDir copies the real migration directory into a MapFS.
 func copyDir(t *testing.T) fstest.MapFS {
 	t.Helper()
-	src := migrations.Postgres()
+	return copyDirOf(t, migrations.Postgres())
+}
+
+// copyDirOf copies a migration directory into a MapFS.
+func copyDirOf(t *testing.T, src fs.FS) fstest.MapFS {
+	t.Helper()
 	out := fstest.MapFS{}
 	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

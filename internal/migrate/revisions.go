@@ -108,6 +108,10 @@ func (r *revisions) Ident() *migrate.TableIdent {
 	return &migrate.TableIdent{Name: RevisionTable, Schema: r.schema}
 }
 
+// cloudIdentifier is a row the Atlas CLI keeps in the table for Atlas Cloud
+// reporting; it is no revision (the CLI skips it too).
+const cloudIdentifier = ".atlas_cloud_identifier"
+
 const revisionColumns = `"version", "description", "type", "applied", "total", "executed_at", "execution_time", "error", "error_stmt", "hash", "partial_hashes", "operator_version"`
 
 func (r *revisions) ReadRevisions(ctx context.Context) ([]*migrate.Revision, error) {
@@ -115,7 +119,13 @@ func (r *revisions) ReadRevisions(ctx context.Context) ([]*migrate.Revision, err
 	if err != nil || !ok {
 		return nil, err
 	}
-	rows, err := r.q.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM %s ORDER BY "version"`, revisionColumns, r.table()))
+	// Versions are compared byte-wise, as Atlas compares them, whatever the
+	// database's collation.
+	order := `"version" COLLATE "C"`
+	if r.dialect == dialect.SQLite {
+		order = `"version" COLLATE BINARY`
+	}
+	rows, err := r.q.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "version" <> $1 ORDER BY %s`, revisionColumns, r.table(), order), cloudIdentifier)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +142,9 @@ func (r *revisions) ReadRevisions(ctx context.Context) ([]*migrate.Revision, err
 }
 
 func (r *revisions) ReadRevision(ctx context.Context, version string) (*migrate.Revision, error) {
+	if version == cloudIdentifier {
+		return nil, migrate.ErrRevisionNotExist
+	}
 	ok, err := r.exists(ctx)
 	if err != nil {
 		return nil, err

@@ -93,14 +93,18 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return err
 	}
 	var sender mail.Sender = mail.LogSender{Log: log}
+	sendTimeout := time.Duration(c.SMTP.TimeoutSeconds) * time.Second
 	if c.SMTP.Host != "" {
-		sender = mail.NewSMTPSender(mail.SMTPConfig{
+		if sender, err = mail.NewSMTPSender(mail.SMTPConfig{
 			Host: c.SMTP.Host, Port: c.SMTP.Port, Username: c.SMTP.Username, Password: c.SMTP.Password,
-			From: c.SMTP.From, TLS: c.SMTP.TLS, Timeout: time.Duration(c.SMTP.TimeoutSeconds) * time.Second,
-		})
+			From: c.SMTP.From, TLS: c.SMTP.TLS, Timeout: sendTimeout,
+		}); err != nil {
+			return err
+		}
 	}
 	dispatcher := mail.NewDispatcher(client, sender, mail.DispatcherOptions{
 		PollInterval: time.Duration(c.Outbox.PollIntervalMillis) * time.Millisecond,
+		SendTimeout:  sendTimeout,
 		MaxAttempts:  c.Outbox.MaxAttempts,
 		RetryBase:    time.Duration(c.Outbox.RetryBaseSeconds) * time.Second,
 		RetryMax:     time.Duration(c.Outbox.RetryMaxSeconds) * time.Second,
@@ -114,6 +118,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		OTPTTL:          time.Duration(c.OTP.ExpireMinutes) * time.Minute,
 		OTPMaxAttempts:  c.OTP.MaxAttempts,
 		OTPCooldown:     time.Duration(c.OTP.ResendCooldownSeconds) * time.Second,
+		OTPDailyLimit:   c.OTP.DailyLimit,
 		MailQueued:      dispatcher.Wake,
 		Log:             log,
 	})

@@ -73,7 +73,8 @@ type Target struct {
 // ParseURL resolves DATABASE__URL. PostgreSQL accepts postgres://,
 // postgresql:// and the SQLAlchemy forms postgresql+asyncpg:// (and
 // +psycopg, +psycopg2, +pg8000) that existing PlaceBrain deployments use;
-// asyncpg's `ssl=` query parameter becomes `sslmode=`. SQLite accepts
+// asyncpg's `ssl=` query parameter becomes `sslmode=`, and without a
+// search_path (or options) parameter search_path=public is added. SQLite accepts
 // sqlite:PATH and sqlite://PATH (sqlite:///abs/path for an absolute path);
 // an empty URL means SQLite at dataDir/authd.db.
 func ParseURL(raw, dataDir string) (Target, error) {
@@ -106,6 +107,12 @@ func ParseURL(raw, dataDir string) (Target, error) {
 	}
 	u.Scheme = "postgres"
 	q := u.Query()
+	if q.Get("search_path") == "" && q.Get("options") == "" {
+		// The tables and atlas_schema_revisions live in public, as the
+		// Atlas CLI expects with search_path=public.
+		q.Set("search_path", "public")
+		u.RawQuery = q.Encode()
+	}
 	if v := q.Get("ssl"); v != "" && q.Get("sslmode") == "" {
 		switch strings.ToLower(v) {
 		case "true", "require":

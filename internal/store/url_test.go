@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -31,6 +32,25 @@ func TestNormalizeURL(t *testing.T) {
 		{"other params kept", "postgresql+asyncpg://u:p@h/db?ssl=require&application_name=auth", "postgres://u:p@h/db?application_name=auth&sslmode=require"},
 		{"escaped password kept", "postgresql+asyncpg://u:p%40ss%2Fw@h/db", "postgres://u:p%40ss%2Fw@h/db"},
 		{"no credentials", "postgresql://h/db", "postgres://h/db"},
+		{"search_path kept", "postgres://h/db?search_path=auth", "postgres://h/db?search_path=auth"},
+		{"options kept, no search_path added", "postgres://h/db?options=-csearch_path%3Dauth", "postgres://h/db?options=-csearch_path%3Dauth&search_path="},
+	}
+	// canon parses a URL into comparable parts; the service binds
+	// connections to the public schema unless told otherwise.
+	canon := func(raw string, addSearchPath bool) [2]any {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		if addSearchPath && !q.Has("search_path") {
+			q.Set("search_path", "public")
+		}
+		if q.Get("search_path") == "" {
+			q.Del("search_path")
+		}
+		u.RawQuery = ""
+		return [2]any{u.String(), map[string][]string(q)}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +58,7 @@ func TestNormalizeURL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NormalizeURL(%q): %v", tt.in, err)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(canon(tt.want, true), canon(got, false)); diff != "" {
 				t.Errorf("NormalizeURL(%q) mismatch (-want +got):\n%s", tt.in, diff)
 			}
 		})

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,7 +119,16 @@ func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 	x.from = from
 	return nil
 }
+// Rcpt accepts any recipient except those whose address starts with
+// "reject", which get a permanent 550 reply echoing the address (as real
+// relays do), and "tempfail", which get a transient 451.
 func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	switch {
+	case strings.HasPrefix(to, "reject"):
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + to + ">: Recipient address rejected"}
+	case strings.HasPrefix(to, "tempfail"):
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "<" + to + ">: try again later"}
+	}
 	x.to = append(x.to, to)
 	return nil
 }
