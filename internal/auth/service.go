@@ -22,7 +22,6 @@ import (
 	"github.com/placebrain/auth/internal/token"
 )
 
-
 // Options are the parts and policies of a Service.
 type Options struct {
 	AccessTokens *token.Issuer

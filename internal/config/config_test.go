@@ -69,6 +69,7 @@ func TestLoadDefaults(t *testing.T) {
 			ExpireMinutes:         10,
 			MaxAttempts:           5,
 			ResendCooldownSeconds: 60,
+			DailyLimit:            10,
 		},
 		Password: config.Password{BcryptCost: 12},
 		SMTP: config.SMTP{

@@ -23,8 +23,8 @@ import (
 	"github.com/placebrain/auth/internal/mail"
 	"github.com/placebrain/auth/internal/otp"
 	"github.com/placebrain/auth/internal/password"
-	"github.com/placebrain/auth/internal/testutil/testdb"
 	"github.com/placebrain/auth/internal/testutil/smtptest"
+	"github.com/placebrain/auth/internal/testutil/testdb"
 	"github.com/placebrain/auth/internal/token"
 	"github.com/placebrain/auth/proto/authpb"
 )

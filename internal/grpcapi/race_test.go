@@ -30,7 +30,10 @@ func TestLogoutRacingRefreshEndsTheSession(t *testing.T) {
 		var refreshed *authpb.RefreshTokensResponse
 		var refreshErr, logoutErr error
 		wg.Add(2)
-		go func() { defer wg.Done(); refreshed, refreshErr = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0}) }()
+		go func() {
+			defer wg.Done()
+			refreshed, refreshErr = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
+		}()
 		go func() { defer wg.Done(); _, logoutErr = e.client.Logout(ctx, &authpb.LogoutRequest{RefreshToken: r0}) }()
 		wg.Wait()
 		if logoutErr != nil {

@@ -16,8 +16,8 @@ import (
 	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/ent/outboxmessage"
 	"github.com/placebrain/auth/internal/store"
-	"github.com/placebrain/auth/internal/testutil/testdb"
 	"github.com/placebrain/auth/internal/testutil/smtptest"
+	"github.com/placebrain/auth/internal/testutil/testdb"
 )
 
 type testClock struct {
@@ -199,7 +199,9 @@ func TestHungRelayTimesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- sender.Send(context.Background(), Envelope{To: "x@example.com"}, Rendered{Subject: "s", Text: "t", HTML: "h"}) }()
+	go func() {
+		done <- sender.Send(context.Background(), Envelope{To: "x@example.com"}, Rendered{Subject: "s", Text: "t", HTML: "h"})
+	}()
 	select {
 	case err := <-done:
 		var ne net.Error

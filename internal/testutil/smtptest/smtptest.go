@@ -119,6 +119,7 @@ func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 	x.from = from
 	return nil
 }
+
 // Rcpt accepts any recipient except those whose address starts with
 // "reject", which get a permanent 550 reply echoing the address (as real
 // relays do), and "tempfail", which get a transient 451.
