@@ -14,8 +14,8 @@ build: ## Build bin/authd
 	$(GO) build -o bin/authd ./cmd/authd
 
 .PHONY: run
-run: ## Run authd serve with the environment (see .env.example)
-	$(GO) run ./cmd/authd serve
+run: ## Run authd on :50051 in development mode: embedded SQLite in ./data, e-mails (with codes) in the log
+	$(GO) run ./cmd/authd serve --dev
 
 # Packages whose tests run once per database backend.
 DB_PKGS := ./cmd/authd ./internal/grpcapi ./internal/mail ./internal/migrate

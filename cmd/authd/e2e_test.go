@@ -229,7 +229,18 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("old refresh token: %v, want UNAUTHENTICATED", err)
 		}
 	}
+	// A load balancer watching health does not hold up the shutdown.
+	watch, err := healthpb.NewHealthClient(p.conn).Watch(ctx, &healthpb.HealthCheckRequest{Service: "auth.AuthService"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Watch = %v, %v", r, err)
+	}
 	p.stop(t)
+	if strings.Contains(p.logs.String(), "grace period over") {
+		t.Errorf("shutdown waited out the grace period")
+	}
 
 	// Logs are JSON lines and hold no secrets or addresses.
 	logs := p.logs.String()
@@ -426,5 +437,41 @@ func TestConfigErrorsStopTheStart(t *testing.T) {
 				t.Errorf("output reveals the secret")
 			}
 		})
+	}
+}
+
+// TestMigrateCommand runs `authd migrate plan|apply|status` on a fresh
+// database of the suite's backend.
+func TestMigrateCommand(t *testing.T) {
+	bin := buildAuthd(t)
+	env := []string{"PATH=" + os.Getenv("PATH"), "DATABASE__URL=" + testdb.NewURL(t)}
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"migrate"}, args...)...)
+		cmd.Dir = t.TempDir()
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("authd migrate %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := run("status"); !strings.Contains(out, "pending: 1") {
+		t.Errorf("status before:\n%s", out)
+	}
+	if out := run("plan"); !strings.Contains(out, "-- file: ") || !strings.Contains(out, "CREATE TABLE") {
+		t.Errorf("plan:\n%s", out)
+	}
+	if out := run("status"); !strings.Contains(out, "pending: 1") {
+		t.Errorf("plan applied something:\n%s", out)
+	}
+	if out := run("apply"); !strings.Contains(out, "applied 1 migrations") {
+		t.Errorf("apply:\n%s", out)
+	}
+	if out := run("status"); !strings.Contains(out, "pending: 0") || !strings.Contains(out, "applied: 1") {
+		t.Errorf("status after:\n%s", out)
+	}
+	if out := run("plan"); !strings.Contains(out, "no pending migrations") {
+		t.Errorf("plan after:\n%s", out)
 	}
 }

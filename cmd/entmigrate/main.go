@@ -16,7 +16,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"os/signal"
@@ -33,6 +32,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	entmigrate "github.com/placebrain/auth/ent/migrate"
+	"github.com/placebrain/auth/internal/migrate"
 )
 
 // dialects in the order they are planned.
@@ -110,22 +110,15 @@ func check(ctx context.Context, d string) error {
 	if err := atlasmigrate.Validate(local); err != nil {
 		return fmt.Errorf("%s/atlas.sum does not match the files (%v): never edit a migration file; regenerate with `make migration`", dirPath(d), err)
 	}
-	mem := atlasmigrate.OpenMemDir("check-" + uuid.NewString())
-	defer mem.Close()
-	err = fs.WalkDir(local, ".", func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(local, p)
-		if err != nil {
-			return err
-		}
-		return mem.WriteFile(p, b)
-	})
+	mem, err := migrate.MemDir(local)
 	if err != nil {
 		return err
 	}
-	before, _ := mem.Files()
+	defer mem.Close()
+	before, err := mem.Files()
+	if err != nil {
+		return err
+	}
 	err = withDevDB(ctx, d, func(db *sql.DB) error { return plan(ctx, d, db, mem, "drift") })
 	if errors.Is(err, atlasmigrate.ErrNoPlan) {
 		fmt.Printf("%s matches the ent schema (%d files)\n", dirPath(d), len(before))
@@ -134,7 +127,10 @@ func check(ctx context.Context, d string) error {
 	if err != nil {
 		return err
 	}
-	after, _ := mem.Files()
+	after, err := mem.Files()
+	if err != nil {
+		return err
+	}
 	var b strings.Builder
 	for _, f := range after[len(before):] {
 		b.Write(f.Bytes())

@@ -11,8 +11,20 @@ import (
 
 // addrOfLen returns a valid address of exactly n bytes (n >= 7) with a
 // one-byte local part.
+// addrOfLen returns a valid address of n bytes (n >= 7): a short local
+// part and a domain of DNS labels of at most 63 bytes.
 func addrOfLen(n int) string {
-	return "a@" + strings.Repeat("d", n-len("a@.com")) + ".com"
+	rest := n - len("a@") - len(".com")
+	var labels []string
+	for rest > 0 {
+		l := min(63, rest)
+		if rest-l == 1 { // a dot needs a label after it
+			l--
+		}
+		labels = append(labels, strings.Repeat("d", l))
+		rest -= l + 1
+	}
+	return "a@" + strings.Join(labels, ".") + ".com"
 }
 
 func TestAddrOfLen(t *testing.T) {
@@ -223,5 +235,40 @@ func TestNormalizeUsername(t *testing.T) {
 				t.Errorf("NormalizeUsername(%q) mismatch (-want +got):\n%s", tt.in, diff)
 			}
 		})
+	}
+}
+
+// Hostile look-alikes and invisible characters found by attacking the
+// service: refused, or folded into the one canonical form.
+func TestNormalizeHostileInput(t *testing.T) {
+	for _, bad := range []string{
+		"x@[127.0.0.1]", "x@[IPv6:::1]", "x@-example-.com", "x@ex_ample.com", "x@localhost",
+		"nb\u00a0sp@example.com", "ls\u2028x@example.com", "hf\u3164x@example.com", "zw\u200bx@example.com",
+	} {
+		if e, err := identity.NormalizeEmail(bad); err == nil {
+			t.Errorf("identity.NormalizeEmail(%q) = %+v, want an error", bad, e)
+		}
+	}
+	full, err := identity.NormalizeEmail("ｈome@ｅxample.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := identity.NormalizeEmail("home@example.com")
+	if full.Canonical != plain.Canonical {
+		t.Errorf("full-width %q vs %q", full.Canonical, plain.Canonical)
+	}
+	idn, err := identity.NormalizeEmail("Anna@Bücher.DE")
+	if err != nil || idn.Canonical != "anna@xn--bcher-kva.de" || idn.Address != "Anna@Bücher.DE" {
+		t.Errorf("IDN = %+v, %v", idn, err)
+	}
+	for _, bad := range []string{"\u3164", "\u0301\u0301", "a\u2028b", "a\uffffb", "a\ue000b", "x\u200bz", "...", "\u115f\u1160"} {
+		if got, err := identity.NormalizeUsername(bad); err == nil {
+			t.Errorf("identity.NormalizeUsername(%q) = %q, want an error", bad, got)
+		}
+	}
+	for in, want := range map[string]string{"  Alice   Smith ": "Alice Smith", "a\u00a0b": "a b", "ｈome": "home", "😀 fan": "😀 fan"} {
+		if got, err := identity.NormalizeUsername(in); err != nil || got != want {
+			t.Errorf("identity.NormalizeUsername(%q) = %q, %v; want %q", in, got, err, want)
+		}
 	}
 }

@@ -238,7 +238,7 @@ func (d *Dispatcher) deliver(ctx context.Context, m *ent.OutboxMessage) {
 	}
 	r, err := render(m.Template, m.Data)
 	if err == nil {
-		err = d.sender.Send(ctx, Envelope{To: m.Recipient, UserID: m.UserID}, r)
+		err = d.sender.Send(ctx, Envelope{To: m.Recipient, UserID: m.UserID, Data: m.Data}, r)
 	}
 	now := d.o.Now().UTC()
 	upd := d.db.OutboxMessage.Update().

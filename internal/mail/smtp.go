@@ -45,6 +45,8 @@ type Envelope struct {
 	To string
 	// UserID is the recipient's account (nil if none), for logs.
 	UserID *uuid.UUID
+	// Data are the template's values; LogSender shows the code from them.
+	Data map[string]string
 }
 
 // Sender delivers one rendered message.
@@ -176,8 +178,8 @@ func classify(addr string, err error) error {
 }
 
 // LogSender writes messages to the log instead of sending them: for
-// development mode without an SMTP relay. The log line holds the text body
-// (with any code in it) and the user id, never the address.
+// development mode without an SMTP relay. The log line holds the code (as
+// "code"), the text body and the user id, never the address.
 type LogSender struct{ Log *slog.Logger }
 
 // Send implements Sender.
@@ -187,6 +189,6 @@ func (l LogSender) Send(ctx context.Context, env Envelope, r Rendered) error {
 		uid = env.UserID.String()
 	}
 	l.Log.WarnContext(ctx, "development mode: e-mail written to the log, not sent",
-		"user_id", uid, "subject", r.Subject, "text", r.Text)
+		"user_id", uid, "subject", r.Subject, "code", env.Data["code"], "text", r.Text)
 	return nil
 }

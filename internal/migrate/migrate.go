@@ -77,12 +77,18 @@ type Status struct {
 
 // openDir copies the directory into an in-memory Atlas directory.
 func (m *Migrator) openDir() (*migrate.MemDir, error) {
+	return MemDir(m.fsys)
+}
+
+// MemDir copies a migration directory (SQL files and atlas.sum) into a new
+// in-memory Atlas directory; Close it when done.
+func MemDir(fsys fs.FS) (*migrate.MemDir, error) {
 	dir := migrate.OpenMemDir("authd-" + uuid.NewString())
-	err := fs.WalkDir(m.fsys, ".", func(path string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(m.fsys, path)
+		b, err := fs.ReadFile(fsys, path)
 		if err != nil {
 			return err
 		}

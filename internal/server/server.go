@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -127,7 +128,25 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.ListenAddr, err)
 	}
-	gs := grpc.NewServer(grpcapi.ServerOptions(log)...)
+	// Streams (health Watch) end when shutdown starts; otherwise a
+	// watching load balancer would hold GracefulStop for the full grace
+	// period.
+	stopping := make(chan struct{})
+	endStreams := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-stopping:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		w := middleware.WrapServerStream(ss)
+		w.WrappedContext = ctx
+		return handler(srv, w)
+	}
+	gs := grpc.NewServer(append(grpcapi.ServerOptions(log), grpc.StreamInterceptor(endStreams))...)
 	grpcapi.Register(gs, svc)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -159,6 +178,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	}
 	log.Info("shutting down")
 	hs.Shutdown()
+	close(stopping)
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
