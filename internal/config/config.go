@@ -66,6 +66,12 @@ type JWT struct {
 	// Secret signs access tokens with HMAC-SHA256; at least 32 bytes.
 	// Required, except in development mode.
 	Secret string `env:"SECRET"`
+	// PreviousSecrets are retired secrets, comma-separated: tokens they
+	// signed still validate until they are removed; nothing is signed
+	// with them.
+	PreviousSecrets []string `env:"PREVIOUS_SECRETS"`
+	// LeewaySeconds is the clock skew ValidateToken allows on exp and iat.
+	LeewaySeconds int `env:"LEEWAY_SECONDS, default=0"`
 	// Issuer is the access token's `iss` claim.
 	Issuer string `env:"ISSUER, default=placebrain-auth"`
 	// AccessTokenExpireMinutes is the access token lifetime in minutes.
@@ -240,6 +246,8 @@ func (c *Config) validate() error {
 	rules := []rule{
 		{len(c.JWT.Secret) >= MinJWTSecretBytes, fmt.Sprintf("JWT__SECRET must be at least %d bytes", MinJWTSecretBytes)},
 		{c.JWT.AccessTokenExpireMinutes > 0, "JWT__ACCESS_TOKEN_EXPIRE_MINUTES must be positive"},
+		{previousOK(c.JWT.PreviousSecrets), fmt.Sprintf("every JWT__PREVIOUS_SECRETS entry must be at least %d bytes", MinJWTSecretBytes)},
+		{c.JWT.LeewaySeconds >= 0, "JWT__LEEWAY_SECONDS must not be negative"},
 		{c.JWT.RefreshTokenExpireDays > 0, "JWT__REFRESH_TOKEN_EXPIRE_DAYS must be positive"},
 		{c.OTP.Secret == "" || len(c.OTP.Secret) >= 32, "OTP__SECRET must be empty or at least 32 bytes"},
 		{c.OTP.ExpireMinutes > 0, "OTP__EXPIRE_MINUTES must be positive"},
@@ -267,6 +275,15 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%s", strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+func previousOK(secrets []string) bool {
+	for _, s := range secrets {
+		if len(s) < MinJWTSecretBytes {
+			return false
+		}
+	}
+	return true
 }
 
 func validFrom(s string) bool {

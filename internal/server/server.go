@@ -81,7 +81,12 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		}
 	}
 
-	access, err := token.NewIssuer([]byte(c.JWT.Secret), c.JWT.Issuer, c.JWT.AccessTokenTTL(), nil)
+	var previous [][]byte
+	for _, p := range c.JWT.PreviousSecrets {
+		previous = append(previous, []byte(p))
+	}
+	access, err := token.NewIssuer([]byte(c.JWT.Secret), c.JWT.Issuer, c.JWT.AccessTokenTTL(), nil,
+		token.Options{Previous: previous, Leeway: time.Duration(c.JWT.LeewaySeconds) * time.Second})
 	if err != nil {
 		return err
 	}

@@ -37,29 +37,54 @@ type Subject struct {
 	Username string
 }
 
-// Issuer signs and verifies access tokens with one HMAC secret.
+// Issuer signs access tokens with the current HMAC secret and verifies
+// them with it or with a previous (retired, verify-only) secret, chosen by
+// the token's `kid`.
 type Issuer struct {
 	secret []byte
 	kid    string
+	keys   map[string][]byte // kid -> secret, current and previous
 	issuer string
 	ttl    time.Duration
 	now    func() time.Time
 	parser *jwt.Parser
 }
 
+// Options are optional Issuer settings.
+type Options struct {
+	// Previous are retired secrets: tokens they signed still verify until
+	// they are removed; nothing new is signed with them.
+	Previous [][]byte
+	// Leeway is the clock skew allowed on exp and iat.
+	Leeway time.Duration
+}
+
 // NewIssuer returns an Issuer that signs with secret (at least 32 bytes,
 // RFC 7518 §3.2), sets `iss` to issuer and makes tokens valid for ttl. now
-// is the clock (time.Now when nil).
-func NewIssuer(secret []byte, issuer string, ttl time.Duration, now func() time.Time) (*Issuer, error) {
-	if len(secret) < 32 {
-		return nil, errors.New("token: secret must be at least 32 bytes")
+// is the clock (time.Now when nil). opts, if given, adds previous secrets
+// and a leeway.
+func NewIssuer(secret []byte, issuer string, ttl time.Duration, now func() time.Time, opts ...Options) (*Issuer, error) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
 	}
 	if now == nil {
 		now = time.Now
 	}
+	keys := map[string][]byte{}
+	for i, k := range append([][]byte{secret}, o.Previous...) {
+		if len(k) < 32 {
+			if i == 0 {
+				return nil, errors.New("token: secret must be at least 32 bytes")
+			}
+			return nil, fmt.Errorf("token: previous secret %d must be at least 32 bytes", i)
+		}
+		keys[KeyID(k)] = k
+	}
 	return &Issuer{
 		secret: secret,
 		kid:    KeyID(secret),
+		keys:   keys,
 		issuer: issuer,
 		ttl:    ttl,
 		now:    now,
@@ -69,8 +94,28 @@ func NewIssuer(secret []byte, issuer string, ttl time.Duration, now func() time.
 			jwt.WithIssuedAt(),
 			jwt.WithIssuer(issuer),
 			jwt.WithTimeFunc(now),
+			jwt.WithLeeway(o.Leeway),
 		),
 	}, nil
+}
+
+// KeyID returns the `kid` this issuer signs with.
+func (i *Issuer) KeyID() string { return i.kid }
+
+// key picks the secret named by the token's `kid`. A token without `kid`
+// (as the platform's previous auth service issued them) is checked against
+// the current secret only; an unknown `kid` is refused.
+func (i *Issuer) key(t *jwt.Token) (any, error) {
+	raw, present := t.Header["kid"]
+	if !present {
+		return i.secret, nil
+	}
+	kid, _ := raw.(string)
+	k, ok := i.keys[kid]
+	if !ok {
+		return nil, fmt.Errorf("unknown kid %q", kid)
+	}
+	return k, nil
 }
 
 // KeyID returns the `kid` of a secret: the first 8 bytes of its SHA-256,
@@ -105,12 +150,13 @@ func (i *Issuer) Sign(s Subject) (string, time.Time, error) {
 	return signed, exp, nil
 }
 
-// Verify checks an access token: algorithm HS256 only, signature, `exp`
-// present and in the future, `iss`, and token_type access. Any failure is
-// ErrInvalid (wrapping the cause).
+// Verify checks an access token: algorithm HS256 only, a `kid` naming the
+// current or a previous secret, the signature, `exp` present and in the
+// future and `iat` not in the future (both within the leeway), `iss`, and
+// token_type access. Any failure is ErrInvalid (wrapping the cause).
 func (i *Issuer) Verify(raw string) (Subject, error) {
 	var c Claims
-	_, err := i.parser.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return i.secret, nil })
+	_, err := i.parser.ParseWithClaims(raw, &c, i.key)
 	if err != nil {
 		return Subject{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
