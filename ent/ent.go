@@ -12,6 +12,8 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/placebrain/auth/ent/auditevent"
+	"github.com/placebrain/auth/ent/loginthrottle"
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/outboxmessage"
 	"github.com/placebrain/auth/ent/refreshtoken"
@@ -77,6 +79,8 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			auditevent.Table:    auditevent.ValidColumn,
+			loginthrottle.Table: loginthrottle.ValidColumn,
 			otprequest.Table:    otprequest.ValidColumn,
 			outboxmessage.Table: outboxmessage.ValidColumn,
 			refreshtoken.Table:  refreshtoken.ValidColumn,

@@ -2,4 +2,4 @@
 // it by hand: change the schema and run `make generate`.
 package ent
 
-//go:generate go tool ent generate --feature sql/lock,sql/execquery,sql/modifier --target . ../schema
+//go:generate go tool ent generate --feature sql/lock,sql/execquery,sql/modifier,sql/upsert --target . ../schema

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
@@ -20,6 +22,7 @@ type OtpRequestCreate struct {
 	config
 	mutation *OtpRequestMutation
 	hooks    []Hook
+	conflict []sql.ConflictOption
 }
 
 // SetCreatedAt sets the "created_at" field.
@@ -251,6 +254,7 @@ func (_c *OtpRequestCreate) createSpec() (*OtpRequest, *sqlgraph.CreateSpec) {
 		_node = &OtpRequest{config: _c.config}
 		_spec = sqlgraph.NewCreateSpec(otprequest.Table, sqlgraph.NewFieldSpec(otprequest.FieldID, field.TypeUUID))
 	)
+	_spec.OnConflict = _c.conflict
 	if id, ok := _c.mutation.ID(); ok {
 		_node.ID = id
 		_spec.ID.Value = &id
@@ -303,11 +307,279 @@ func (_c *OtpRequestCreate) createSpec() (*OtpRequest, *sqlgraph.CreateSpec) {
 	return _node, _spec
 }
 
+// OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
+// of the `INSERT` statement. For example:
+//
+//	client.OtpRequest.Create().
+//		SetCreatedAt(v).
+//		OnConflict(
+//			// Update the row with the new values
+//			// the was proposed for insertion.
+//			sql.ResolveWithNewValues(),
+//		).
+//		// Override some of the fields with custom
+//		// update values.
+//		Update(func(u *ent.OtpRequestUpsert) {
+//			SetCreatedAt(v+v).
+//		}).
+//		Exec(ctx)
+func (_c *OtpRequestCreate) OnConflict(opts ...sql.ConflictOption) *OtpRequestUpsertOne {
+	_c.conflict = opts
+	return &OtpRequestUpsertOne{
+		create: _c,
+	}
+}
+
+// OnConflictColumns calls `OnConflict` and configures the columns
+// as conflict target. Using this option is equivalent to using:
+//
+//	client.OtpRequest.Create().
+//		OnConflict(sql.ConflictColumns(columns...)).
+//		Exec(ctx)
+func (_c *OtpRequestCreate) OnConflictColumns(columns ...string) *OtpRequestUpsertOne {
+	_c.conflict = append(_c.conflict, sql.ConflictColumns(columns...))
+	return &OtpRequestUpsertOne{
+		create: _c,
+	}
+}
+
+type (
+	// OtpRequestUpsertOne is the builder for "upsert"-ing
+	//  one OtpRequest node.
+	OtpRequestUpsertOne struct {
+		create *OtpRequestCreate
+	}
+
+	// OtpRequestUpsert is the "OnConflict" setter.
+	OtpRequestUpsert struct {
+		*sql.UpdateSet
+	}
+)
+
+// SetAttempts sets the "attempts" field.
+func (u *OtpRequestUpsert) SetAttempts(v int) *OtpRequestUpsert {
+	u.Set(otprequest.FieldAttempts, v)
+	return u
+}
+
+// UpdateAttempts sets the "attempts" field to the value that was provided on create.
+func (u *OtpRequestUpsert) UpdateAttempts() *OtpRequestUpsert {
+	u.SetExcluded(otprequest.FieldAttempts)
+	return u
+}
+
+// AddAttempts adds v to the "attempts" field.
+func (u *OtpRequestUpsert) AddAttempts(v int) *OtpRequestUpsert {
+	u.Add(otprequest.FieldAttempts, v)
+	return u
+}
+
+// SetConsumedAt sets the "consumed_at" field.
+func (u *OtpRequestUpsert) SetConsumedAt(v time.Time) *OtpRequestUpsert {
+	u.Set(otprequest.FieldConsumedAt, v)
+	return u
+}
+
+// UpdateConsumedAt sets the "consumed_at" field to the value that was provided on create.
+func (u *OtpRequestUpsert) UpdateConsumedAt() *OtpRequestUpsert {
+	u.SetExcluded(otprequest.FieldConsumedAt)
+	return u
+}
+
+// ClearConsumedAt clears the value of the "consumed_at" field.
+func (u *OtpRequestUpsert) ClearConsumedAt() *OtpRequestUpsert {
+	u.SetNull(otprequest.FieldConsumedAt)
+	return u
+}
+
+// SetSupersededAt sets the "superseded_at" field.
+func (u *OtpRequestUpsert) SetSupersededAt(v time.Time) *OtpRequestUpsert {
+	u.Set(otprequest.FieldSupersededAt, v)
+	return u
+}
+
+// UpdateSupersededAt sets the "superseded_at" field to the value that was provided on create.
+func (u *OtpRequestUpsert) UpdateSupersededAt() *OtpRequestUpsert {
+	u.SetExcluded(otprequest.FieldSupersededAt)
+	return u
+}
+
+// ClearSupersededAt clears the value of the "superseded_at" field.
+func (u *OtpRequestUpsert) ClearSupersededAt() *OtpRequestUpsert {
+	u.SetNull(otprequest.FieldSupersededAt)
+	return u
+}
+
+// UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
+// Using this option is equivalent to using:
+//
+//	client.OtpRequest.Create().
+//		OnConflict(
+//			sql.ResolveWithNewValues(),
+//			sql.ResolveWith(func(u *sql.UpdateSet) {
+//				u.SetIgnore(otprequest.FieldID)
+//			}),
+//		).
+//		Exec(ctx)
+func (u *OtpRequestUpsertOne) UpdateNewValues() *OtpRequestUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
+		if _, exists := u.create.mutation.ID(); exists {
+			s.SetIgnore(otprequest.FieldID)
+		}
+		if _, exists := u.create.mutation.CreatedAt(); exists {
+			s.SetIgnore(otprequest.FieldCreatedAt)
+		}
+		if _, exists := u.create.mutation.UserID(); exists {
+			s.SetIgnore(otprequest.FieldUserID)
+		}
+		if _, exists := u.create.mutation.Purpose(); exists {
+			s.SetIgnore(otprequest.FieldPurpose)
+		}
+		if _, exists := u.create.mutation.CodeHmac(); exists {
+			s.SetIgnore(otprequest.FieldCodeHmac)
+		}
+		if _, exists := u.create.mutation.ExpiresAt(); exists {
+			s.SetIgnore(otprequest.FieldExpiresAt)
+		}
+	}))
+	return u
+}
+
+// Ignore sets each column to itself in case of conflict.
+// Using this option is equivalent to using:
+//
+//	client.OtpRequest.Create().
+//	    OnConflict(sql.ResolveWithIgnore()).
+//	    Exec(ctx)
+func (u *OtpRequestUpsertOne) Ignore() *OtpRequestUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithIgnore())
+	return u
+}
+
+// DoNothing configures the conflict_action to `DO NOTHING`.
+// Supported only by SQLite and PostgreSQL.
+func (u *OtpRequestUpsertOne) DoNothing() *OtpRequestUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.DoNothing())
+	return u
+}
+
+// Update allows overriding fields `UPDATE` values. See the OtpRequestCreate.OnConflict
+// documentation for more info.
+func (u *OtpRequestUpsertOne) Update(set func(*OtpRequestUpsert)) *OtpRequestUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(update *sql.UpdateSet) {
+		set(&OtpRequestUpsert{UpdateSet: update})
+	}))
+	return u
+}
+
+// SetAttempts sets the "attempts" field.
+func (u *OtpRequestUpsertOne) SetAttempts(v int) *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.SetAttempts(v)
+	})
+}
+
+// AddAttempts adds v to the "attempts" field.
+func (u *OtpRequestUpsertOne) AddAttempts(v int) *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.AddAttempts(v)
+	})
+}
+
+// UpdateAttempts sets the "attempts" field to the value that was provided on create.
+func (u *OtpRequestUpsertOne) UpdateAttempts() *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.UpdateAttempts()
+	})
+}
+
+// SetConsumedAt sets the "consumed_at" field.
+func (u *OtpRequestUpsertOne) SetConsumedAt(v time.Time) *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.SetConsumedAt(v)
+	})
+}
+
+// UpdateConsumedAt sets the "consumed_at" field to the value that was provided on create.
+func (u *OtpRequestUpsertOne) UpdateConsumedAt() *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.UpdateConsumedAt()
+	})
+}
+
+// ClearConsumedAt clears the value of the "consumed_at" field.
+func (u *OtpRequestUpsertOne) ClearConsumedAt() *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.ClearConsumedAt()
+	})
+}
+
+// SetSupersededAt sets the "superseded_at" field.
+func (u *OtpRequestUpsertOne) SetSupersededAt(v time.Time) *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.SetSupersededAt(v)
+	})
+}
+
+// UpdateSupersededAt sets the "superseded_at" field to the value that was provided on create.
+func (u *OtpRequestUpsertOne) UpdateSupersededAt() *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.UpdateSupersededAt()
+	})
+}
+
+// ClearSupersededAt clears the value of the "superseded_at" field.
+func (u *OtpRequestUpsertOne) ClearSupersededAt() *OtpRequestUpsertOne {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.ClearSupersededAt()
+	})
+}
+
+// Exec executes the query.
+func (u *OtpRequestUpsertOne) Exec(ctx context.Context) error {
+	if len(u.create.conflict) == 0 {
+		return errors.New("ent: missing options for OtpRequestCreate.OnConflict")
+	}
+	return u.create.Exec(ctx)
+}
+
+// ExecX is like Exec, but panics if an error occurs.
+func (u *OtpRequestUpsertOne) ExecX(ctx context.Context) {
+	if err := u.create.Exec(ctx); err != nil {
+		panic(err)
+	}
+}
+
+// Exec executes the UPSERT query and returns the inserted/updated ID.
+func (u *OtpRequestUpsertOne) ID(ctx context.Context) (id uuid.UUID, err error) {
+	if u.create.driver.Dialect() == dialect.MySQL {
+		// In case of "ON CONFLICT", there is no way to get back non-numeric ID
+		// fields from the database since MySQL does not support the RETURNING clause.
+		return id, errors.New("ent: OtpRequestUpsertOne.ID is not supported by MySQL driver. Use OtpRequestUpsertOne.Exec instead")
+	}
+	node, err := u.create.Save(ctx)
+	if err != nil {
+		return id, err
+	}
+	return node.ID, nil
+}
+
+// IDX is like ID, but panics if an error occurs.
+func (u *OtpRequestUpsertOne) IDX(ctx context.Context) uuid.UUID {
+	id, err := u.ID(ctx)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
 // OtpRequestCreateBulk is the builder for creating many OtpRequest entities in bulk.
 type OtpRequestCreateBulk struct {
 	config
 	err      error
 	builders []*OtpRequestCreate
+	conflict []sql.ConflictOption
 }
 
 // Save creates the OtpRequest entities in the database.
@@ -337,6 +609,7 @@ func (_c *OtpRequestCreateBulk) Save(ctx context.Context) ([]*OtpRequest, error)
 					_, err = mutators[i+1].Mutate(root, _c.builders[i+1].mutation)
 				} else {
 					spec := &sqlgraph.BatchCreateSpec{Nodes: specs}
+					spec.OnConflict = _c.conflict
 					// Invoke the actual operation on the latest mutation in the chain.
 					if err = sqlgraph.BatchCreate(ctx, _c.driver, spec); err != nil {
 						if sqlgraph.IsConstraintError(err) {
@@ -383,6 +656,198 @@ func (_c *OtpRequestCreateBulk) Exec(ctx context.Context) error {
 // ExecX is like Exec, but panics if an error occurs.
 func (_c *OtpRequestCreateBulk) ExecX(ctx context.Context) {
 	if err := _c.Exec(ctx); err != nil {
+		panic(err)
+	}
+}
+
+// OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
+// of the `INSERT` statement. For example:
+//
+//	client.OtpRequest.CreateBulk(builders...).
+//		OnConflict(
+//			// Update the row with the new values
+//			// the was proposed for insertion.
+//			sql.ResolveWithNewValues(),
+//		).
+//		// Override some of the fields with custom
+//		// update values.
+//		Update(func(u *ent.OtpRequestUpsert) {
+//			SetCreatedAt(v+v).
+//		}).
+//		Exec(ctx)
+func (_c *OtpRequestCreateBulk) OnConflict(opts ...sql.ConflictOption) *OtpRequestUpsertBulk {
+	_c.conflict = opts
+	return &OtpRequestUpsertBulk{
+		create: _c,
+	}
+}
+
+// OnConflictColumns calls `OnConflict` and configures the columns
+// as conflict target. Using this option is equivalent to using:
+//
+//	client.OtpRequest.Create().
+//		OnConflict(sql.ConflictColumns(columns...)).
+//		Exec(ctx)
+func (_c *OtpRequestCreateBulk) OnConflictColumns(columns ...string) *OtpRequestUpsertBulk {
+	_c.conflict = append(_c.conflict, sql.ConflictColumns(columns...))
+	return &OtpRequestUpsertBulk{
+		create: _c,
+	}
+}
+
+// OtpRequestUpsertBulk is the builder for "upsert"-ing
+// a bulk of OtpRequest nodes.
+type OtpRequestUpsertBulk struct {
+	create *OtpRequestCreateBulk
+}
+
+// UpdateNewValues updates the mutable fields using the new values that
+// were set on create. Using this option is equivalent to using:
+//
+//	client.OtpRequest.Create().
+//		OnConflict(
+//			sql.ResolveWithNewValues(),
+//			sql.ResolveWith(func(u *sql.UpdateSet) {
+//				u.SetIgnore(otprequest.FieldID)
+//			}),
+//		).
+//		Exec(ctx)
+func (u *OtpRequestUpsertBulk) UpdateNewValues() *OtpRequestUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
+		for _, b := range u.create.builders {
+			if _, exists := b.mutation.ID(); exists {
+				s.SetIgnore(otprequest.FieldID)
+			}
+			if _, exists := b.mutation.CreatedAt(); exists {
+				s.SetIgnore(otprequest.FieldCreatedAt)
+			}
+			if _, exists := b.mutation.UserID(); exists {
+				s.SetIgnore(otprequest.FieldUserID)
+			}
+			if _, exists := b.mutation.Purpose(); exists {
+				s.SetIgnore(otprequest.FieldPurpose)
+			}
+			if _, exists := b.mutation.CodeHmac(); exists {
+				s.SetIgnore(otprequest.FieldCodeHmac)
+			}
+			if _, exists := b.mutation.ExpiresAt(); exists {
+				s.SetIgnore(otprequest.FieldExpiresAt)
+			}
+		}
+	}))
+	return u
+}
+
+// Ignore sets each column to itself in case of conflict.
+// Using this option is equivalent to using:
+//
+//	client.OtpRequest.Create().
+//		OnConflict(sql.ResolveWithIgnore()).
+//		Exec(ctx)
+func (u *OtpRequestUpsertBulk) Ignore() *OtpRequestUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithIgnore())
+	return u
+}
+
+// DoNothing configures the conflict_action to `DO NOTHING`.
+// Supported only by SQLite and PostgreSQL.
+func (u *OtpRequestUpsertBulk) DoNothing() *OtpRequestUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.DoNothing())
+	return u
+}
+
+// Update allows overriding fields `UPDATE` values. See the OtpRequestCreateBulk.OnConflict
+// documentation for more info.
+func (u *OtpRequestUpsertBulk) Update(set func(*OtpRequestUpsert)) *OtpRequestUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(update *sql.UpdateSet) {
+		set(&OtpRequestUpsert{UpdateSet: update})
+	}))
+	return u
+}
+
+// SetAttempts sets the "attempts" field.
+func (u *OtpRequestUpsertBulk) SetAttempts(v int) *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.SetAttempts(v)
+	})
+}
+
+// AddAttempts adds v to the "attempts" field.
+func (u *OtpRequestUpsertBulk) AddAttempts(v int) *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.AddAttempts(v)
+	})
+}
+
+// UpdateAttempts sets the "attempts" field to the value that was provided on create.
+func (u *OtpRequestUpsertBulk) UpdateAttempts() *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.UpdateAttempts()
+	})
+}
+
+// SetConsumedAt sets the "consumed_at" field.
+func (u *OtpRequestUpsertBulk) SetConsumedAt(v time.Time) *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.SetConsumedAt(v)
+	})
+}
+
+// UpdateConsumedAt sets the "consumed_at" field to the value that was provided on create.
+func (u *OtpRequestUpsertBulk) UpdateConsumedAt() *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.UpdateConsumedAt()
+	})
+}
+
+// ClearConsumedAt clears the value of the "consumed_at" field.
+func (u *OtpRequestUpsertBulk) ClearConsumedAt() *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.ClearConsumedAt()
+	})
+}
+
+// SetSupersededAt sets the "superseded_at" field.
+func (u *OtpRequestUpsertBulk) SetSupersededAt(v time.Time) *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.SetSupersededAt(v)
+	})
+}
+
+// UpdateSupersededAt sets the "superseded_at" field to the value that was provided on create.
+func (u *OtpRequestUpsertBulk) UpdateSupersededAt() *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.UpdateSupersededAt()
+	})
+}
+
+// ClearSupersededAt clears the value of the "superseded_at" field.
+func (u *OtpRequestUpsertBulk) ClearSupersededAt() *OtpRequestUpsertBulk {
+	return u.Update(func(s *OtpRequestUpsert) {
+		s.ClearSupersededAt()
+	})
+}
+
+// Exec executes the query.
+func (u *OtpRequestUpsertBulk) Exec(ctx context.Context) error {
+	if u.create.err != nil {
+		return u.create.err
+	}
+	for i, b := range u.create.builders {
+		if len(b.conflict) != 0 {
+			return fmt.Errorf("ent: OnConflict was set for builder %d. Set it on the OtpRequestCreateBulk instead", i)
+		}
+	}
+	if len(u.create.conflict) == 0 {
+		return errors.New("ent: missing options for OtpRequestCreateBulk.OnConflict")
+	}
+	return u.create.Exec(ctx)
+}
+
+// ExecX is like Exec, but panics if an error occurs.
+func (u *OtpRequestUpsertBulk) ExecX(ctx context.Context) {
+	if err := u.create.Exec(ctx); err != nil {
 		panic(err)
 	}
 }

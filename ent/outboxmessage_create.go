@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
@@ -19,6 +21,7 @@ type OutboxMessageCreate struct {
 	config
 	mutation *OutboxMessageMutation
 	hooks    []Hook
+	conflict []sql.ConflictOption
 }
 
 // SetCreatedAt sets the "created_at" field.
@@ -284,6 +287,7 @@ func (_c *OutboxMessageCreate) createSpec() (*OutboxMessage, *sqlgraph.CreateSpe
 		_node = &OutboxMessage{config: _c.config}
 		_spec = sqlgraph.NewCreateSpec(outboxmessage.Table, sqlgraph.NewFieldSpec(outboxmessage.FieldID, field.TypeUUID))
 	)
+	_spec.OnConflict = _c.conflict
 	if id, ok := _c.mutation.ID(); ok {
 		_node.ID = id
 		_spec.ID.Value = &id
@@ -331,11 +335,367 @@ func (_c *OutboxMessageCreate) createSpec() (*OutboxMessage, *sqlgraph.CreateSpe
 	return _node, _spec
 }
 
+// OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
+// of the `INSERT` statement. For example:
+//
+//	client.OutboxMessage.Create().
+//		SetCreatedAt(v).
+//		OnConflict(
+//			// Update the row with the new values
+//			// the was proposed for insertion.
+//			sql.ResolveWithNewValues(),
+//		).
+//		// Override some of the fields with custom
+//		// update values.
+//		Update(func(u *ent.OutboxMessageUpsert) {
+//			SetCreatedAt(v+v).
+//		}).
+//		Exec(ctx)
+func (_c *OutboxMessageCreate) OnConflict(opts ...sql.ConflictOption) *OutboxMessageUpsertOne {
+	_c.conflict = opts
+	return &OutboxMessageUpsertOne{
+		create: _c,
+	}
+}
+
+// OnConflictColumns calls `OnConflict` and configures the columns
+// as conflict target. Using this option is equivalent to using:
+//
+//	client.OutboxMessage.Create().
+//		OnConflict(sql.ConflictColumns(columns...)).
+//		Exec(ctx)
+func (_c *OutboxMessageCreate) OnConflictColumns(columns ...string) *OutboxMessageUpsertOne {
+	_c.conflict = append(_c.conflict, sql.ConflictColumns(columns...))
+	return &OutboxMessageUpsertOne{
+		create: _c,
+	}
+}
+
+type (
+	// OutboxMessageUpsertOne is the builder for "upsert"-ing
+	//  one OutboxMessage node.
+	OutboxMessageUpsertOne struct {
+		create *OutboxMessageCreate
+	}
+
+	// OutboxMessageUpsert is the "OnConflict" setter.
+	OutboxMessageUpsert struct {
+		*sql.UpdateSet
+	}
+)
+
+// SetData sets the "data" field.
+func (u *OutboxMessageUpsert) SetData(v map[string]string) *OutboxMessageUpsert {
+	u.Set(outboxmessage.FieldData, v)
+	return u
+}
+
+// UpdateData sets the "data" field to the value that was provided on create.
+func (u *OutboxMessageUpsert) UpdateData() *OutboxMessageUpsert {
+	u.SetExcluded(outboxmessage.FieldData)
+	return u
+}
+
+// ClearData clears the value of the "data" field.
+func (u *OutboxMessageUpsert) ClearData() *OutboxMessageUpsert {
+	u.SetNull(outboxmessage.FieldData)
+	return u
+}
+
+// SetStatus sets the "status" field.
+func (u *OutboxMessageUpsert) SetStatus(v outboxmessage.Status) *OutboxMessageUpsert {
+	u.Set(outboxmessage.FieldStatus, v)
+	return u
+}
+
+// UpdateStatus sets the "status" field to the value that was provided on create.
+func (u *OutboxMessageUpsert) UpdateStatus() *OutboxMessageUpsert {
+	u.SetExcluded(outboxmessage.FieldStatus)
+	return u
+}
+
+// SetAttempts sets the "attempts" field.
+func (u *OutboxMessageUpsert) SetAttempts(v int) *OutboxMessageUpsert {
+	u.Set(outboxmessage.FieldAttempts, v)
+	return u
+}
+
+// UpdateAttempts sets the "attempts" field to the value that was provided on create.
+func (u *OutboxMessageUpsert) UpdateAttempts() *OutboxMessageUpsert {
+	u.SetExcluded(outboxmessage.FieldAttempts)
+	return u
+}
+
+// AddAttempts adds v to the "attempts" field.
+func (u *OutboxMessageUpsert) AddAttempts(v int) *OutboxMessageUpsert {
+	u.Add(outboxmessage.FieldAttempts, v)
+	return u
+}
+
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (u *OutboxMessageUpsert) SetNextAttemptAt(v time.Time) *OutboxMessageUpsert {
+	u.Set(outboxmessage.FieldNextAttemptAt, v)
+	return u
+}
+
+// UpdateNextAttemptAt sets the "next_attempt_at" field to the value that was provided on create.
+func (u *OutboxMessageUpsert) UpdateNextAttemptAt() *OutboxMessageUpsert {
+	u.SetExcluded(outboxmessage.FieldNextAttemptAt)
+	return u
+}
+
+// SetLastError sets the "last_error" field.
+func (u *OutboxMessageUpsert) SetLastError(v string) *OutboxMessageUpsert {
+	u.Set(outboxmessage.FieldLastError, v)
+	return u
+}
+
+// UpdateLastError sets the "last_error" field to the value that was provided on create.
+func (u *OutboxMessageUpsert) UpdateLastError() *OutboxMessageUpsert {
+	u.SetExcluded(outboxmessage.FieldLastError)
+	return u
+}
+
+// ClearLastError clears the value of the "last_error" field.
+func (u *OutboxMessageUpsert) ClearLastError() *OutboxMessageUpsert {
+	u.SetNull(outboxmessage.FieldLastError)
+	return u
+}
+
+// SetSentAt sets the "sent_at" field.
+func (u *OutboxMessageUpsert) SetSentAt(v time.Time) *OutboxMessageUpsert {
+	u.Set(outboxmessage.FieldSentAt, v)
+	return u
+}
+
+// UpdateSentAt sets the "sent_at" field to the value that was provided on create.
+func (u *OutboxMessageUpsert) UpdateSentAt() *OutboxMessageUpsert {
+	u.SetExcluded(outboxmessage.FieldSentAt)
+	return u
+}
+
+// ClearSentAt clears the value of the "sent_at" field.
+func (u *OutboxMessageUpsert) ClearSentAt() *OutboxMessageUpsert {
+	u.SetNull(outboxmessage.FieldSentAt)
+	return u
+}
+
+// UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
+// Using this option is equivalent to using:
+//
+//	client.OutboxMessage.Create().
+//		OnConflict(
+//			sql.ResolveWithNewValues(),
+//			sql.ResolveWith(func(u *sql.UpdateSet) {
+//				u.SetIgnore(outboxmessage.FieldID)
+//			}),
+//		).
+//		Exec(ctx)
+func (u *OutboxMessageUpsertOne) UpdateNewValues() *OutboxMessageUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
+		if _, exists := u.create.mutation.ID(); exists {
+			s.SetIgnore(outboxmessage.FieldID)
+		}
+		if _, exists := u.create.mutation.CreatedAt(); exists {
+			s.SetIgnore(outboxmessage.FieldCreatedAt)
+		}
+		if _, exists := u.create.mutation.UserID(); exists {
+			s.SetIgnore(outboxmessage.FieldUserID)
+		}
+		if _, exists := u.create.mutation.Recipient(); exists {
+			s.SetIgnore(outboxmessage.FieldRecipient)
+		}
+		if _, exists := u.create.mutation.Template(); exists {
+			s.SetIgnore(outboxmessage.FieldTemplate)
+		}
+	}))
+	return u
+}
+
+// Ignore sets each column to itself in case of conflict.
+// Using this option is equivalent to using:
+//
+//	client.OutboxMessage.Create().
+//	    OnConflict(sql.ResolveWithIgnore()).
+//	    Exec(ctx)
+func (u *OutboxMessageUpsertOne) Ignore() *OutboxMessageUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithIgnore())
+	return u
+}
+
+// DoNothing configures the conflict_action to `DO NOTHING`.
+// Supported only by SQLite and PostgreSQL.
+func (u *OutboxMessageUpsertOne) DoNothing() *OutboxMessageUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.DoNothing())
+	return u
+}
+
+// Update allows overriding fields `UPDATE` values. See the OutboxMessageCreate.OnConflict
+// documentation for more info.
+func (u *OutboxMessageUpsertOne) Update(set func(*OutboxMessageUpsert)) *OutboxMessageUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(update *sql.UpdateSet) {
+		set(&OutboxMessageUpsert{UpdateSet: update})
+	}))
+	return u
+}
+
+// SetData sets the "data" field.
+func (u *OutboxMessageUpsertOne) SetData(v map[string]string) *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetData(v)
+	})
+}
+
+// UpdateData sets the "data" field to the value that was provided on create.
+func (u *OutboxMessageUpsertOne) UpdateData() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateData()
+	})
+}
+
+// ClearData clears the value of the "data" field.
+func (u *OutboxMessageUpsertOne) ClearData() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.ClearData()
+	})
+}
+
+// SetStatus sets the "status" field.
+func (u *OutboxMessageUpsertOne) SetStatus(v outboxmessage.Status) *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetStatus(v)
+	})
+}
+
+// UpdateStatus sets the "status" field to the value that was provided on create.
+func (u *OutboxMessageUpsertOne) UpdateStatus() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateStatus()
+	})
+}
+
+// SetAttempts sets the "attempts" field.
+func (u *OutboxMessageUpsertOne) SetAttempts(v int) *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetAttempts(v)
+	})
+}
+
+// AddAttempts adds v to the "attempts" field.
+func (u *OutboxMessageUpsertOne) AddAttempts(v int) *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.AddAttempts(v)
+	})
+}
+
+// UpdateAttempts sets the "attempts" field to the value that was provided on create.
+func (u *OutboxMessageUpsertOne) UpdateAttempts() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateAttempts()
+	})
+}
+
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (u *OutboxMessageUpsertOne) SetNextAttemptAt(v time.Time) *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetNextAttemptAt(v)
+	})
+}
+
+// UpdateNextAttemptAt sets the "next_attempt_at" field to the value that was provided on create.
+func (u *OutboxMessageUpsertOne) UpdateNextAttemptAt() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateNextAttemptAt()
+	})
+}
+
+// SetLastError sets the "last_error" field.
+func (u *OutboxMessageUpsertOne) SetLastError(v string) *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetLastError(v)
+	})
+}
+
+// UpdateLastError sets the "last_error" field to the value that was provided on create.
+func (u *OutboxMessageUpsertOne) UpdateLastError() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateLastError()
+	})
+}
+
+// ClearLastError clears the value of the "last_error" field.
+func (u *OutboxMessageUpsertOne) ClearLastError() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.ClearLastError()
+	})
+}
+
+// SetSentAt sets the "sent_at" field.
+func (u *OutboxMessageUpsertOne) SetSentAt(v time.Time) *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetSentAt(v)
+	})
+}
+
+// UpdateSentAt sets the "sent_at" field to the value that was provided on create.
+func (u *OutboxMessageUpsertOne) UpdateSentAt() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateSentAt()
+	})
+}
+
+// ClearSentAt clears the value of the "sent_at" field.
+func (u *OutboxMessageUpsertOne) ClearSentAt() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.ClearSentAt()
+	})
+}
+
+// Exec executes the query.
+func (u *OutboxMessageUpsertOne) Exec(ctx context.Context) error {
+	if len(u.create.conflict) == 0 {
+		return errors.New("ent: missing options for OutboxMessageCreate.OnConflict")
+	}
+	return u.create.Exec(ctx)
+}
+
+// ExecX is like Exec, but panics if an error occurs.
+func (u *OutboxMessageUpsertOne) ExecX(ctx context.Context) {
+	if err := u.create.Exec(ctx); err != nil {
+		panic(err)
+	}
+}
+
+// Exec executes the UPSERT query and returns the inserted/updated ID.
+func (u *OutboxMessageUpsertOne) ID(ctx context.Context) (id uuid.UUID, err error) {
+	if u.create.driver.Dialect() == dialect.MySQL {
+		// In case of "ON CONFLICT", there is no way to get back non-numeric ID
+		// fields from the database since MySQL does not support the RETURNING clause.
+		return id, errors.New("ent: OutboxMessageUpsertOne.ID is not supported by MySQL driver. Use OutboxMessageUpsertOne.Exec instead")
+	}
+	node, err := u.create.Save(ctx)
+	if err != nil {
+		return id, err
+	}
+	return node.ID, nil
+}
+
+// IDX is like ID, but panics if an error occurs.
+func (u *OutboxMessageUpsertOne) IDX(ctx context.Context) uuid.UUID {
+	id, err := u.ID(ctx)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
 // OutboxMessageCreateBulk is the builder for creating many OutboxMessage entities in bulk.
 type OutboxMessageCreateBulk struct {
 	config
 	err      error
 	builders []*OutboxMessageCreate
+	conflict []sql.ConflictOption
 }
 
 // Save creates the OutboxMessage entities in the database.
@@ -365,6 +725,7 @@ func (_c *OutboxMessageCreateBulk) Save(ctx context.Context) ([]*OutboxMessage, 
 					_, err = mutators[i+1].Mutate(root, _c.builders[i+1].mutation)
 				} else {
 					spec := &sqlgraph.BatchCreateSpec{Nodes: specs}
+					spec.OnConflict = _c.conflict
 					// Invoke the actual operation on the latest mutation in the chain.
 					if err = sqlgraph.BatchCreate(ctx, _c.driver, spec); err != nil {
 						if sqlgraph.IsConstraintError(err) {
@@ -411,6 +772,244 @@ func (_c *OutboxMessageCreateBulk) Exec(ctx context.Context) error {
 // ExecX is like Exec, but panics if an error occurs.
 func (_c *OutboxMessageCreateBulk) ExecX(ctx context.Context) {
 	if err := _c.Exec(ctx); err != nil {
+		panic(err)
+	}
+}
+
+// OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
+// of the `INSERT` statement. For example:
+//
+//	client.OutboxMessage.CreateBulk(builders...).
+//		OnConflict(
+//			// Update the row with the new values
+//			// the was proposed for insertion.
+//			sql.ResolveWithNewValues(),
+//		).
+//		// Override some of the fields with custom
+//		// update values.
+//		Update(func(u *ent.OutboxMessageUpsert) {
+//			SetCreatedAt(v+v).
+//		}).
+//		Exec(ctx)
+func (_c *OutboxMessageCreateBulk) OnConflict(opts ...sql.ConflictOption) *OutboxMessageUpsertBulk {
+	_c.conflict = opts
+	return &OutboxMessageUpsertBulk{
+		create: _c,
+	}
+}
+
+// OnConflictColumns calls `OnConflict` and configures the columns
+// as conflict target. Using this option is equivalent to using:
+//
+//	client.OutboxMessage.Create().
+//		OnConflict(sql.ConflictColumns(columns...)).
+//		Exec(ctx)
+func (_c *OutboxMessageCreateBulk) OnConflictColumns(columns ...string) *OutboxMessageUpsertBulk {
+	_c.conflict = append(_c.conflict, sql.ConflictColumns(columns...))
+	return &OutboxMessageUpsertBulk{
+		create: _c,
+	}
+}
+
+// OutboxMessageUpsertBulk is the builder for "upsert"-ing
+// a bulk of OutboxMessage nodes.
+type OutboxMessageUpsertBulk struct {
+	create *OutboxMessageCreateBulk
+}
+
+// UpdateNewValues updates the mutable fields using the new values that
+// were set on create. Using this option is equivalent to using:
+//
+//	client.OutboxMessage.Create().
+//		OnConflict(
+//			sql.ResolveWithNewValues(),
+//			sql.ResolveWith(func(u *sql.UpdateSet) {
+//				u.SetIgnore(outboxmessage.FieldID)
+//			}),
+//		).
+//		Exec(ctx)
+func (u *OutboxMessageUpsertBulk) UpdateNewValues() *OutboxMessageUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
+		for _, b := range u.create.builders {
+			if _, exists := b.mutation.ID(); exists {
+				s.SetIgnore(outboxmessage.FieldID)
+			}
+			if _, exists := b.mutation.CreatedAt(); exists {
+				s.SetIgnore(outboxmessage.FieldCreatedAt)
+			}
+			if _, exists := b.mutation.UserID(); exists {
+				s.SetIgnore(outboxmessage.FieldUserID)
+			}
+			if _, exists := b.mutation.Recipient(); exists {
+				s.SetIgnore(outboxmessage.FieldRecipient)
+			}
+			if _, exists := b.mutation.Template(); exists {
+				s.SetIgnore(outboxmessage.FieldTemplate)
+			}
+		}
+	}))
+	return u
+}
+
+// Ignore sets each column to itself in case of conflict.
+// Using this option is equivalent to using:
+//
+//	client.OutboxMessage.Create().
+//		OnConflict(sql.ResolveWithIgnore()).
+//		Exec(ctx)
+func (u *OutboxMessageUpsertBulk) Ignore() *OutboxMessageUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithIgnore())
+	return u
+}
+
+// DoNothing configures the conflict_action to `DO NOTHING`.
+// Supported only by SQLite and PostgreSQL.
+func (u *OutboxMessageUpsertBulk) DoNothing() *OutboxMessageUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.DoNothing())
+	return u
+}
+
+// Update allows overriding fields `UPDATE` values. See the OutboxMessageCreateBulk.OnConflict
+// documentation for more info.
+func (u *OutboxMessageUpsertBulk) Update(set func(*OutboxMessageUpsert)) *OutboxMessageUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(update *sql.UpdateSet) {
+		set(&OutboxMessageUpsert{UpdateSet: update})
+	}))
+	return u
+}
+
+// SetData sets the "data" field.
+func (u *OutboxMessageUpsertBulk) SetData(v map[string]string) *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetData(v)
+	})
+}
+
+// UpdateData sets the "data" field to the value that was provided on create.
+func (u *OutboxMessageUpsertBulk) UpdateData() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateData()
+	})
+}
+
+// ClearData clears the value of the "data" field.
+func (u *OutboxMessageUpsertBulk) ClearData() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.ClearData()
+	})
+}
+
+// SetStatus sets the "status" field.
+func (u *OutboxMessageUpsertBulk) SetStatus(v outboxmessage.Status) *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetStatus(v)
+	})
+}
+
+// UpdateStatus sets the "status" field to the value that was provided on create.
+func (u *OutboxMessageUpsertBulk) UpdateStatus() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateStatus()
+	})
+}
+
+// SetAttempts sets the "attempts" field.
+func (u *OutboxMessageUpsertBulk) SetAttempts(v int) *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetAttempts(v)
+	})
+}
+
+// AddAttempts adds v to the "attempts" field.
+func (u *OutboxMessageUpsertBulk) AddAttempts(v int) *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.AddAttempts(v)
+	})
+}
+
+// UpdateAttempts sets the "attempts" field to the value that was provided on create.
+func (u *OutboxMessageUpsertBulk) UpdateAttempts() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateAttempts()
+	})
+}
+
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (u *OutboxMessageUpsertBulk) SetNextAttemptAt(v time.Time) *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetNextAttemptAt(v)
+	})
+}
+
+// UpdateNextAttemptAt sets the "next_attempt_at" field to the value that was provided on create.
+func (u *OutboxMessageUpsertBulk) UpdateNextAttemptAt() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateNextAttemptAt()
+	})
+}
+
+// SetLastError sets the "last_error" field.
+func (u *OutboxMessageUpsertBulk) SetLastError(v string) *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetLastError(v)
+	})
+}
+
+// UpdateLastError sets the "last_error" field to the value that was provided on create.
+func (u *OutboxMessageUpsertBulk) UpdateLastError() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateLastError()
+	})
+}
+
+// ClearLastError clears the value of the "last_error" field.
+func (u *OutboxMessageUpsertBulk) ClearLastError() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.ClearLastError()
+	})
+}
+
+// SetSentAt sets the "sent_at" field.
+func (u *OutboxMessageUpsertBulk) SetSentAt(v time.Time) *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetSentAt(v)
+	})
+}
+
+// UpdateSentAt sets the "sent_at" field to the value that was provided on create.
+func (u *OutboxMessageUpsertBulk) UpdateSentAt() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateSentAt()
+	})
+}
+
+// ClearSentAt clears the value of the "sent_at" field.
+func (u *OutboxMessageUpsertBulk) ClearSentAt() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.ClearSentAt()
+	})
+}
+
+// Exec executes the query.
+func (u *OutboxMessageUpsertBulk) Exec(ctx context.Context) error {
+	if u.create.err != nil {
+		return u.create.err
+	}
+	for i, b := range u.create.builders {
+		if len(b.conflict) != 0 {
+			return fmt.Errorf("ent: OnConflict was set for builder %d. Set it on the OutboxMessageCreateBulk instead", i)
+		}
+	}
+	if len(u.create.conflict) == 0 {
+		return errors.New("ent: missing options for OutboxMessageCreateBulk.OnConflict")
+	}
+	return u.create.Exec(ctx)
+}
+
+// ExecX is like Exec, but panics if an error occurs.
+func (u *OutboxMessageUpsertBulk) ExecX(ctx context.Context) {
+	if err := u.create.Exec(ctx); err != nil {
 		panic(err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/google/uuid"
@@ -21,6 +23,7 @@ type TokenFamilyCreate struct {
 	config
 	mutation *TokenFamilyMutation
 	hooks    []Hook
+	conflict []sql.ConflictOption
 }
 
 // SetCreatedAt sets the "created_at" field.
@@ -197,6 +200,7 @@ func (_c *TokenFamilyCreate) createSpec() (*TokenFamily, *sqlgraph.CreateSpec) {
 		_node = &TokenFamily{config: _c.config}
 		_spec = sqlgraph.NewCreateSpec(tokenfamily.Table, sqlgraph.NewFieldSpec(tokenfamily.FieldID, field.TypeUUID))
 	)
+	_spec.OnConflict = _c.conflict
 	if id, ok := _c.mutation.ID(); ok {
 		_node.ID = id
 		_spec.ID.Value = &id
@@ -249,11 +253,231 @@ func (_c *TokenFamilyCreate) createSpec() (*TokenFamily, *sqlgraph.CreateSpec) {
 	return _node, _spec
 }
 
+// OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
+// of the `INSERT` statement. For example:
+//
+//	client.TokenFamily.Create().
+//		SetCreatedAt(v).
+//		OnConflict(
+//			// Update the row with the new values
+//			// the was proposed for insertion.
+//			sql.ResolveWithNewValues(),
+//		).
+//		// Override some of the fields with custom
+//		// update values.
+//		Update(func(u *ent.TokenFamilyUpsert) {
+//			SetCreatedAt(v+v).
+//		}).
+//		Exec(ctx)
+func (_c *TokenFamilyCreate) OnConflict(opts ...sql.ConflictOption) *TokenFamilyUpsertOne {
+	_c.conflict = opts
+	return &TokenFamilyUpsertOne{
+		create: _c,
+	}
+}
+
+// OnConflictColumns calls `OnConflict` and configures the columns
+// as conflict target. Using this option is equivalent to using:
+//
+//	client.TokenFamily.Create().
+//		OnConflict(sql.ConflictColumns(columns...)).
+//		Exec(ctx)
+func (_c *TokenFamilyCreate) OnConflictColumns(columns ...string) *TokenFamilyUpsertOne {
+	_c.conflict = append(_c.conflict, sql.ConflictColumns(columns...))
+	return &TokenFamilyUpsertOne{
+		create: _c,
+	}
+}
+
+type (
+	// TokenFamilyUpsertOne is the builder for "upsert"-ing
+	//  one TokenFamily node.
+	TokenFamilyUpsertOne struct {
+		create *TokenFamilyCreate
+	}
+
+	// TokenFamilyUpsert is the "OnConflict" setter.
+	TokenFamilyUpsert struct {
+		*sql.UpdateSet
+	}
+)
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *TokenFamilyUpsert) SetRevokedAt(v time.Time) *TokenFamilyUpsert {
+	u.Set(tokenfamily.FieldRevokedAt, v)
+	return u
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *TokenFamilyUpsert) UpdateRevokedAt() *TokenFamilyUpsert {
+	u.SetExcluded(tokenfamily.FieldRevokedAt)
+	return u
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *TokenFamilyUpsert) ClearRevokedAt() *TokenFamilyUpsert {
+	u.SetNull(tokenfamily.FieldRevokedAt)
+	return u
+}
+
+// SetRevokeReason sets the "revoke_reason" field.
+func (u *TokenFamilyUpsert) SetRevokeReason(v string) *TokenFamilyUpsert {
+	u.Set(tokenfamily.FieldRevokeReason, v)
+	return u
+}
+
+// UpdateRevokeReason sets the "revoke_reason" field to the value that was provided on create.
+func (u *TokenFamilyUpsert) UpdateRevokeReason() *TokenFamilyUpsert {
+	u.SetExcluded(tokenfamily.FieldRevokeReason)
+	return u
+}
+
+// ClearRevokeReason clears the value of the "revoke_reason" field.
+func (u *TokenFamilyUpsert) ClearRevokeReason() *TokenFamilyUpsert {
+	u.SetNull(tokenfamily.FieldRevokeReason)
+	return u
+}
+
+// UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
+// Using this option is equivalent to using:
+//
+//	client.TokenFamily.Create().
+//		OnConflict(
+//			sql.ResolveWithNewValues(),
+//			sql.ResolveWith(func(u *sql.UpdateSet) {
+//				u.SetIgnore(tokenfamily.FieldID)
+//			}),
+//		).
+//		Exec(ctx)
+func (u *TokenFamilyUpsertOne) UpdateNewValues() *TokenFamilyUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
+		if _, exists := u.create.mutation.ID(); exists {
+			s.SetIgnore(tokenfamily.FieldID)
+		}
+		if _, exists := u.create.mutation.CreatedAt(); exists {
+			s.SetIgnore(tokenfamily.FieldCreatedAt)
+		}
+		if _, exists := u.create.mutation.UserID(); exists {
+			s.SetIgnore(tokenfamily.FieldUserID)
+		}
+	}))
+	return u
+}
+
+// Ignore sets each column to itself in case of conflict.
+// Using this option is equivalent to using:
+//
+//	client.TokenFamily.Create().
+//	    OnConflict(sql.ResolveWithIgnore()).
+//	    Exec(ctx)
+func (u *TokenFamilyUpsertOne) Ignore() *TokenFamilyUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithIgnore())
+	return u
+}
+
+// DoNothing configures the conflict_action to `DO NOTHING`.
+// Supported only by SQLite and PostgreSQL.
+func (u *TokenFamilyUpsertOne) DoNothing() *TokenFamilyUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.DoNothing())
+	return u
+}
+
+// Update allows overriding fields `UPDATE` values. See the TokenFamilyCreate.OnConflict
+// documentation for more info.
+func (u *TokenFamilyUpsertOne) Update(set func(*TokenFamilyUpsert)) *TokenFamilyUpsertOne {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(update *sql.UpdateSet) {
+		set(&TokenFamilyUpsert{UpdateSet: update})
+	}))
+	return u
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *TokenFamilyUpsertOne) SetRevokedAt(v time.Time) *TokenFamilyUpsertOne {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.SetRevokedAt(v)
+	})
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *TokenFamilyUpsertOne) UpdateRevokedAt() *TokenFamilyUpsertOne {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.UpdateRevokedAt()
+	})
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *TokenFamilyUpsertOne) ClearRevokedAt() *TokenFamilyUpsertOne {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.ClearRevokedAt()
+	})
+}
+
+// SetRevokeReason sets the "revoke_reason" field.
+func (u *TokenFamilyUpsertOne) SetRevokeReason(v string) *TokenFamilyUpsertOne {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.SetRevokeReason(v)
+	})
+}
+
+// UpdateRevokeReason sets the "revoke_reason" field to the value that was provided on create.
+func (u *TokenFamilyUpsertOne) UpdateRevokeReason() *TokenFamilyUpsertOne {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.UpdateRevokeReason()
+	})
+}
+
+// ClearRevokeReason clears the value of the "revoke_reason" field.
+func (u *TokenFamilyUpsertOne) ClearRevokeReason() *TokenFamilyUpsertOne {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.ClearRevokeReason()
+	})
+}
+
+// Exec executes the query.
+func (u *TokenFamilyUpsertOne) Exec(ctx context.Context) error {
+	if len(u.create.conflict) == 0 {
+		return errors.New("ent: missing options for TokenFamilyCreate.OnConflict")
+	}
+	return u.create.Exec(ctx)
+}
+
+// ExecX is like Exec, but panics if an error occurs.
+func (u *TokenFamilyUpsertOne) ExecX(ctx context.Context) {
+	if err := u.create.Exec(ctx); err != nil {
+		panic(err)
+	}
+}
+
+// Exec executes the UPSERT query and returns the inserted/updated ID.
+func (u *TokenFamilyUpsertOne) ID(ctx context.Context) (id uuid.UUID, err error) {
+	if u.create.driver.Dialect() == dialect.MySQL {
+		// In case of "ON CONFLICT", there is no way to get back non-numeric ID
+		// fields from the database since MySQL does not support the RETURNING clause.
+		return id, errors.New("ent: TokenFamilyUpsertOne.ID is not supported by MySQL driver. Use TokenFamilyUpsertOne.Exec instead")
+	}
+	node, err := u.create.Save(ctx)
+	if err != nil {
+		return id, err
+	}
+	return node.ID, nil
+}
+
+// IDX is like ID, but panics if an error occurs.
+func (u *TokenFamilyUpsertOne) IDX(ctx context.Context) uuid.UUID {
+	id, err := u.ID(ctx)
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
 // TokenFamilyCreateBulk is the builder for creating many TokenFamily entities in bulk.
 type TokenFamilyCreateBulk struct {
 	config
 	err      error
 	builders []*TokenFamilyCreate
+	conflict []sql.ConflictOption
 }
 
 // Save creates the TokenFamily entities in the database.
@@ -283,6 +507,7 @@ func (_c *TokenFamilyCreateBulk) Save(ctx context.Context) ([]*TokenFamily, erro
 					_, err = mutators[i+1].Mutate(root, _c.builders[i+1].mutation)
 				} else {
 					spec := &sqlgraph.BatchCreateSpec{Nodes: specs}
+					spec.OnConflict = _c.conflict
 					// Invoke the actual operation on the latest mutation in the chain.
 					if err = sqlgraph.BatchCreate(ctx, _c.driver, spec); err != nil {
 						if sqlgraph.IsConstraintError(err) {
@@ -329,6 +554,168 @@ func (_c *TokenFamilyCreateBulk) Exec(ctx context.Context) error {
 // ExecX is like Exec, but panics if an error occurs.
 func (_c *TokenFamilyCreateBulk) ExecX(ctx context.Context) {
 	if err := _c.Exec(ctx); err != nil {
+		panic(err)
+	}
+}
+
+// OnConflict allows configuring the `ON CONFLICT` / `ON DUPLICATE KEY` clause
+// of the `INSERT` statement. For example:
+//
+//	client.TokenFamily.CreateBulk(builders...).
+//		OnConflict(
+//			// Update the row with the new values
+//			// the was proposed for insertion.
+//			sql.ResolveWithNewValues(),
+//		).
+//		// Override some of the fields with custom
+//		// update values.
+//		Update(func(u *ent.TokenFamilyUpsert) {
+//			SetCreatedAt(v+v).
+//		}).
+//		Exec(ctx)
+func (_c *TokenFamilyCreateBulk) OnConflict(opts ...sql.ConflictOption) *TokenFamilyUpsertBulk {
+	_c.conflict = opts
+	return &TokenFamilyUpsertBulk{
+		create: _c,
+	}
+}
+
+// OnConflictColumns calls `OnConflict` and configures the columns
+// as conflict target. Using this option is equivalent to using:
+//
+//	client.TokenFamily.Create().
+//		OnConflict(sql.ConflictColumns(columns...)).
+//		Exec(ctx)
+func (_c *TokenFamilyCreateBulk) OnConflictColumns(columns ...string) *TokenFamilyUpsertBulk {
+	_c.conflict = append(_c.conflict, sql.ConflictColumns(columns...))
+	return &TokenFamilyUpsertBulk{
+		create: _c,
+	}
+}
+
+// TokenFamilyUpsertBulk is the builder for "upsert"-ing
+// a bulk of TokenFamily nodes.
+type TokenFamilyUpsertBulk struct {
+	create *TokenFamilyCreateBulk
+}
+
+// UpdateNewValues updates the mutable fields using the new values that
+// were set on create. Using this option is equivalent to using:
+//
+//	client.TokenFamily.Create().
+//		OnConflict(
+//			sql.ResolveWithNewValues(),
+//			sql.ResolveWith(func(u *sql.UpdateSet) {
+//				u.SetIgnore(tokenfamily.FieldID)
+//			}),
+//		).
+//		Exec(ctx)
+func (u *TokenFamilyUpsertBulk) UpdateNewValues() *TokenFamilyUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
+		for _, b := range u.create.builders {
+			if _, exists := b.mutation.ID(); exists {
+				s.SetIgnore(tokenfamily.FieldID)
+			}
+			if _, exists := b.mutation.CreatedAt(); exists {
+				s.SetIgnore(tokenfamily.FieldCreatedAt)
+			}
+			if _, exists := b.mutation.UserID(); exists {
+				s.SetIgnore(tokenfamily.FieldUserID)
+			}
+		}
+	}))
+	return u
+}
+
+// Ignore sets each column to itself in case of conflict.
+// Using this option is equivalent to using:
+//
+//	client.TokenFamily.Create().
+//		OnConflict(sql.ResolveWithIgnore()).
+//		Exec(ctx)
+func (u *TokenFamilyUpsertBulk) Ignore() *TokenFamilyUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWithIgnore())
+	return u
+}
+
+// DoNothing configures the conflict_action to `DO NOTHING`.
+// Supported only by SQLite and PostgreSQL.
+func (u *TokenFamilyUpsertBulk) DoNothing() *TokenFamilyUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.DoNothing())
+	return u
+}
+
+// Update allows overriding fields `UPDATE` values. See the TokenFamilyCreateBulk.OnConflict
+// documentation for more info.
+func (u *TokenFamilyUpsertBulk) Update(set func(*TokenFamilyUpsert)) *TokenFamilyUpsertBulk {
+	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(update *sql.UpdateSet) {
+		set(&TokenFamilyUpsert{UpdateSet: update})
+	}))
+	return u
+}
+
+// SetRevokedAt sets the "revoked_at" field.
+func (u *TokenFamilyUpsertBulk) SetRevokedAt(v time.Time) *TokenFamilyUpsertBulk {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.SetRevokedAt(v)
+	})
+}
+
+// UpdateRevokedAt sets the "revoked_at" field to the value that was provided on create.
+func (u *TokenFamilyUpsertBulk) UpdateRevokedAt() *TokenFamilyUpsertBulk {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.UpdateRevokedAt()
+	})
+}
+
+// ClearRevokedAt clears the value of the "revoked_at" field.
+func (u *TokenFamilyUpsertBulk) ClearRevokedAt() *TokenFamilyUpsertBulk {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.ClearRevokedAt()
+	})
+}
+
+// SetRevokeReason sets the "revoke_reason" field.
+func (u *TokenFamilyUpsertBulk) SetRevokeReason(v string) *TokenFamilyUpsertBulk {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.SetRevokeReason(v)
+	})
+}
+
+// UpdateRevokeReason sets the "revoke_reason" field to the value that was provided on create.
+func (u *TokenFamilyUpsertBulk) UpdateRevokeReason() *TokenFamilyUpsertBulk {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.UpdateRevokeReason()
+	})
+}
+
+// ClearRevokeReason clears the value of the "revoke_reason" field.
+func (u *TokenFamilyUpsertBulk) ClearRevokeReason() *TokenFamilyUpsertBulk {
+	return u.Update(func(s *TokenFamilyUpsert) {
+		s.ClearRevokeReason()
+	})
+}
+
+// Exec executes the query.
+func (u *TokenFamilyUpsertBulk) Exec(ctx context.Context) error {
+	if u.create.err != nil {
+		return u.create.err
+	}
+	for i, b := range u.create.builders {
+		if len(b.conflict) != 0 {
+			return fmt.Errorf("ent: OnConflict was set for builder %d. Set it on the TokenFamilyCreateBulk instead", i)
+		}
+	}
+	if len(u.create.conflict) == 0 {
+		return errors.New("ent: missing options for TokenFamilyCreateBulk.OnConflict")
+	}
+	return u.create.Exec(ctx)
+}
+
+// ExecX is like Exec, but panics if an error occurs.
+func (u *TokenFamilyUpsertBulk) ExecX(ctx context.Context) {
+	if err := u.create.Exec(ctx); err != nil {
 		panic(err)
 	}
 }

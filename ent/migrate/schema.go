@@ -8,6 +8,47 @@ import (
 )
 
 var (
+	// AuditEventsColumns holds the columns for the "audit_events" table.
+	AuditEventsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "event", Type: field.TypeEnum, Enums: []string{"register", "login_succeeded", "login_failed", "login_throttled", "token_refreshed", "refresh_token_reused", "token_family_revoked", "logout", "otp_sent", "otp_verified", "otp_failed"}},
+		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
+		{Name: "reason", Type: field.TypeString, Nullable: true, Size: 64},
+	}
+	// AuditEventsTable holds the schema information for the "audit_events" table.
+	AuditEventsTable = &schema.Table{
+		Name:       "audit_events",
+		Columns:    AuditEventsColumns,
+		PrimaryKey: []*schema.Column{AuditEventsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "auditevent_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{AuditEventsColumns[1]},
+			},
+			{
+				Name:    "auditevent_user_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{AuditEventsColumns[3], AuditEventsColumns[1]},
+			},
+		},
+	}
+	// LoginThrottlesColumns holds the columns for the "login_throttles" table.
+	LoginThrottlesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "key_hmac", Type: field.TypeBytes, Unique: true, Size: 32},
+		{Name: "failures", Type: field.TypeInt, Default: 0},
+		{Name: "window_started_at", Type: field.TypeTime},
+		{Name: "locked_until", Type: field.TypeTime, Nullable: true},
+		{Name: "updated_at", Type: field.TypeTime},
+	}
+	// LoginThrottlesTable holds the schema information for the "login_throttles" table.
+	LoginThrottlesTable = &schema.Table{
+		Name:       "login_throttles",
+		Columns:    LoginThrottlesColumns,
+		PrimaryKey: []*schema.Column{LoginThrottlesColumns[0]},
+	}
 	// OtpRequestsColumns holds the columns for the "otp_requests" table.
 	OtpRequestsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -160,6 +201,8 @@ var (
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		AuditEventsTable,
+		LoginThrottlesTable,
 		OtpRequestsTable,
 		OutboxMessagesTable,
 		RefreshTokensTable,

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/ent/auditevent"
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/predicate"
 	"github.com/placebrain/auth/ent/user"
@@ -115,6 +117,7 @@ func (s *Service) issueOTP(ctx context.Context, tx *ent.Tx, userID uuid.UUID, no
 		Exec(ctx); err != nil {
 		return false, fmt.Errorf("store code: %w", err)
 	}
+	s.audit(ctx, tx.Client(), auditevent.EventOtpSent, u.ID, "", now)
 	err = mail.Enqueue(ctx, tx, mail.Message{
 		UserID:   u.ID,
 		To:       u.Email,
@@ -159,6 +162,9 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 		// A concurrent request with the right code may have won.
 		if v, verr := s.db.User.Query().Where(user.ID(u.ID), user.IsVerified(true)).Exist(ctx); verr == nil && v {
 			return nil
+		}
+		if de, ok := AsError(err); ok {
+			s.audit(ctx, s.db, auditevent.EventOtpFailed, u.ID, strings.ToLower(de.Reason), s.now())
 		}
 		return err
 	}
@@ -232,6 +238,7 @@ func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, code string) 
 		if n == 0 {
 			return ErrInvalidOTP // consumed or superseded meanwhile
 		}
+		s.audit(ctx, tx.Client(), auditevent.EventOtpVerified, userID, "", now)
 		return tx.User.UpdateOneID(userID).SetIsVerified(true).SetVerifiedAt(now).SetUpdatedAt(now).Exec(ctx)
 	})
 }

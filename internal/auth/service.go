@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/ent/auditevent"
 	"github.com/placebrain/auth/ent/user"
 	"github.com/placebrain/auth/internal/identity"
 	"github.com/placebrain/auth/internal/otp"
@@ -43,6 +44,14 @@ type Options struct {
 	// MailQueued, when set, is called after a transaction that queued
 	// an e-mail commits (it wakes the outbox dispatcher).
 	MailQueued func()
+	// RefreshReuseGrace is how long after a refresh token's rotation the
+	// same token is still accepted (concurrent tabs, a lost response); each
+	// such call gets a new token in the same family. Zero disables it.
+	RefreshReuseGrace time.Duration
+	// Login throttles failed logins.
+	Login LoginPolicy
+	// AuditRetention is how long audit events are kept (zero: forever).
+	AuditRetention time.Duration
 	// Log receives security events, with user ids and never secrets or
 	// e-mail addresses.
 	Log *slog.Logger
@@ -122,6 +131,7 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 			return fmt.Errorf("create user: %w", err)
 		}
 		id = u.ID
+		s.audit(ctx, tx.Client(), auditevent.EventRegister, u.ID, "", now)
 		_, err = s.issueOTP(ctx, tx, u.ID, now)
 		return err
 	})
@@ -136,8 +146,12 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 // Login checks an e-mail and password and starts a new token family.
 // Unknown e-mail and wrong password both give ErrInvalidCredentials after
 // one bcrypt comparison at the same cost; a correct password on an
-// unverified account gives ErrEmailNotVerified. A successful login rehashes
-// the password when its stored cost differs from the configured one.
+// unverified account gives ErrEmailNotVerified. Failures are counted per
+// address (known or not); at Login.MaxFailures within Login.Window the
+// address is locked for Login.Lockout and every login for it, right or
+// wrong, gets ErrLoginThrottled without a password check (OWASP
+// Authentication Cheat Sheet, "Account Lockout"). A success resets the
+// count and rehashes a password stored at another cost.
 func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error) {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -146,22 +160,47 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	if err := password.Validate(pw); err != nil {
 		return TokenPair{}, invalidInput("password", err.Error())
 	}
+	now := s.now()
+	key := s.throttleKey(addr.Canonical)
 	u, err := s.userByEmail(ctx, s.db, addr)
-	if errors.Is(err, ErrUserNotFound) {
-		s.o.Passwords.CompareDummy(pw)
-		return TokenPair{}, ErrInvalidCredentials
+	if err != nil && !errors.Is(err, ErrUserNotFound) {
+		return TokenPair{}, err
 	}
+	var uid uuid.UUID
+	if u != nil {
+		uid = u.ID
+	}
+	until, err := s.lockedUntil(ctx, key, now)
 	if err != nil {
 		return TokenPair{}, err
+	}
+	if !until.IsZero() {
+		s.audit(ctx, s.db, auditevent.EventLoginThrottled, uid, "", now)
+		return TokenPair{}, withRetry(ErrLoginThrottled, until.Sub(now))
+	}
+	fail := func(reason string) (TokenPair, error) {
+		s.audit(ctx, s.db, auditevent.EventLoginFailed, uid, reason, now)
+		if err := s.recordFailure(ctx, key, now); err != nil {
+			return TokenPair{}, err
+		}
+		return TokenPair{}, ErrInvalidCredentials
+	}
+	if u == nil {
+		s.o.Passwords.CompareDummy(pw)
+		return fail("unknown_email")
 	}
 	if err := s.o.Passwords.Compare(u.PasswordHash, pw); err != nil {
 		if errors.Is(err, password.ErrMismatch) {
 			s.o.Log.InfoContext(ctx, "login failed", "user_id", u.ID, "reason", "wrong_password")
-			return TokenPair{}, ErrInvalidCredentials
+			return fail("wrong_password")
 		}
 		return TokenPair{}, fmt.Errorf("compare password: %w", err)
 	}
+	if err := s.resetFailures(ctx, key); err != nil {
+		return TokenPair{}, err
+	}
 	if !u.IsVerified {
+		s.audit(ctx, s.db, auditevent.EventLoginFailed, u.ID, "email_not_verified", now)
 		return TokenPair{}, ErrEmailNotVerified
 	}
 	var rehash string
@@ -172,7 +211,6 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	}
 	var pair TokenPair
 	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		now := s.now()
 		if rehash != "" {
 			if err := tx.User.UpdateOneID(u.ID).SetPasswordHash(rehash).SetUpdatedAt(now).Exec(ctx); err != nil {
 				return fmt.Errorf("rehash password: %w", err)
@@ -182,6 +220,7 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		if err != nil {
 			return fmt.Errorf("create token family: %w", err)
 		}
+		s.audit(ctx, tx.Client(), auditevent.EventLoginSucceeded, u.ID, "", now)
 		pair, err = s.issuePair(ctx, tx, u, family.ID, nil, now)
 		return err
 	})
@@ -243,12 +282,19 @@ func toUser(u *ent.User) User {
 	return User{ID: u.ID, Username: u.Username, Email: u.Email, Verified: u.IsVerified}
 }
 
+// MaxAccessTokenBytes bounds the access token ValidateToken reads; the
+// tokens this service signs are well under 1 KiB.
+const MaxAccessTokenBytes = 4096
+
 // ValidateToken verifies an access token (see token.Issuer.Verify). It
 // returns ok=false for any token that fails; the only error is
-// INVALID_INPUT for an empty token.
+// INVALID_INPUT for an empty token or one over MaxAccessTokenBytes.
 func (s *Service) ValidateToken(ctx context.Context, raw string) (token.Subject, bool, error) {
 	if raw == "" {
 		return token.Subject{}, false, invalidInput("access_token", "access_token is required")
+	}
+	if len(raw) > MaxAccessTokenBytes {
+		return token.Subject{}, false, invalidInput("access_token", fmt.Sprintf("access_token must be at most %d bytes", MaxAccessTokenBytes))
 	}
 	sub, err := s.o.AccessTokens.Verify(raw)
 	if err != nil {

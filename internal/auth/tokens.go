@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/ent/auditevent"
 	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/internal/store"
@@ -85,11 +86,19 @@ func lockFamily(ctx context.Context, tx *ent.Tx, hash []byte) (*ent.RefreshToken
 
 // Refresh rotates a refresh token: in one transaction, under the lock of
 // its token family, the presented token is marked used and a new one is
-// issued in the same family, with a new access token. Presenting a used
-// token again is reuse: the family is revoked (committed) and
-// ErrRefreshTokenReused returned. A token of a revoked family gives
-// ErrRefreshTokenRevoked, an expired one ErrRefreshTokenExpired, an unknown
-// one ErrInvalidRefreshToken.
+// issued in the same family, with a new access token.
+//
+// A used token presented again within RefreshReuseGrace of its first use
+// gets a new token in the same family too: tabs refreshing at once, or a
+// client retrying after losing the response (even when the token it lost
+// is the family's active one), are not logged out. After the grace window
+// that is reuse (RFC 9700 §4.14.2): the family is revoked (committed) and
+// ErrRefreshTokenReused returned. A thief and a client that lost a
+// response cannot be told apart, so the window is short and the safe side
+// is taken after it. A token of a revoked family gives
+// ErrRefreshTokenRevoked (ErrRefreshTokenReused if it was used), an
+// expired one ErrRefreshTokenExpired, an unknown one
+// ErrInvalidRefreshToken.
 func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	hash, err := refreshHash(raw)
 	if err != nil {
@@ -102,18 +111,21 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			return err
 		}
 		now := s.now()
+		inGrace := rt.UsedAt != nil && now.Sub(*rt.UsedAt) < s.o.RefreshReuseGrace
 		switch {
-		case rt.UsedAt != nil:
-			if fam.RevokedAt == nil {
-				if err := revokeFamily(ctx, tx, fam.ID, revokeReuseDetected, now); err != nil {
-					return err
-				}
-				s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
-					"user_id", rt.UserID, "family_id", fam.ID)
-			}
-			return store.CommitAnd(ErrRefreshTokenReused)
+		case fam.RevokedAt != nil && rt.UsedAt != nil:
+			return ErrRefreshTokenReused
 		case fam.RevokedAt != nil:
 			return ErrRefreshTokenRevoked
+		case rt.UsedAt != nil && !inGrace:
+			if err := revokeFamily(ctx, tx, fam.ID, revokeReuseDetected, now); err != nil {
+				return err
+			}
+			s.audit(ctx, tx.Client(), auditevent.EventRefreshTokenReused, rt.UserID, "", now)
+			s.audit(ctx, tx.Client(), auditevent.EventTokenFamilyRevoked, rt.UserID, revokeReuseDetected, now)
+			s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
+				"user_id", rt.UserID, "family_id", fam.ID)
+			return store.CommitAnd(ErrRefreshTokenReused)
 		case !now.Before(rt.ExpiresAt):
 			return ErrRefreshTokenExpired
 		}
@@ -121,9 +133,17 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 		if err != nil {
 			return fmt.Errorf("find user: %w", err)
 		}
-		if err := tx.RefreshToken.UpdateOneID(rt.ID).SetUsedAt(now).Exec(ctx); err != nil {
+		reason := ""
+		if inGrace {
+			// Presented again within the grace window (another tab, a
+			// retry after a lost response): a sibling token in the same
+			// family; used_at keeps the first use, so the window does
+			// not slide.
+			reason = "reuse_grace"
+		} else if err := tx.RefreshToken.UpdateOneID(rt.ID).SetUsedAt(now).Exec(ctx); err != nil {
 			return fmt.Errorf("mark refresh token used: %w", err)
 		}
+		s.audit(ctx, tx.Client(), auditevent.EventTokenRefreshed, u.ID, reason, now)
 		pair, err = s.issuePair(ctx, tx, u, fam.ID, &rt.ID, now)
 		return err
 	})
@@ -163,7 +183,10 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 			return err
 		}
 		revoked = rt
-		return revokeFamily(ctx, tx, fam.ID, revokeLogout, s.now())
+		now := s.now()
+		s.audit(ctx, tx.Client(), auditevent.EventLogout, rt.UserID, "", now)
+		s.audit(ctx, tx.Client(), auditevent.EventTokenFamilyRevoked, rt.UserID, revokeLogout, now)
+		return revokeFamily(ctx, tx, fam.ID, revokeLogout, now)
 	})
 	if err == nil && revoked != nil {
 		s.o.Log.InfoContext(ctx, "logout", "user_id", revoked.UserID, "family_id", revoked.FamilyID)

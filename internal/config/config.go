@@ -40,6 +40,8 @@ type Config struct {
 	Database Database `env:", prefix=DATABASE__"`
 	JWT      JWT      `env:", prefix=JWT__"`
 	OTP      OTP      `env:", prefix=OTP__"`
+	Login    Login    `env:", prefix=LOGIN__"`
+	Audit    Audit    `env:", prefix=AUDIT__"`
 	Password Password `env:", prefix=PASSWORD__"`
 	SMTP     SMTP     `env:", prefix=SMTP__"`
 	Outbox   Outbox   `env:", prefix=OUTBOX__"`
@@ -70,6 +72,9 @@ type JWT struct {
 	// signed still validate until they are removed; nothing is signed
 	// with them.
 	PreviousSecrets []string `env:"PREVIOUS_SECRETS"`
+	// RefreshReuseGraceSeconds is how long a rotated refresh token is
+	// still accepted (concurrent tabs, a lost response), in seconds.
+	RefreshReuseGraceSeconds int `env:"REFRESH_REUSE_GRACE_SECONDS, default=10"`
 	// LeewaySeconds is the clock skew ValidateToken allows on exp and iat.
 	LeewaySeconds int `env:"LEEWAY_SECONDS, default=0"`
 	// Issuer is the access token's `iss` claim.
@@ -94,6 +99,20 @@ type OTP struct {
 	ResendCooldownSeconds int `env:"RESEND_COOLDOWN_SECONDS, default=60"`
 	// DailyLimit caps the codes one user is sent in 24 hours (0: no cap).
 	DailyLimit int `env:"DAILY_LIMIT, default=10"`
+}
+
+// Login configures login throttling: MaxFailures failed logins for one
+// address within WindowMinutes lock it for LockoutMinutes.
+type Login struct {
+	MaxFailures    int `env:"MAX_FAILURES, default=10"`
+	WindowMinutes  int `env:"WINDOW_MINUTES, default=15"`
+	LockoutMinutes int `env:"LOCKOUT_MINUTES, default=15"`
+}
+
+// Audit configures the security audit log.
+type Audit struct {
+	// RetentionDays is how long audit events are kept (0: forever).
+	RetentionDays int `env:"RETENTION_DAYS, default=90"`
 }
 
 // Password configures password hashing.
@@ -248,6 +267,10 @@ func (c *Config) validate() error {
 		{c.JWT.AccessTokenExpireMinutes > 0, "JWT__ACCESS_TOKEN_EXPIRE_MINUTES must be positive"},
 		{previousOK(c.JWT.PreviousSecrets), fmt.Sprintf("every JWT__PREVIOUS_SECRETS entry must be at least %d bytes", MinJWTSecretBytes)},
 		{c.JWT.LeewaySeconds >= 0, "JWT__LEEWAY_SECONDS must not be negative"},
+		{c.JWT.RefreshReuseGraceSeconds >= 0, "JWT__REFRESH_REUSE_GRACE_SECONDS must not be negative"},
+		{c.Login.MaxFailures >= 0, "LOGIN__MAX_FAILURES must not be negative"},
+		{c.Login.MaxFailures == 0 || (c.Login.WindowMinutes > 0 && c.Login.LockoutMinutes > 0), "LOGIN__WINDOW_MINUTES and LOGIN__LOCKOUT_MINUTES must be positive"},
+		{c.Audit.RetentionDays >= 0, "AUDIT__RETENTION_DAYS must not be negative"},
 		{c.JWT.RefreshTokenExpireDays > 0, "JWT__REFRESH_TOKEN_EXPIRE_DAYS must be positive"},
 		{c.OTP.Secret == "" || len(c.OTP.Secret) >= 32, "OTP__SECRET must be empty or at least 32 bytes"},
 		{c.OTP.ExpireMinutes > 0, "OTP__EXPIRE_MINUTES must be positive"},

@@ -64,6 +64,7 @@ func TestLoadDefaults(t *testing.T) {
 			Issuer:                   "placebrain-auth",
 			AccessTokenExpireMinutes: 15,
 			RefreshTokenExpireDays:   30,
+			RefreshReuseGraceSeconds: 10,
 		},
 		OTP: config.OTP{
 			ExpireMinutes:         10,
@@ -71,6 +72,8 @@ func TestLoadDefaults(t *testing.T) {
 			ResendCooldownSeconds: 60,
 			DailyLimit:            10,
 		},
+		Login:    config.Login{MaxFailures: 10, WindowMinutes: 15, LockoutMinutes: 15},
+		Audit:    config.Audit{RetentionDays: 90},
 		Password: config.Password{BcryptCost: 12},
 		SMTP: config.SMTP{
 			Host:           "smtp.example.com",

@@ -15,7 +15,6 @@ import (
 
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/outboxmessage"
-	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/internal/testutil/smtptest"
 	"github.com/placebrain/auth/proto/authpb"
@@ -192,6 +191,8 @@ func TestRefreshRotationAndReuseDetection(t *testing.T) {
 	e.verifiedUser(t, "dave", "dave@example.com", pw)
 	r0 := e.login(t, "dave@example.com", pw).GetRefreshToken()
 
+	// R0 -> R1 -> R2, each step after the grace window.
+	e.clock.Advance(refreshGrace)
 	r1, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
 	if err != nil {
 		t.Fatalf("refresh r0: %v", err)
@@ -199,6 +200,7 @@ func TestRefreshRotationAndReuseDetection(t *testing.T) {
 	if r1.GetRefreshToken() == r0 || r1.GetAccessToken() == "" {
 		t.Fatalf("rotation returned %v", r1)
 	}
+	e.clock.Advance(refreshGrace)
 	r2, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r1.GetRefreshToken()})
 	if err != nil {
 		t.Fatalf("refresh r1: %v", err)
@@ -214,7 +216,9 @@ func TestRefreshRotationAndReuseDetection(t *testing.T) {
 		}
 	}
 
-	// Reuse of r0 is refused and revokes the whole family, r2 included.
+	// Reuse of r0 after the grace window is refused and revokes the whole
+	// family, r2 included.
+	e.clock.Advance(refreshGrace)
 	_, err = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
 	wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_REUSED")
 	if n := e.db.TokenFamily.Query().Where(tokenfamily.RevokedAtIsNil()).CountX(ctx); n != 0 {
@@ -248,38 +252,76 @@ func TestRefreshErrors(t *testing.T) {
 	wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_EXPIRED")
 }
 
-func TestConcurrentRefreshRotatesOnce(t *testing.T) {
+// Login gives R0; five RefreshTokens(R0) at the same moment all succeed
+// (the grace window), and a refresh with any returned token succeeds.
+func TestConcurrentRefreshWithinGrace(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.verifiedUser(t, "fay", "fay@example.com", pw)
 	r0 := e.login(t, "fay@example.com", pw).GetRefreshToken()
-	const n = 8
+	const n = 5
 	var wg sync.WaitGroup
+	got := make([]*authpb.RefreshTokensResponse, n)
 	errs := make([]error, n)
 	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
+			got[i], errs[i] = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
 		}()
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		if err == nil {
-			ok++
-		} else {
-			wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_REUSED")
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("concurrent refresh %d: %v", i, errs[i])
 		}
 	}
-	// Without a grace window, exactly one presentation rotates; the row lock
-	// makes the others see a used token.
-	if ok != 1 {
-		t.Errorf("successful concurrent refreshes = %d, want 1", ok)
+	e.clock.Advance(refreshGrace) // the follow-ups are ordinary rotations
+	for i, r := range got {
+		if _, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r.GetRefreshToken()}); err != nil {
+			t.Errorf("refresh with returned token %d: %v", i, err)
+		}
 	}
-	if n := e.db.RefreshToken.Query().Where(refreshtoken.ParentIDNotNil()).CountX(ctx); n != 1 {
-		t.Errorf("children of r0 = %d, want 1", n)
+	if n := e.db.TokenFamily.Query().Where(tokenfamily.RevokedAtIsNil()).CountX(ctx); n != 1 {
+		t.Errorf("live families = %d, want 1", n)
 	}
+}
+
+// A client that lost the response carrying R1 retries with R0 (the parent
+// of the family's active token): within the grace window it gets another
+// token and R1 stays valid; after the window the retry is reuse and ends
+// the session.
+func TestLostResponseRecovery(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.verifiedUser(t, "lost", "lost@example.com", pw)
+
+	r0 := e.login(t, "lost@example.com", pw).GetRefreshToken()
+	r1, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0}) // response "lost"
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(refreshGrace - time.Second)
+	retry, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
+	if err != nil {
+		t.Fatalf("retry within the grace window: %v", err)
+	}
+	for _, tok := range []string{retry.GetRefreshToken(), r1.GetRefreshToken()} {
+		if _, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: tok}); err != nil {
+			t.Errorf("token after recovery: %v", err)
+		}
+	}
+
+	s0 := e.login(t, "lost@example.com", pw).GetRefreshToken()
+	s1, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: s0}) // lost
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(refreshGrace)
+	_, err = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: s0})
+	wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_REUSED")
+	_, err = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: s1.GetRefreshToken()})
+	wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_REVOKED")
 }
 
 func TestLogout(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"github.com/placebrain/auth/internal/mail"
 	"github.com/placebrain/auth/internal/otp"
 	"github.com/placebrain/auth/internal/password"
+	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/testutil/smtptest"
 	"github.com/placebrain/auth/internal/testutil/testdb"
 	"github.com/placebrain/auth/internal/token"
@@ -36,6 +37,10 @@ const (
 	otpCooldown    = 60 * time.Second
 	otpMaxAttempts = 5
 	otpDailyLimit  = 10
+	refreshGrace   = 10 * time.Second
+	loginMaxFails  = 5
+	loginWindow    = 15 * time.Minute
+	loginLockout   = 15 * time.Minute
 	refreshTTL     = 30 * 24 * time.Hour
 	accessTTL      = 15 * time.Minute
 )
@@ -79,6 +84,8 @@ func (s *syncBuffer) String() string {
 // env is one service on its own database, served over a real gRPC
 // connection, with an SMTP server in the test process.
 type env struct {
+	store      *store.DB
+	svc        *auth.Service
 	client     authpb.AuthServiceClient
 	conn       *grpc.ClientConn
 	db         *ent.Client
@@ -93,10 +100,18 @@ type env struct {
 type envOption func(*envConfig)
 
 type envConfig struct {
-	smtpDown bool // no SMTP server listens at first
+	smtpDown bool      // no SMTP server listens at first
+	db       *store.DB // share another env's database (a second instance)
+	clock    *clock    // share another env's clock
 }
 
 func withSMTPDown() envOption { return func(c *envConfig) { c.smtpDown = true } }
+
+// sameDatabaseAs makes the env a second instance of the service on other's
+// database and clock.
+func sameDatabaseAs(other *env) envOption {
+	return func(c *envConfig) { c.db, c.clock = other.store, other.clock }
+}
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -104,9 +119,16 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	db := testdb.Open(t)
+	db := cfg.db
+	if db == nil {
+		db = testdb.Open(t)
+	}
+	clk := cfg.clock
+	if clk == nil {
+		clk = &clock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	}
 	client := db.Ent
-	e := &env{db: client, clock: &clock{t: time.Now().UTC().Truncate(time.Millisecond)}, log: &syncBuffer{}, closeDB: db.Close}
+	e := &env{db: client, store: db, clock: clk, log: &syncBuffer{}, closeDB: db.Close}
 	if cfg.smtpDown {
 		e.smtpPort = smtptest.FreePort(t)
 	} else {
@@ -134,17 +156,22 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	e.dispatcher = mail.NewDispatcher(client, sender, mail.DispatcherOptions{Now: e.clock.Now, Log: log, MaxAttempts: 3, RetryBase: 5 * time.Second, RetryMax: time.Minute})
 	svc := auth.New(client, auth.Options{
-		AccessTokens:    access,
-		Passwords:       hasher,
-		OTPKeys:         keys,
-		RefreshTokenTTL: refreshTTL,
-		OTPTTL:          otpTTL,
-		OTPMaxAttempts:  otpMaxAttempts,
-		OTPCooldown:     otpCooldown,
-		OTPDailyLimit:   otpDailyLimit,
-		Now:             e.clock.Now,
-		Log:             log,
+		AccessTokens:      access,
+		Passwords:         hasher,
+		OTPKeys:           keys,
+		RefreshTokenTTL:   refreshTTL,
+		OTPTTL:            otpTTL,
+		OTPMaxAttempts:    otpMaxAttempts,
+		OTPCooldown:       otpCooldown,
+		OTPDailyLimit:     otpDailyLimit,
+		RefreshReuseGrace: refreshGrace,
+		Login: auth.LoginPolicy{MaxFailures: loginMaxFails, Window: loginWindow, Lockout: loginLockout,
+			Key: []byte("login-throttle-key-0123456789abcdef")},
+		AuditRetention: 90 * 24 * time.Hour,
+		Now:            e.clock.Now,
+		Log:            log,
 	})
+	e.svc = svc
 	gs := grpc.NewServer(grpcapi.ServerOptions(log)...)
 	grpcapi.Register(gs, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

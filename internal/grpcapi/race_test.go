@@ -58,6 +58,7 @@ func TestReuseRacingRotationRevokesEverything(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		e.clock.Advance(refreshGrace)
 		var wg sync.WaitGroup
 		var thief *authpb.RefreshTokensResponse
 		var thiefErr error

@@ -5,15 +5,18 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"golang.org/x/crypto/hkdf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -98,6 +101,10 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	throttleKey, err := deriveKey([]byte(c.JWT.Secret), "placebrain-auth login throttle v1")
+	if err != nil {
+		return err
+	}
 	var sender mail.Sender = mail.LogSender{Log: log}
 	sendTimeout := time.Duration(c.SMTP.TimeoutSeconds) * time.Second
 	if c.SMTP.Host != "" {
@@ -117,16 +124,24 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		Log:          log,
 	})
 	svc := auth.New(client, auth.Options{
-		AccessTokens:    access,
-		Passwords:       hasher,
-		OTPKeys:         keys,
-		RefreshTokenTTL: c.JWT.RefreshTokenTTL(),
-		OTPTTL:          time.Duration(c.OTP.ExpireMinutes) * time.Minute,
-		OTPMaxAttempts:  c.OTP.MaxAttempts,
-		OTPCooldown:     time.Duration(c.OTP.ResendCooldownSeconds) * time.Second,
-		OTPDailyLimit:   c.OTP.DailyLimit,
-		MailQueued:      dispatcher.Wake,
-		Log:             log,
+		AccessTokens:      access,
+		Passwords:         hasher,
+		OTPKeys:           keys,
+		RefreshTokenTTL:   c.JWT.RefreshTokenTTL(),
+		OTPTTL:            time.Duration(c.OTP.ExpireMinutes) * time.Minute,
+		OTPMaxAttempts:    c.OTP.MaxAttempts,
+		OTPCooldown:       time.Duration(c.OTP.ResendCooldownSeconds) * time.Second,
+		OTPDailyLimit:     c.OTP.DailyLimit,
+		RefreshReuseGrace: time.Duration(c.JWT.RefreshReuseGraceSeconds) * time.Second,
+		Login: auth.LoginPolicy{
+			MaxFailures: c.Login.MaxFailures,
+			Window:      time.Duration(c.Login.WindowMinutes) * time.Minute,
+			Lockout:     time.Duration(c.Login.LockoutMinutes) * time.Minute,
+			Key:         throttleKey,
+		},
+		AuditRetention: time.Duration(c.Audit.RetentionDays) * 24 * time.Hour,
+		MailQueued:     dispatcher.Wake,
+		Log:            log,
 	})
 
 	lis, err := net.Listen("tcp", c.ListenAddr)
@@ -166,9 +181,10 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	runCtx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); dispatcher.Run(runCtx) }()
 	go func() { defer wg.Done(); watchDB(runCtx, db.SQL, setHealth, log) }()
+	go func() { defer wg.Done(); prune(runCtx, svc, log) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
@@ -199,6 +215,35 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// prune deletes expired audit events and login throttles at start and
+// then hourly.
+func prune(ctx context.Context, svc *auth.Service, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := svc.Prune(ctx); err != nil && ctx.Err() == nil {
+			log.Error("prune", "error", err)
+		} else if n > 0 {
+			log.Info("pruned expired rows", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// deriveKey derives a 32-byte key for one purpose from secret with
+// HKDF-SHA256 (RFC 5869).
+func deriveKey(secret []byte, purpose string) ([]byte, error) {
+	k := make([]byte, 32)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, secret, nil, []byte(purpose)), k); err != nil {
+		return nil, fmt.Errorf("derive %s key: %w", purpose, err)
+	}
+	return k, nil
 }
 
 // watchDB pings the database every few seconds and reports NOT_SERVING

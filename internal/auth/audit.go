@@ -1,0 +1,53 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/ent/auditevent"
+	"github.com/placebrain/auth/ent/loginthrottle"
+)
+
+// audit records a security event with c (a client, or a transaction's
+// client so the event commits with the change it describes). userID may be
+// uuid.Nil; reason is a short machine-readable detail or "". A failure to
+// record is logged, never returned: it must not fail the operation.
+func (s *Service) audit(ctx context.Context, c *ent.Client, event auditevent.Event, userID uuid.UUID, reason string, now time.Time) {
+	q := c.AuditEvent.Create().SetEvent(event).SetCreatedAt(now)
+	if userID != uuid.Nil {
+		q.SetUserID(userID)
+	}
+	if reason != "" {
+		q.SetReason(reason)
+	}
+	if err := q.Exec(ctx); err != nil {
+		s.o.Log.ErrorContext(ctx, "audit: record event", "event", event, "user_id", userID, "error", err)
+	}
+}
+
+// Prune deletes audit events older than the retention and login throttle
+// rows that no longer count or lock anything. It returns how many rows it
+// deleted. The server runs it periodically.
+func (s *Service) Prune(ctx context.Context) (int, error) {
+	now := s.now()
+	var total int
+	if s.o.AuditRetention > 0 {
+		n, err := s.db.AuditEvent.Delete().Where(auditevent.CreatedAtLT(now.Add(-s.o.AuditRetention))).Exec(ctx)
+		if err != nil {
+			return total, fmt.Errorf("prune audit events: %w", err)
+		}
+		total += n
+	}
+	n, err := s.db.LoginThrottle.Delete().Where(
+		loginthrottle.WindowStartedAtLT(now.Add(-s.o.Login.Window)),
+		loginthrottle.Or(loginthrottle.LockedUntilIsNil(), loginthrottle.LockedUntilLT(now)),
+	).Exec(ctx)
+	if err != nil {
+		return total, fmt.Errorf("prune login throttles: %w", err)
+	}
+	return total + n, nil
+}
