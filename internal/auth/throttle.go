@@ -2,10 +2,10 @@ package auth
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
