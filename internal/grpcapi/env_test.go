@@ -103,7 +103,11 @@ type envConfig struct {
 	smtpDown bool      // no SMTP server listens at first
 	db       *store.DB // share another env's database (a second instance)
 	clock    *clock    // share another env's clock
+	cost     int       // bcrypt cost (default bcrypt.MinCost)
 }
+
+// withBcryptCost sets the bcrypt cost (benchmarks use the default, 12).
+func withBcryptCost(cost int) envOption { return func(c *envConfig) { c.cost = cost } }
 
 func withSMTPDown() envOption { return func(c *envConfig) { c.smtpDown = true } }
 
@@ -113,9 +117,9 @@ func sameDatabaseAs(other *env) envOption {
 	return func(c *envConfig) { c.db, c.clock = other.store, other.clock }
 }
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
-	var cfg envConfig
+	cfg := envConfig{cost: bcrypt.MinCost}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -140,7 +144,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hasher, err := password.NewHasher(bcrypt.MinCost)
+	hasher, err := password.NewHasher(cfg.cost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +198,7 @@ var codeRE = regexp.MustCompile(`\b(\d{6})\b`)
 
 // mailCode delivers the outbox and returns the code in the newest e-mail to
 // addr.
-func (e *env) mailCode(t *testing.T, addr string) string {
+func (e *env) mailCode(t testing.TB, addr string) string {
 	t.Helper()
 	if _, err := e.dispatcher.DispatchOnce(context.Background()); err != nil {
 		t.Fatal(err)
@@ -211,7 +215,7 @@ func (e *env) mailCode(t *testing.T, addr string) string {
 }
 
 // register registers a user and returns its id.
-func (e *env) register(t *testing.T, username, addr, pw string) string {
+func (e *env) register(t testing.TB, username, addr, pw string) string {
 	t.Helper()
 	r, err := e.client.Register(context.Background(), &authpb.RegisterRequest{Username: username, Email: addr, Password: pw})
 	if err != nil {
@@ -221,7 +225,7 @@ func (e *env) register(t *testing.T, username, addr, pw string) string {
 }
 
 // verifiedUser registers and verifies a user, and returns its id.
-func (e *env) verifiedUser(t *testing.T, username, addr, pw string) string {
+func (e *env) verifiedUser(t testing.TB, username, addr, pw string) string {
 	t.Helper()
 	id := e.register(t, username, addr, pw)
 	code := e.mailCode(t, addr)
@@ -232,7 +236,7 @@ func (e *env) verifiedUser(t *testing.T, username, addr, pw string) string {
 }
 
 // login logs in and fails the test on error.
-func (e *env) login(t *testing.T, addr, pw string) *authpb.LoginResponse {
+func (e *env) login(t testing.TB, addr, pw string) *authpb.LoginResponse {
 	t.Helper()
 	r, err := e.client.Login(context.Background(), &authpb.LoginRequest{Email: addr, Password: pw})
 	if err != nil {
