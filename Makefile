@@ -14,8 +14,8 @@ build: ## Build bin/authd
 	$(GO) build -o bin/authd ./cmd/authd
 
 .PHONY: run
-run: ## Run authd on :50051 in development mode: embedded SQLite in ./data, e-mails (with codes) in the log
-	$(GO) run ./cmd/authd serve --dev
+run: build ## Run authd on :50051 in development mode: embedded SQLite in ./data, e-mails (with codes) in the log
+	@exec ./bin/authd serve --dev
 
 # Packages whose tests run once per database backend.
 DB_PKGS := ./cmd/authd ./internal/grpcapi ./internal/mail ./internal/migrate
@@ -35,6 +35,17 @@ test: ## Run all tests: unit + SQLite suite, then the PostgreSQL suite (skipped,
 .PHONY: test-v
 test-v: ## Run all tests verbosely (as CI does)
 	@$(MAKE) --no-print-directory test TESTFLAGS=-v
+
+FUZZTIME ?= 10s
+FUZZ_TARGETS := FuzzNormalizeEmail:./internal/identity FuzzNormalizeUsername:./internal/identity \
+  FuzzVerify:./internal/token FuzzHashRefreshToken:./internal/token FuzzRequestDecoding:./internal/grpcapi
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10s)
+	@for t in $(FUZZ_TARGETS); do \
+	  name=$${t%%:*}; pkg=$${t#*:}; echo "== $$name ($$pkg, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 .PHONY: generate
 generate: generate-ent generate-proto ## Regenerate ent and protobuf code
