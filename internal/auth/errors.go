@@ -63,6 +63,7 @@ var (
 	ErrInvalidOTP           = &Error{Kind: KindInvalidArgument, Reason: "OTP_INVALID", Message: "Invalid code"}
 	ErrOTPExpired           = &Error{Kind: KindInvalidArgument, Reason: "OTP_EXPIRED", Message: "Code expired; request a new one"}
 	ErrOTPAttemptsExhausted = &Error{Kind: KindResourceExhausted, Reason: "OTP_ATTEMPTS_EXHAUSTED", Message: "Too many wrong codes; request a new one"}
+	ErrServerBusy           = &Error{Kind: KindResourceExhausted, Reason: "SERVER_BUSY", Message: "Server busy; try again shortly"}
 	ErrLoginThrottled       = &Error{Kind: KindResourceExhausted, Reason: "LOGIN_THROTTLED", Message: "Too many failed sign-in attempts; try again later"}
 	ErrOTPDailyLimit        = &Error{Kind: KindResourceExhausted, Reason: "OTP_DAILY_LIMIT", Message: "Too many codes requested today; try again later"}
 	ErrOTPCooldown          = &Error{Kind: KindResourceExhausted, Reason: "OTP_COOLDOWN", Message: "A code was sent recently; wait before requesting another"}

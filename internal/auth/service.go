@@ -109,9 +109,9 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	if err := password.Validate(pw); err != nil {
 		return uuid.Nil, invalidInput("password", err.Error())
 	}
-	hash, err := s.o.Passwords.Hash(pw)
+	hash, err := s.o.Passwords.Hash(ctx, pw)
 	if err != nil {
-		return uuid.Nil, err
+		return uuid.Nil, busy(err)
 	}
 	now := s.now()
 	var id uuid.UUID
@@ -186,13 +186,18 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		return TokenPair{}, ErrInvalidCredentials
 	}
 	if u == nil {
-		s.o.Passwords.CompareDummy(pw)
+		if err := s.o.Passwords.CompareDummy(ctx, pw); !errors.Is(err, password.ErrMismatch) {
+			return TokenPair{}, busy(err)
+		}
 		return fail("unknown_email")
 	}
-	if err := s.o.Passwords.Compare(u.PasswordHash, pw); err != nil {
+	if err := s.o.Passwords.Compare(ctx, u.PasswordHash, pw); err != nil {
 		if errors.Is(err, password.ErrMismatch) {
 			s.o.Log.InfoContext(ctx, "login failed", "user_id", u.ID, "reason", "wrong_password")
 			return fail("wrong_password")
+		}
+		if errors.Is(err, password.ErrBusy) {
+			return TokenPair{}, busy(err)
 		}
 		return TokenPair{}, fmt.Errorf("compare password: %w", err)
 	}
@@ -205,8 +210,8 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	}
 	var rehash string
 	if s.o.Passwords.NeedsRehash(u.PasswordHash) {
-		if rehash, err = s.o.Passwords.Hash(pw); err != nil {
-			return TokenPair{}, err
+		if rehash, err = s.o.Passwords.Hash(ctx, pw); err != nil {
+			return TokenPair{}, busy(err)
 		}
 	}
 	var pair TokenPair
@@ -229,6 +234,14 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	}
 	s.o.Log.InfoContext(ctx, "login succeeded", "user_id", u.ID, "rehashed", rehash != "")
 	return pair, nil
+}
+
+// busy maps a saturated hashing pool to ErrServerBusy; other errors pass.
+func busy(err error) error {
+	if errors.Is(err, password.ErrBusy) {
+		return withRetry(ErrServerBusy, time.Second)
+	}
+	return err
 }
 
 // userByEmail finds the user with a normalized address; ErrUserNotFound

@@ -119,6 +119,13 @@ type Audit struct {
 type Password struct {
 	// BcryptCost is the bcrypt work factor (4 to 31).
 	BcryptCost int `env:"BCRYPT_COST, default=12"`
+	// HashWorkers is how many hashes run at once; 0 means one per CPU
+	// (GOMAXPROCS at start). The workers run at the lowest OS priority, so
+	// cheap RPCs keep their latency while hashing saturates the CPU.
+	HashWorkers int `env:"HASH_WORKERS, default=0"`
+	// HashQueue is how many more hashing requests may wait; past it Login
+	// and Register fail fast with RESOURCE_EXHAUSTED.
+	HashQueue int `env:"HASH_QUEUE, default=32"`
 }
 
 // SMTP configures the relay that delivers e-mail.
@@ -278,6 +285,7 @@ func (c *Config) validate() error {
 		{c.OTP.ResendCooldownSeconds >= 0, "OTP__RESEND_COOLDOWN_SECONDS must not be negative"},
 		{c.OTP.DailyLimit >= 0, "OTP__DAILY_LIMIT must not be negative"},
 		{c.Password.BcryptCost >= 4 && c.Password.BcryptCost <= 31, "PASSWORD__BCRYPT_COST must be between 4 and 31"},
+		{c.Password.HashWorkers >= 0 && c.Password.HashQueue >= 0, "PASSWORD__HASH_WORKERS and PASSWORD__HASH_QUEUE must not be negative"},
 		{c.SMTP.Port > 0 && c.SMTP.Port < 65536, "SMTP__PORT must be a TCP port"},
 		{c.SMTP.TLS == "none" || c.SMTP.TLS == "starttls" || c.SMTP.TLS == "tls", "SMTP__TLS must be none, starttls or tls"},
 		{validFrom(c.SMTP.From), "SMTP__FROM must be an address such as `PlaceBrain <no-reply@example.com>`"},

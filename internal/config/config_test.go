@@ -74,7 +74,7 @@ func TestLoadDefaults(t *testing.T) {
 		},
 		Login:    config.Login{MaxFailures: 10, WindowMinutes: 15, LockoutMinutes: 15},
 		Audit:    config.Audit{RetentionDays: 90},
-		Password: config.Password{BcryptCost: 12},
+		Password: config.Password{BcryptCost: 12, HashQueue: 32},
 		SMTP: config.SMTP{
 			Host:           "smtp.example.com",
 			Port:           587,

@@ -2,6 +2,7 @@
 package password
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -31,53 +32,87 @@ func Validate(pw string) error {
 	return nil
 }
 
-// Hasher hashes passwords at a fixed bcrypt cost.
+// ErrBusy reports that the hashing pool's queue is full: the request is
+// refused at once instead of waiting (and piling up goroutines).
+var ErrBusy = errors.New("password hashing is saturated")
+
+// Hasher hashes passwords at a fixed bcrypt cost, optionally in a bounded
+// pool (see Pool).
 type Hasher struct {
 	cost  int
 	dummy []byte
+	pool  *Pool
 }
 
-// NewHasher returns a Hasher at cost (bcrypt.MinCost to bcrypt.MaxCost). It
-// computes one dummy hash at that cost, used by CompareDummy.
-func NewHasher(cost int) (*Hasher, error) {
+// NewHasher returns a Hasher at cost (bcrypt.MinCost to bcrypt.MaxCost)
+// that runs its work in pool, or inline when pool is nil. It computes one
+// dummy hash at that cost, used by CompareDummy.
+func NewHasher(cost int, pool ...*Pool) (*Hasher, error) {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	dummy, err := bcrypt.GenerateFromPassword(b[:MaxBytes/3], cost)
 	if err != nil {
 		return nil, fmt.Errorf("password: dummy hash: %w", err)
 	}
-	return &Hasher{cost: cost, dummy: dummy}, nil
+	h := &Hasher{cost: cost, dummy: dummy}
+	if len(pool) > 0 {
+		h.pool = pool[0]
+	}
+	return h, nil
+}
+
+// run runs fn in the pool, or inline without one.
+func (h *Hasher) run(ctx context.Context, fn func()) error {
+	if h.pool == nil {
+		fn()
+		return nil
+	}
+	return h.pool.Do(ctx, fn)
 }
 
 // Hash returns the bcrypt hash of pw in modular crypt format. pw must pass
-// Validate.
-func (h *Hasher) Hash(pw string) (string, error) {
+// Validate. Errors: ErrBusy, the context's error while queued.
+func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 	if err := Validate(pw); err != nil {
 		return "", err
 	}
-	b, err := bcrypt.GenerateFromPassword([]byte(pw), h.cost)
+	var (
+		b   []byte
+		err error
+	)
+	if perr := h.run(ctx, func() { b, err = bcrypt.GenerateFromPassword([]byte(pw), h.cost) }); perr != nil {
+		return "", perr
+	}
 	if err != nil {
 		return "", fmt.Errorf("password: hash: %w", err)
 	}
 	return string(b), nil
 }
 
-// Compare returns nil when pw matches hash, ErrMismatch when it does not, or
-// another error for a malformed hash.
-func (h *Hasher) Compare(hash, pw string) error {
-	err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw))
+// Compare returns nil when pw matches hash, ErrMismatch when it does not,
+// ErrBusy when the pool is saturated, or another error for a malformed
+// hash.
+func (h *Hasher) Compare(ctx context.Context, hash, pw string) error {
+	var err error
+	if perr := h.run(ctx, func() { err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) }); perr != nil {
+		return perr
+	}
 	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
 		return ErrMismatch
 	}
 	return err
 }
 
-// CompareDummy spends the time of one Compare at the configured cost and
-// always fails. Login calls it for unknown e-mail addresses so that they
-// cost what a wrong password costs (OWASP Authentication Cheat Sheet,
+// CompareDummy spends the time of one Compare at the configured cost, in
+// the same pool, and always fails (with ErrMismatch, or ErrBusy like
+// Compare). Login calls it for unknown e-mail addresses so that they cost
+// and answer what a wrong password does (OWASP Authentication Cheat Sheet,
 // "Authentication Responses").
-func (h *Hasher) CompareDummy(pw string) {
-	_ = bcrypt.CompareHashAndPassword(h.dummy, []byte(pw))
+func (h *Hasher) CompareDummy(ctx context.Context, pw string) error {
+	if err := h.run(ctx, func() { _ = bcrypt.CompareHashAndPassword(h.dummy, []byte(pw)) }); err != nil {
+		return err
+	}
+	return ErrMismatch
 }
 
 // NeedsRehash reports whether hash was made at a cost other than the

@@ -1,6 +1,7 @@
 package password_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/placebrain/auth/internal/password"
 )
+
+var ctx = context.Background()
 
 func newHasher(t *testing.T) *password.Hasher {
 	t.Helper()
@@ -63,7 +66,7 @@ func TestHashCompare(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hash, err := h.Hash(tt.pw)
+			hash, err := h.Hash(ctx, tt.pw)
 			if err != nil {
 				t.Fatalf("Hash: %v", err)
 			}
@@ -73,26 +76,26 @@ func TestHashCompare(t *testing.T) {
 			if strings.Contains(hash, tt.pw) {
 				t.Errorf("hash contains the password")
 			}
-			if err := h.Compare(hash, tt.pw); err != nil {
+			if err := h.Compare(ctx, hash, tt.pw); err != nil {
 				t.Errorf("Compare(right password) = %v, want nil", err)
 			}
 			// Change the first byte: bcrypt ignores bytes past the 72nd.
 			wrong := "X" + tt.pw[1:]
-			if err := h.Compare(hash, wrong); !errors.Is(err, password.ErrMismatch) {
+			if err := h.Compare(ctx, hash, wrong); !errors.Is(err, password.ErrMismatch) {
 				t.Errorf("Compare(wrong password) = %v, want ErrMismatch", err)
 			}
-			if err := h.Compare(hash, ""); !errors.Is(err, password.ErrMismatch) {
+			if err := h.Compare(ctx, hash, ""); !errors.Is(err, password.ErrMismatch) {
 				t.Errorf("Compare(empty) = %v, want ErrMismatch", err)
 			}
 		})
 	}
 
 	t.Run("salted", func(t *testing.T) {
-		a, err := h.Hash("same password")
+		a, err := h.Hash(ctx, "same password")
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := h.Hash("same password")
+		b, err := h.Hash(ctx, "same password")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +118,7 @@ func TestCompareMalformedHash(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := h.Compare(tt.hash, "password123")
+			err := h.Compare(ctx, tt.hash, "password123")
 			if err == nil {
 				t.Fatalf("Compare(%q) = nil, want an error", tt.hash)
 			}
@@ -138,7 +141,7 @@ func TestHashRefusesInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hash, err := h.Hash(tt.pw)
+			hash, err := h.Hash(ctx, tt.pw)
 			if err == nil {
 				t.Fatalf("Hash(%d bytes) = %q, want an error", len(tt.pw), hash)
 			}
@@ -177,7 +180,7 @@ func TestCompareDummy(t *testing.T) {
 					t.Errorf("CompareDummy(%d bytes) panicked: %v", n, p)
 				}
 			}()
-			h.CompareDummy(strings.Repeat("p", n))
+			h.CompareDummy(ctx, strings.Repeat("p", n))
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -93,7 +94,14 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hasher, err := password.NewHasher(c.Password.BcryptCost)
+	// Hashing workers get processors of their own on top of GOMAXPROCS, and
+	// run at the lowest OS priority (see password.Pool).
+	workers := c.Password.HashWorkers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + workers)
+	hasher, err := password.NewHasher(c.Password.BcryptCost, password.NewPool(workers, c.Password.HashQueue))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,61 @@
+package password
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// The pool runs at most workers+queue jobs at once and refuses the rest at
+// once with ErrBusy.
+func TestPoolBoundsAndFailsFast(t *testing.T) {
+	ctx := context.Background()
+	pool := NewPool(1, 1)
+	release := make(chan struct{})
+	results := make(chan error, 2)
+	for range 2 {
+		go func() { results <- pool.Do(ctx, func() { <-release }) }()
+	}
+	for len(pool.slots) < 2 { // one job runs, one waits
+		runtime.Gosched()
+	}
+	if err := pool.Do(ctx, func() {}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("third job: %v, want ErrBusy", err)
+	}
+	close(release)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("admitted job: %v", err)
+		}
+	}
+	if err := pool.Do(ctx, func() {}); err != nil {
+		t.Errorf("after draining: %v", err)
+	}
+	h, err := NewHasher(bcrypt.MinCost, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := h.Hash(ctx, "pooled password")
+	if err != nil || h.Compare(ctx, hash, "pooled password") != nil || !errors.Is(h.CompareDummy(ctx, "x"), ErrMismatch) {
+		t.Errorf("hashing through the pool: %v", err)
+	}
+}
+
+// A queued job whose context ends stops waiting.
+func TestPoolQueuedJobHonoursContext(t *testing.T) {
+	pool := NewPool(1, 1)
+	release := make(chan struct{})
+	go pool.Do(context.Background(), func() { <-release })
+	for len(pool.slots) < 1 {
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := pool.Do(ctx, func() { t.Error("ran a cancelled job") }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Do = %v, want context.Canceled", err)
+	}
+	close(release)
+}
