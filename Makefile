@@ -36,6 +36,15 @@ test: ## Run all tests: unit + SQLite suite, then the PostgreSQL suite (skipped,
 test-v: ## Run all tests verbosely (as CI does)
 	@$(MAKE) --no-print-directory test TESTFLAGS=-v
 
+.PHONY: bench
+bench: build ## Load test authd on PostgreSQL and SQLite, measure the ceilings, write BENCHMARKS.md (about 7 minutes)
+	$(GO) run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md
+
+.PHONY: bench-go
+bench-go: ## Go micro-benchmarks (token, OTP, normalization, error mapping), benchstat format
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./internal/token/ ./internal/otp/ ./internal/identity/
+	$(GO) test -run '^$$' -bench ToStatus -benchmem -count 6 ./internal/grpcapi/
+
 FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzNormalizeEmail:./internal/identity FuzzNormalizeUsername:./internal/identity \
   FuzzVerify:./internal/token FuzzHashRefreshToken:./internal/token FuzzRequestDecoding:./internal/grpcapi

@@ -61,24 +61,24 @@ func refreshHash(raw string) ([]byte, error) {
 	return h, nil
 }
 
-// lockFamily finds the token with hash and locks its family's row, which
-// every change to the family's tokens takes first (on SQLite the
-// transaction's write lock does the same). The token is read after the
-// lock, so it reflects every change committed before. Returns
-// ErrInvalidRefreshToken for an unknown token.
+// lockFamily locks the family of the token with hash, then reads the
+// token. Every change to a family's tokens takes the family's row lock
+// first (on SQLite the transaction's write lock does the same), and the
+// token is read after it, so it reflects every change committed before.
+// Returns ErrInvalidRefreshToken for an unknown token.
 func lockFamily(ctx context.Context, tx *ent.Tx, hash []byte) (*ent.RefreshToken, *ent.TokenFamily, error) {
-	rt, err := tx.RefreshToken.Query().Where(refreshtoken.TokenHash(hash)).Only(ctx)
+	fam, err := tx.TokenFamily.Query().
+		Where(tokenfamily.HasRefreshTokensWith(refreshtoken.TokenHash(hash))).
+		Modify(store.ForUpdate()).
+		Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil, nil, ErrInvalidRefreshToken
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("find refresh token: %w", err)
-	}
-	fam, err := tx.TokenFamily.Query().Where(tokenfamily.ID(rt.FamilyID)).Modify(store.ForUpdate()).Only(ctx)
-	if err != nil {
 		return nil, nil, fmt.Errorf("lock token family: %w", err)
 	}
-	if rt, err = tx.RefreshToken.Get(ctx, rt.ID); err != nil {
+	rt, err := tx.RefreshToken.Query().Where(refreshtoken.TokenHash(hash)).Only(ctx)
+	if err != nil {
 		return nil, nil, fmt.Errorf("read refresh token: %w", err)
 	}
 	return rt, fam, nil
@@ -140,7 +140,7 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			// family; used_at keeps the first use, so the window does
 			// not slide.
 			reason = "reuse_grace"
-		} else if err := tx.RefreshToken.UpdateOneID(rt.ID).SetUsedAt(now).Exec(ctx); err != nil {
+		} else if err := tx.RefreshToken.Update().Where(refreshtoken.ID(rt.ID)).SetUsedAt(now).Exec(ctx); err != nil {
 			return fmt.Errorf("mark refresh token used: %w", err)
 		}
 		s.audit(ctx, tx.Client(), auditevent.EventTokenRefreshed, u.ID, reason, now)
@@ -153,7 +153,7 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 // revokeFamily marks a locked family revoked. No token of it is accepted
 // afterwards.
 func revokeFamily(ctx context.Context, tx *ent.Tx, family uuid.UUID, reason string, now time.Time) error {
-	err := tx.TokenFamily.UpdateOneID(family).SetRevokedAt(now).SetRevokeReason(reason).Exec(ctx)
+	err := tx.TokenFamily.Update().Where(tokenfamily.ID(family)).SetRevokedAt(now).SetRevokeReason(reason).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("revoke token family: %w", err)
 	}

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/internal/store"
+	"github.com/placebrain/auth/internal/token"
+	"github.com/placebrain/auth/proto/authpb"
+)
+
+const (
+	benchSecret   = "authbench-secret-0123456789-abcdefghijkl"
+	benchPassword = "bench password 123"
+	benchUsers    = 512
+)
+
+// backendResult is everything measured on one backend.
+type backendResult struct {
+	Name     string
+	Location string
+	Results  []result
+	Health   map[int]result // ceiling (a) per concurrency
+	RawRef   map[int]result // ceiling (c) per concurrency
+	Idle     map[string]result
+	Loaded   map[string]result
+	LoadedBy result
+	PeakRSS  int64 // bytes, VmHWM of the authd process
+}
+
+// server is a running authd with clients and prepared data.
+type server struct {
+	url     string
+	cmd     *exec.Cmd
+	conns   []*grpc.ClientConn
+	clients []authpb.AuthServiceClient
+	health  []healthpb.HealthClient
+	db      *store.DB
+	users   []benchUser
+	issuer  *token.Issuer
+	refresh []atomic.Pointer[string] // per worker: the next unused refresh token
+	raw     []atomic.Pointer[string] // per worker: the same for the direct SQL ceiling
+	regSeq  atomic.Int64
+}
+
+type benchUser struct {
+	ID     uuid.UUID
+	Email  string
+	Access string
+}
+
+func (s *server) client(w int) authpb.AuthServiceClient { return s.clients[w%len(s.clients)] }
+
+func benchBackend(ctx context.Context, o options, name string, bcryptTime time.Duration) (*backendResult, error) {
+	dbURL, cleanup, err := freshDatabase(ctx, o, name)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	s, err := startServer(ctx, o.authd, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	maxConc := 0
+	for _, c := range o.conc {
+		maxConc = max(maxConc, c)
+	}
+	if err := s.prepare(ctx, maxConc); err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	br := &backendResult{Name: name, Location: s.db.Location, Health: map[int]result{}, RawRef: map[int]result{},
+		Idle: map[string]result{}, Loaded: map[string]result{}}
+	scen := s.scenarios()
+	for _, c := range o.conc {
+		br.Health[c] = drive(ctx, "health Check", c, o.duration, func(ctx context.Context, w int) error {
+			_, err := s.health[w%len(s.health)].Check(ctx, &healthpb.HealthCheckRequest{})
+			return err
+		})
+		logResult(name, br.Health[c])
+		for _, sc := range scen {
+			r := drive(ctx, sc.name, c, o.duration, sc.fn)
+			logResult(name, r)
+			br.Results = append(br.Results, r)
+		}
+		if err := s.resetRefresh(ctx, c); err != nil {
+			return nil, err
+		}
+		br.RawRef[c] = drive(ctx, "refresh via SQL", c, o.duration, s.rawRefresh)
+		logResult(name, br.RawRef[c])
+	}
+	// Cheap RPCs while Login saturates the hashing pool.
+	for _, sc := range scen[:2] {
+		br.Idle[sc.name] = drive(ctx, sc.name, 8, o.duration, sc.fn)
+	}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	loaded := make(chan result, 1)
+	go func() { loaded <- drive(loadCtx, "Login", 64, 4*o.duration, scen[3].fn) }()
+	time.Sleep(o.duration / 4)
+	for _, sc := range scen[:2] {
+		br.Loaded[sc.name] = drive(ctx, sc.name, 8, o.duration, sc.fn)
+		logResult(name+" (under Login load)", br.Loaded[sc.name])
+	}
+	stopLoad()
+	br.LoadedBy = <-loaded
+	br.PeakRSS = s.peakRSS()
+	return br, nil
+}
+
+func logResult(backend string, r result) {
+	fmt.Fprintf(os.Stderr, "%-8s %-22s c=%-3d %8.0f rps  p50 %-9v p99 %-9v errors %d %s\n",
+		backend, r.Scenario, r.Conc, r.RPS, r.P50, r.P99, r.Errors, r.ErrSample)
+}
+
+// freshDatabase returns a DATABASE__URL for a new database and a function
+// that removes it.
+func freshDatabase(ctx context.Context, o options, backend string) (string, func(), error) {
+	switch backend {
+	case "sqlite":
+		dir, err := os.MkdirTemp("", "authbench")
+		if err != nil {
+			return "", nil, err
+		}
+		return "sqlite:" + filepath.Join(dir, "authd.db"), func() { os.RemoveAll(dir) }, nil
+	case "postgres":
+		admin, err := sql.Open("pgx", o.pgURL)
+		if err != nil {
+			return "", nil, err
+		}
+		name := "authbench_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+		if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+			admin.Close()
+			return "", nil, fmt.Errorf("PostgreSQL at -pg: %w", err)
+		}
+		u, _ := url.Parse(o.pgURL)
+		u.Path = "/" + name
+		return u.String(), func() {
+			admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			admin.Close()
+		}, nil
+	}
+	return "", nil, fmt.Errorf("unknown backend %q", backend)
+}
+
+// startServer starts authd with its default configuration (development
+// mode only so e-mails go to the log, which LOG__LEVEL=error silences) and
+// waits until health says SERVING.
+func startServer(ctx context.Context, bin, dbURL string) (*server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dataDir, err := os.MkdirTemp("", "authbench-data")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--dev")
+	cmd.Env = append(os.Environ(), "DATABASE__URL="+dbURL, "JWT__SECRET="+benchSecret, "GRPC__LISTEN_ADDR="+addr,
+		"LOG__LEVEL=error", "DATA__DIR="+dataDir, "SMTP__HOST=")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, url: dbURL}
+	for range 4 {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			s.stop()
+			return nil, err
+		}
+		s.conns = append(s.conns, conn)
+		s.clients = append(s.clients, authpb.NewAuthServiceClient(conn))
+		s.health = append(s.health, healthpb.NewHealthClient(conn))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r, err := s.health[0].Check(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("authd not SERVING after 60 s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s.db, err = store.Open(ctx, store.Config{URL: dbURL, Pool: store.PoolConfig{MaxOpenConns: 20, MaxIdleConns: 20}}); err != nil {
+		s.stop()
+		return nil, err
+	}
+	if s.issuer, err = token.NewIssuer([]byte(benchSecret), "placebrain-auth", 15*time.Minute, nil); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// dsn is the PostgreSQL connection string pgx opens.
+func (s *server) dsn() string {
+	d, _ := store.NormalizeURL(s.url)
+	return d
+}
+
+func (s *server) stop() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+	if s.cmd.Process != nil {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			s.cmd.Process.Kill()
+		}
+	}
+}
+
+// peakRSS reads the authd process's peak resident set (VmHWM).
+func (s *server) peakRSS() int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// prepare inserts verified users (one bcrypt hash at the default cost,
+// shared) and signs their access tokens; refresh token chains are made per
+// concurrency level by resetRefresh.
+func (s *server) prepare(ctx context.Context, maxConc int) error {
+	hash, err := bcrypt.GenerateFromPassword([]byte(benchPassword), 12)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	bulk := make([]*ent.UserCreate, benchUsers)
+	for i := range bulk {
+		email := fmt.Sprintf("user%d@bench.example.com", i)
+		bulk[i] = s.db.Ent.User.Create().SetUsername(fmt.Sprintf("user%d", i)).SetEmail(email).SetEmailNormalized(email).
+			SetPasswordHash(string(hash)).SetIsVerified(true).SetVerifiedAt(now).SetCreatedAt(now).SetUpdatedAt(now)
+	}
+	users, err := s.db.Ent.User.CreateBulk(bulk...).Save(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		access, _, err := s.issuer.Sign(token.Subject{UserID: u.ID, Email: u.Email, Username: u.Username})
+		if err != nil {
+			return err
+		}
+		s.users = append(s.users, benchUser{ID: u.ID, Email: u.Email, Access: access})
+	}
+	s.refresh = make([]atomic.Pointer[string], maxConc)
+	s.raw = make([]atomic.Pointer[string], maxConc)
+	return s.resetRefresh(ctx, maxConc)
+}
+
+// resetRefresh gives each of conc workers a fresh token family with one
+// unused refresh token, for the service and for the direct SQL ceiling.
+func (s *server) resetRefresh(ctx context.Context, conc int) error {
+	now := time.Now().UTC()
+	for _, chains := range [][]atomic.Pointer[string]{s.refresh, s.raw} {
+		for w := range conc {
+			u := s.users[w%len(s.users)]
+			fam, err := s.db.Ent.TokenFamily.Create().SetUserID(u.ID).SetCreatedAt(now).Save(ctx)
+			if err != nil {
+				return err
+			}
+			text, hash, err := token.NewRefreshToken()
+			if err != nil {
+				return err
+			}
+			if err := s.db.Ent.RefreshToken.Create().SetUserID(u.ID).SetFamilyID(fam.ID).SetTokenHash(hash).
+				SetCreatedAt(now).SetExpiresAt(now.Add(30 * 24 * time.Hour)).Exec(ctx); err != nil {
+				return err
+			}
+			chains[w].Store(&text)
+		}
+	}
+	return nil
+}
+
+type scenario struct {
+	name string
+	fn   call
+}
+
+func (s *server) pick() benchUser { return s.users[rand.IntN(len(s.users))] }
+
+// scenarios are the measured calls; the first two are the cheap RPCs and
+// the fourth is Login, as benchBackend expects.
+func (s *server) scenarios() []scenario {
+	validate := func(ctx context.Context, w int) error {
+		r, err := s.client(w).ValidateToken(ctx, &authpb.ValidateTokenRequest{AccessToken: s.pick().Access})
+		if err == nil && !r.GetValid() {
+			err = fmt.Errorf("token not valid")
+		}
+		return err
+	}
+	getMe := func(ctx context.Context, w int) error {
+		_, err := s.client(w).GetMe(ctx, &authpb.GetMeRequest{UserId: s.pick().ID.String()})
+		return err
+	}
+	byEmail := func(ctx context.Context, w int) error {
+		_, err := s.client(w).GetUserByEmail(ctx, &authpb.GetUserByEmailRequest{Email: s.pick().Email})
+		return err
+	}
+	login := func(ctx context.Context, w int) error {
+		_, err := s.client(w).Login(ctx, &authpb.LoginRequest{Email: s.pick().Email, Password: benchPassword})
+		return err
+	}
+	refresh := func(ctx context.Context, w int) error {
+		cur := s.refresh[w].Load()
+		r, err := s.client(w).RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: *cur})
+		if err != nil {
+			return err
+		}
+		next := r.GetRefreshToken()
+		s.refresh[w].Store(&next)
+		return nil
+	}
+	register := func(ctx context.Context, w int) error {
+		n := s.regSeq.Add(1)
+		_, err := s.client(w).Register(ctx, &authpb.RegisterRequest{Username: "new",
+			Email: fmt.Sprintf("new%d@bench.example.com", n), Password: benchPassword})
+		return err
+	}
+	mix := func(ctx context.Context, w int) error {
+		switch p := rand.IntN(100); {
+		case p < 45:
+			return validate(ctx, w)
+		case p < 85:
+			return getMe(ctx, w)
+		case p < 95:
+			return refresh(ctx, w)
+		case p < 98:
+			return login(ctx, w)
+		default:
+			return register(ctx, w)
+		}
+	}
+	return []scenario{
+		{"ValidateToken", validate}, {"GetMe", getMe}, {"GetUserByEmail", byEmail}, {"Login", login},
+		{"RefreshTokens", refresh}, {"Register", register}, {"Mix (gateway-shaped)", mix},
+	}
+}
+
