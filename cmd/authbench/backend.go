@@ -379,4 +379,3 @@ func (s *server) scenarios() []scenario {
 		{"RefreshTokens", refresh}, {"Register", register}, {"Mix (gateway-shaped)", mix},
 	}
 }
-

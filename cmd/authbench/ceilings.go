@@ -155,5 +155,4 @@ func (s *server) rawRefreshSQL(ctx context.Context, hash, nextHash []byte, now t
 	return tx.Commit()
 }
 
-
 func randRead(b []byte) (int, error) { return crand.Read(b) }
