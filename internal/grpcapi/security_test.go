@@ -169,3 +169,19 @@ func TestInputLimits(t *testing.T) {
 	_, err = e.client.Login(ctx, &authpb.LoginRequest{Email: strings.Repeat("a", 100<<10), Password: pw})
 	wantStatus(t, err, codes.ResourceExhausted, "", "")
 }
+
+// Register Alice@Example.COM, then alice@example.com: ALREADY_EXISTS;
+// Login with ALICE@example.com works; GetUserByEmail with
+// alice@EXAMPLE.com returns the same user.
+func TestEmailCaseInsensitivity(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.verifiedUser(t, "Alice", "Alice@Example.COM", pw)
+	_, err := e.client.Register(ctx, &authpb.RegisterRequest{Username: "alice", Email: "alice@example.com", Password: pw})
+	wantStatus(t, err, codes.AlreadyExists, "Email already registered", "EMAIL_TAKEN")
+	e.login(t, "ALICE@example.com", pw)
+	u, err := e.client.GetUserByEmail(ctx, &authpb.GetUserByEmailRequest{Email: "alice@EXAMPLE.com"})
+	if err != nil || u.GetUserId() != id || u.GetEmail() != "Alice@Example.COM" {
+		t.Fatalf("GetUserByEmail = %v, %v", u, err)
+	}
+}
