@@ -75,6 +75,9 @@ type JWT struct {
 	// RefreshReuseGraceSeconds is how long a rotated refresh token is
 	// still accepted (concurrent tabs, a lost response), in seconds.
 	RefreshReuseGraceSeconds int `env:"REFRESH_REUSE_GRACE_SECONDS, default=10"`
+	// ValidationCacheSize is how many verified access tokens ValidateToken
+	// remembers until they expire (0: none).
+	ValidationCacheSize int `env:"VALIDATION_CACHE_SIZE, default=10000"`
 	// LeewaySeconds is the clock skew ValidateToken allows on exp and iat.
 	LeewaySeconds int `env:"LEEWAY_SECONDS, default=0"`
 	// Issuer is the access token's `iss` claim.
@@ -274,6 +277,7 @@ func (c *Config) validate() error {
 		{c.JWT.AccessTokenExpireMinutes > 0, "JWT__ACCESS_TOKEN_EXPIRE_MINUTES must be positive"},
 		{previousOK(c.JWT.PreviousSecrets), fmt.Sprintf("every JWT__PREVIOUS_SECRETS entry must be at least %d bytes", MinJWTSecretBytes)},
 		{c.JWT.LeewaySeconds >= 0, "JWT__LEEWAY_SECONDS must not be negative"},
+		{c.JWT.ValidationCacheSize >= 0, "JWT__VALIDATION_CACHE_SIZE must not be negative"},
 		{c.JWT.RefreshReuseGraceSeconds >= 0, "JWT__REFRESH_REUSE_GRACE_SECONDS must not be negative"},
 		{c.Login.MaxFailures >= 0, "LOGIN__MAX_FAILURES must not be negative"},
 		{c.Login.MaxFailures == 0 || (c.Login.WindowMinutes > 0 && c.Login.LockoutMinutes > 0), "LOGIN__WINDOW_MINUTES and LOGIN__LOCKOUT_MINUTES must be positive"},

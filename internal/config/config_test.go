@@ -65,6 +65,7 @@ func TestLoadDefaults(t *testing.T) {
 			AccessTokenExpireMinutes: 15,
 			RefreshTokenExpireDays:   30,
 			RefreshReuseGraceSeconds: 10,
+			ValidationCacheSize:      10000,
 		},
 		OTP: config.OTP{
 			ExpireMinutes:         10,

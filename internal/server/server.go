@@ -90,7 +90,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		previous = append(previous, []byte(p))
 	}
 	access, err := token.NewIssuer([]byte(c.JWT.Secret), c.JWT.Issuer, c.JWT.AccessTokenTTL(), nil,
-		token.Options{Previous: previous, Leeway: time.Duration(c.JWT.LeewaySeconds) * time.Second})
+		token.Options{Previous: previous, Leeway: time.Duration(c.JWT.LeewaySeconds) * time.Second, CacheSize: c.JWT.ValidationCacheSize})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // TypeAccess is the value of the token_type claim in access tokens.
@@ -46,8 +47,17 @@ type Issuer struct {
 	keys   map[string][]byte // kid -> secret, current and previous
 	issuer string
 	ttl    time.Duration
+	leeway time.Duration
 	now    func() time.Time
 	parser *jwt.Parser
+	cache  *lru.Cache[string, verified] // nil: no cache
+}
+
+// verified is a cache entry: a token that passed Verify, and when it
+// stops being valid.
+type verified struct {
+	sub Subject
+	exp time.Time
 }
 
 // Options are optional Issuer settings.
@@ -57,6 +67,11 @@ type Options struct {
 	Previous [][]byte
 	// Leeway is the clock skew allowed on exp and iat.
 	Leeway time.Duration
+	// CacheSize is how many verified tokens Verify remembers (LRU), so
+	// that a token presented again skips parsing and the HMAC until it
+	// expires; 0 disables the cache. Entries are keyed by the token's
+	// exact text, so only byte-identical tokens hit.
+	CacheSize int
 }
 
 // NewIssuer returns an Issuer that signs with secret (at least 32 bytes,
@@ -81,12 +96,21 @@ func NewIssuer(secret []byte, issuer string, ttl time.Duration, now func() time.
 		}
 		keys[KeyID(k)] = k
 	}
+	var cache *lru.Cache[string, verified]
+	if o.CacheSize > 0 {
+		var err error
+		if cache, err = lru.New[string, verified](o.CacheSize); err != nil {
+			return nil, fmt.Errorf("token: cache: %w", err)
+		}
+	}
 	return &Issuer{
 		secret: secret,
 		kid:    KeyID(secret),
 		keys:   keys,
 		issuer: issuer,
 		ttl:    ttl,
+		leeway: o.Leeway,
+		cache:  cache,
 		now:    now,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -155,6 +179,14 @@ func (i *Issuer) Sign(s Subject) (string, time.Time, error) {
 // future and `iat` not in the future (both within the leeway), `iss`, and
 // token_type access. Any failure is ErrInvalid (wrapping the cause).
 func (i *Issuer) Verify(raw string) (Subject, error) {
+	if i.cache != nil {
+		if v, ok := i.cache.Get(raw); ok {
+			if i.now().Before(v.exp.Add(i.leeway)) {
+				return v.sub, nil
+			}
+			i.cache.Remove(raw)
+		}
+	}
 	var c Claims
 	_, err := i.parser.ParseWithClaims(raw, &c, i.key)
 	if err != nil {
@@ -167,5 +199,9 @@ func (i *Issuer) Verify(raw string) (Subject, error) {
 	if err != nil {
 		return Subject{}, fmt.Errorf("%w: sub is not a UUID", ErrInvalid)
 	}
-	return Subject{UserID: id, Email: c.Email, Username: c.Username}, nil
+	sub := Subject{UserID: id, Email: c.Email, Username: c.Username}
+	if i.cache != nil {
+		i.cache.Add(raw, verified{sub: sub, exp: c.ExpiresAt.Time})
+	}
+	return sub, nil
 }

@@ -2,6 +2,7 @@ package token_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,5 +122,35 @@ func TestLeeway(t *testing.T) {
 	now = issued.Add(time.Minute + 6*time.Second)
 	if _, err := lenient.Verify(tok); err == nil {
 		t.Errorf("6 s past exp with 5 s leeway accepted")
+	}
+}
+
+// The verification cache returns what a full verification would: a cached
+// token still expires on time, and only byte-identical tokens hit.
+func TestVerifyCache(t *testing.T) {
+	issued := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	now := issued
+	clock := func() time.Time { return now }
+	iss, err := token.NewIssuer(k1, "placebrain-auth", time.Minute, clock, token.Options{CacheSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := token.Subject{UserID: uuid.New(), Email: "a@b.co", Username: "a"}
+	tok, _, _ := iss.Sign(sub)
+	for range 3 {
+		if got, err := iss.Verify(tok); err != nil || got != sub {
+			t.Fatalf("Verify = %v, %v", got, err)
+		}
+	}
+	alt := "A"
+	if strings.HasSuffix(tok, "A") {
+		alt = "B"
+	}
+	if _, err := iss.Verify(tok[:len(tok)-1] + alt); err == nil {
+		t.Errorf("a tampered token hit the cache")
+	}
+	now = issued.Add(time.Minute)
+	if _, err := iss.Verify(tok); !errors.Is(err, token.ErrInvalid) {
+		t.Errorf("cached token after exp: %v, want ErrInvalid", err)
 	}
 }
