@@ -19,9 +19,12 @@ import (
 
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/internal/store"
@@ -315,6 +318,24 @@ func (s *server) resetRefresh(ctx context.Context, conc int) error {
 	return nil
 }
 
+// backOff honours a RESOURCE_EXHAUSTED answer's google.rpc.RetryInfo as a
+// well-behaved client (the gateway's users) would, by waiting that long
+// before the worker's next call, and returns err.
+func backOff(ctx context.Context, err error) error {
+	if status.Code(err) != codes.ResourceExhausted {
+		return err
+	}
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			select {
+			case <-time.After(ri.GetRetryDelay().AsDuration()):
+			case <-ctx.Done():
+			}
+		}
+	}
+	return err
+}
+
 type scenario struct {
 	name string
 	fn   call
@@ -342,7 +363,7 @@ func (s *server) scenarios() []scenario {
 	}
 	login := func(ctx context.Context, w int) error {
 		_, err := s.client(w).Login(ctx, &authpb.LoginRequest{Email: s.pick().Email, Password: benchPassword})
-		return err
+		return backOff(ctx, err)
 	}
 	refresh := func(ctx context.Context, w int) error {
 		cur := s.refresh[w].Load()
@@ -358,7 +379,7 @@ func (s *server) scenarios() []scenario {
 		n := s.regSeq.Add(1)
 		_, err := s.client(w).Register(ctx, &authpb.RegisterRequest{Username: "new",
 			Email: fmt.Sprintf("new%d@bench.example.com", n), Password: benchPassword})
-		return err
+		return backOff(ctx, err)
 	}
 	mix := func(ctx context.Context, w int) error {
 		switch p := rand.IntN(100); {

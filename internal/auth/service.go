@@ -109,7 +109,12 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	if err := password.Validate(pw); err != nil {
 		return uuid.Nil, invalidInput("password", err.Error())
 	}
-	hash, err := s.o.Passwords.Hash(ctx, pw)
+	hctx, release, err := s.o.Passwords.Reserve(ctx)
+	if err != nil {
+		return uuid.Nil, busy(err)
+	}
+	hash, err := s.o.Passwords.Hash(hctx, pw)
+	release()
 	if err != nil {
 		return uuid.Nil, busy(err)
 	}
@@ -160,6 +165,13 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	if err := password.Validate(pw); err != nil {
 		return TokenPair{}, invalidInput("password", err.Error())
 	}
+	// Take a hashing place first: when hashing is saturated, refuse before
+	// any database work.
+	ctx, release, err := s.o.Passwords.Reserve(ctx)
+	if err != nil {
+		return TokenPair{}, busy(err)
+	}
+	defer release()
 	now := s.now()
 	key := s.throttleKey(addr.Canonical)
 	u, err := s.userByEmail(ctx, s.db, addr)

@@ -61,13 +61,36 @@ func NewHasher(cost int, pool ...*Pool) (*Hasher, error) {
 	return h, nil
 }
 
-// run runs fn in the pool, or inline without one.
+// run runs fn in the pool, or inline without one. Inside a Reserve, the
+// reservation's place is used.
 func (h *Hasher) run(ctx context.Context, fn func()) error {
 	if h.pool == nil {
 		fn()
 		return nil
 	}
+	if reserved(ctx) {
+		return h.pool.run(ctx, fn)
+	}
 	return h.pool.Do(ctx, fn)
+}
+
+type reservedKey struct{}
+
+func reserved(ctx context.Context) bool { return ctx.Value(reservedKey{}) != nil }
+
+// Reserve takes a place in the hashing pool up front, without waiting:
+// ErrBusy when there is none. Hashing with the returned context uses that
+// place; release gives it back. Login reserves before touching the
+// database, so that a refused login costs next to nothing.
+func (h *Hasher) Reserve(ctx context.Context) (context.Context, func(), error) {
+	if h.pool == nil || reserved(ctx) {
+		return ctx, func() {}, nil
+	}
+	release, err := h.pool.Acquire()
+	if err != nil {
+		return ctx, nil, err
+	}
+	return context.WithValue(ctx, reservedKey{}, true), release, nil
 }
 
 // Hash returns the bcrypt hash of pw in modular crypt format. pw must pass

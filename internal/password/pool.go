@@ -54,12 +54,29 @@ func (p *Pool) work() {
 // the workers and the queue are all taken, and the context's error if ctx
 // ends while fn still waits for a worker; once started, fn runs to the end.
 func (p *Pool) Do(ctx context.Context, fn func()) error {
+	release, err := p.Acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	return p.run(ctx, fn)
+}
+
+// Acquire takes a place among the workers and the queue without waiting:
+// ErrBusy when there is none. Callers take it before any other work, so
+// that a refused request costs next to nothing. The returned function gives
+// the place back.
+func (p *Pool) Acquire() (func(), error) {
 	select {
 	case p.slots <- struct{}{}:
+		return func() { <-p.slots }, nil
 	default:
-		return ErrBusy
+		return nil, ErrBusy
 	}
-	defer func() { <-p.slots }()
+}
+
+// run runs fn on a worker, for a caller holding a place.
+func (p *Pool) run(ctx context.Context, fn func()) error {
 	j := job{fn: fn, done: make(chan struct{})}
 	select {
 	case p.jobs <- j:
