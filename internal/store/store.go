@@ -179,6 +179,13 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	if c.Pool.MaxOpenConns > 0 {
 		db.SetMaxOpenConns(c.Pool.MaxOpenConns)
 	}
+	if t.Dialect == dialect.SQLite {
+		// SQLite runs one writer at a time; more connections only make
+		// writers wait in SQLite's busy handler, which sleeps in coarse
+		// steps, instead of in the pool's queue, which wakes them at once.
+		// Reads are microseconds, so one connection serves them too.
+		db.SetMaxOpenConns(1)
+	}
 	db.SetMaxIdleConns(c.Pool.MaxIdleConns)
 	db.SetConnMaxLifetime(c.Pool.ConnMaxLifetime)
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
