@@ -28,7 +28,7 @@ func (r *report) markdown() string {
 	p("- Machine: %s, %d CPUs (%s/%s), %s; load generator and server on the same machine, over loopback.\n", host, r.cpus, runtime.GOOS, runtime.GOARCH, runtime.Version())
 	p("- Command: `make bench` = `go build -o bin/authd ./cmd/authd && go run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md -duration %v -conc %s`\n", r.opts.duration, joinInts(r.opts.conc))
 	p("- authd runs with its default configuration (pool of 20 database connections, bcrypt cost 12, hashing workers = CPUs, hashing queue 32); `--dev` only so that e-mails go to the (silenced) log.\n")
-	p("- Each cell runs for %v with that many concurrent callers over 4 gRPC connections; rps counts successful calls; latencies include failed calls; total run time %v.\n\n", r.opts.duration, r.elapsed.Round(time.Second))
+	p("- Each cell runs for %v (Login and Register: 8 s) with that many concurrent callers over 4 gRPC connections; rps counts successful calls; latencies include failed calls; callers refused with RESOURCE_EXHAUSTED wait out its RetryInfo, as the gateway's clients would; total run time %v.\n\n", r.opts.duration, r.elapsed.Round(time.Second))
 	for _, s := range r.skipped {
 		p("- Skipped: %s\n\n", s)
 	}
@@ -55,7 +55,11 @@ func (r *report) markdown() string {
 		}
 		for _, c := range r.opts.conc {
 			l := find(br.Results, "Login", c)
-			p("| Login vs (b) %d CPUs / %v per bcrypt compare | %d | %.2f rps | %.2f rps | %.2f | ≥ 0.95 | %s |\n", r.cpus, r.bcryptCompare.Round(time.Millisecond), c, l.RPS, bc, l.RPS/bc, yes(l.RPS/bc >= 0.95))
+			met := yes(l.RPS/bc >= 0.95)
+			if c < r.cpus {
+				met = fmt.Sprintf("n/a: %d call(s) at a time can use %d of %d CPUs (%.2f of its share)", c, c, r.cpus, l.RPS/(float64(c)/r.bcryptCompare.Seconds()))
+			}
+			p("| Login vs (b) %d CPUs / %v per bcrypt compare | %d | %.2f rps | %.2f rps | %.2f | ≥ 0.95 | %s |\n", r.cpus, r.bcryptCompare.Round(time.Millisecond), c, l.RPS, bc, l.RPS/bc, met)
 		}
 		for _, c := range r.opts.conc {
 			f := find(br.Results, "RefreshTokens", c)
