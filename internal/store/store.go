@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	"github.com/cenkalti/backoff/v5"
 	entsql "entgo.io/ent/dialect/sql"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver (pure Go)
@@ -136,9 +137,11 @@ func ParseURL(raw, dataDir string) (Target, error) {
 // own sortable format (always UTC here), so comparisons in SQL hold.
 func sqliteTarget(path string) (Target, error) {
 	q := url.Values{}
+	// busy_timeout first: switching a new file to WAL takes a lock that a
+	// second process opening the file at the same moment must wait for.
+	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
 	q.Set("_time_format", "sqlite")
@@ -190,7 +193,17 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	db.SetConnMaxLifetime(c.Pool.ConnMaxLifetime)
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := db.PingContext(pingCtx); err != nil {
+	// A new SQLite file is switched to WAL by the first connection; a
+	// second process opening it at that moment gets SQLITE_BUSY (the
+	// switch does not wait in the busy handler), so it tries again.
+	_, err = backoff.Retry(pingCtx, func() (struct{}, error) {
+		err := db.PingContext(pingCtx)
+		if err != nil && (t.Dialect != dialect.SQLite || !strings.Contains(err.Error(), "SQLITE_BUSY")) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	}, backoff.WithMaxElapsedTime(10*time.Second))
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: connect to %s: %w", t.Location, err)
 	}
