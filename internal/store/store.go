@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
-	"github.com/cenkalti/backoff/v5"
 	entsql "entgo.io/ent/dialect/sql"
+	"github.com/cenkalti/backoff/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver (pure Go)
 
