@@ -80,7 +80,7 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 		return nil, err
 	}
 	defer cleanup()
-	s, err := startServer(ctx, o.authd, dbURL)
+	s, err := startServer(ctx, o.authd, dbURL, o.extraEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +95,18 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 	br := &backendResult{Name: name, Location: s.db.Location, Health: map[int]result{}, RawRef: map[int]result{},
 		Idle: map[string]result{}, Loaded: map[string]result{}}
 	scen := s.scenarios()
+	if o.only != "" {
+		for _, c := range o.conc {
+			for _, sc := range scen {
+				if strings.Contains(sc.name, o.only) {
+					r := drive(ctx, sc.name, c, o.duration, sc.fn)
+					logResult(name, r)
+					br.Results = append(br.Results, r)
+				}
+			}
+		}
+		return br, nil
+	}
 	for _, c := range o.conc {
 		br.Health[c] = drive(ctx, "health Check", c, o.duration, func(ctx context.Context, w int) error {
 			_, err := s.health[w%len(s.health)].Check(ctx, &healthpb.HealthCheckRequest{})
@@ -175,7 +187,7 @@ func freshDatabase(ctx context.Context, o options, backend string) (string, func
 // startServer starts authd with its default configuration (development
 // mode only so e-mails go to the log, which LOG__LEVEL=error silences) and
 // waits until health says SERVING.
-func startServer(ctx context.Context, bin, dbURL string) (*server, error) {
+func startServer(ctx context.Context, bin, dbURL string, extraEnv []string) (*server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -189,6 +201,7 @@ func startServer(ctx context.Context, bin, dbURL string) (*server, error) {
 	cmd := exec.Command(bin, "serve", "--dev")
 	cmd.Env = append(os.Environ(), "DATABASE__URL="+dbURL, "JWT__SECRET="+benchSecret, "GRPC__LISTEN_ADDR="+addr,
 		"LOG__LEVEL=error", "DATA__DIR="+dataDir, "SMTP__HOST=")
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err

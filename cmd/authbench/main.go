@@ -40,6 +40,8 @@ type options struct {
 	conc     []int
 	backends []string
 	pgURL    string
+	only     string // run only scenarios whose name contains this
+	extraEnv []string
 }
 
 func realMain(ctx context.Context) error {
@@ -52,7 +54,13 @@ func realMain(ctx context.Context) error {
 	flag.StringVar(&backends, "backends", "postgres,sqlite", "database backends")
 	flag.StringVar(&o.pgURL, "pg", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 		"PostgreSQL server where a fresh database is created and dropped")
+	flag.StringVar(&o.only, "only", "", "run only the scenarios whose name contains this (and skip the ceilings and load test)")
+	var env string
+	flag.StringVar(&env, "env", "", "extra KEY=VALUE settings for authd, comma-separated (e.g. DEBUG__PPROF_ADDR=127.0.0.1:6060)")
 	flag.Parse()
+	if env != "" {
+		o.extraEnv = strings.Split(env, ",")
+	}
 	for _, c := range strings.Split(conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || n < 1 {

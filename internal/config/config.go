@@ -30,6 +30,9 @@ type Config struct {
 	ListenAddr string `env:"GRPC__LISTEN_ADDR, default=:50051"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `env:"LOG__LEVEL, default=info"`
+	// PprofAddr, when set (e.g. 127.0.0.1:6060), serves net/http/pprof
+	// there for profiling; keep it on loopback.
+	PprofAddr string `env:"DEBUG__PPROF_ADDR"`
 	// DataDir holds the embedded SQLite database (when DATABASE__URL is
 	// unset) and, in development mode, the generated JWT secret.
 	DataDir string `env:"DATA__DIR, default=./data"`

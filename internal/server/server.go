@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // profiling endpoints, served only with DEBUG__PPROF_ADDR
 	"runtime"
 	"sync"
 	"time"
@@ -152,6 +154,17 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		Log:            log,
 	})
 
+	if c.PprofAddr != "" {
+		// net/http/pprof registers its handlers on http.DefaultServeMux.
+		pprofSrv := &http.Server{Addr: c.PprofAddr, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := pprofSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("pprof server", "error", err)
+			}
+		}()
+		defer pprofSrv.Close()
+		log.Warn("pprof enabled", "addr", c.PprofAddr)
+	}
 	lis, err := net.Listen("tcp", c.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.ListenAddr, err)
