@@ -12,11 +12,17 @@ import (
 	"github.com/placebrain/auth/ent/loginthrottle"
 )
 
-// audit records a security event with c (a client, or a transaction's
-// client so the event commits with the change it describes). userID may be
-// uuid.Nil; reason is a short machine-readable detail or "". A failure to
-// record is logged, never returned: it must not fail the operation.
+// audit records a security event with c. userID may be uuid.Nil; reason is
+// a short machine-readable detail or "". Outside a transaction a failure to
+// record is logged and ignored: it must not fail the operation.
 func (s *Service) audit(ctx context.Context, c *ent.Client, event auditevent.Event, userID uuid.UUID, reason string, now time.Time) {
+	_ = s.auditTx(ctx, c, event, userID, reason, now)
+}
+
+// auditTx records a security event with a transaction's client, so that it
+// commits with the change it describes, and returns the error: a failed
+// statement aborts a PostgreSQL transaction, so the caller must fail too.
+func (s *Service) auditTx(ctx context.Context, c *ent.Client, event auditevent.Event, userID uuid.UUID, reason string, now time.Time) error {
 	q := c.AuditEvent.Create().SetEvent(event).SetCreatedAt(now)
 	if userID != uuid.Nil {
 		q.SetUserID(userID)
@@ -26,7 +32,9 @@ func (s *Service) audit(ctx context.Context, c *ent.Client, event auditevent.Eve
 	}
 	if err := q.Exec(ctx); err != nil {
 		s.o.Log.ErrorContext(ctx, "audit: record event", "event", event, "user_id", userID, "error", err)
+		return fmt.Errorf("audit %s: %w", event, err)
 	}
+	return nil
 }
 
 // Prune deletes audit events older than the retention and login throttle

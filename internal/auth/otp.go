@@ -117,7 +117,9 @@ func (s *Service) issueOTP(ctx context.Context, tx *ent.Tx, userID uuid.UUID, no
 		Exec(ctx); err != nil {
 		return false, fmt.Errorf("store code: %w", err)
 	}
-	s.audit(ctx, tx.Client(), auditevent.EventOtpSent, u.ID, "", now)
+	if err := s.auditTx(ctx, tx.Client(), auditevent.EventOtpSent, u.ID, "", now); err != nil {
+		return false, err
+	}
 	err = mail.Enqueue(ctx, tx, mail.Message{
 		UserID:   u.ID,
 		To:       u.Email,
@@ -238,7 +240,9 @@ func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, code string) 
 		if n == 0 {
 			return ErrInvalidOTP // consumed or superseded meanwhile
 		}
-		s.audit(ctx, tx.Client(), auditevent.EventOtpVerified, userID, "", now)
+		if err := s.auditTx(ctx, tx.Client(), auditevent.EventOtpVerified, userID, "", now); err != nil {
+			return err
+		}
 		return tx.User.UpdateOneID(userID).SetIsVerified(true).SetVerifiedAt(now).SetUpdatedAt(now).Exec(ctx)
 	})
 }

@@ -136,7 +136,9 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 			return fmt.Errorf("create user: %w", err)
 		}
 		id = u.ID
-		s.audit(ctx, tx.Client(), auditevent.EventRegister, u.ID, "", now)
+		if err := s.auditTx(ctx, tx.Client(), auditevent.EventRegister, u.ID, "", now); err != nil {
+			return err
+		}
 		_, err = s.issueOTP(ctx, tx, u.ID, now)
 		return err
 	})
@@ -151,12 +153,13 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 // Login checks an e-mail and password and starts a new token family.
 // Unknown e-mail and wrong password both give ErrInvalidCredentials after
 // one bcrypt comparison at the same cost; a correct password on an
-// unverified account gives ErrEmailNotVerified. Failures are counted per
-// address (known or not); at Login.MaxFailures within Login.Window the
-// address is locked for Login.Lockout and every login for it, right or
-// wrong, gets ErrLoginThrottled without a password check (OWASP
-// Authentication Cheat Sheet, "Account Lockout"). A success resets the
-// count and rehashes a password stored at another cost.
+// unverified account gives ErrEmailNotVerified. Attempts are counted per
+// address (known or not) before the password is checked; past
+// Login.MaxFailures within Login.Window the address is locked for
+// Login.Lockout and every login for it, right or wrong, gets
+// ErrLoginThrottled without a password check (OWASP Authentication Cheat
+// Sheet, "Account Lockout"). A correct password resets the count; a
+// success rehashes a password stored at another cost.
 func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error) {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -182,7 +185,7 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	if u != nil {
 		uid = u.ID
 	}
-	until, err := s.lockedUntil(ctx, key, now)
+	until, err := s.admitLogin(ctx, key, now)
 	if err != nil {
 		return TokenPair{}, err
 	}
@@ -192,9 +195,6 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	}
 	fail := func(reason string) (TokenPair, error) {
 		s.audit(ctx, s.db, auditevent.EventLoginFailed, uid, reason, now)
-		if err := s.recordFailure(ctx, key, now); err != nil {
-			return TokenPair{}, err
-		}
 		return TokenPair{}, ErrInvalidCredentials
 	}
 	if u == nil {
@@ -237,7 +237,9 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		if err != nil {
 			return fmt.Errorf("create token family: %w", err)
 		}
-		s.audit(ctx, tx.Client(), auditevent.EventLoginSucceeded, u.ID, "", now)
+		if err := s.auditTx(ctx, tx.Client(), auditevent.EventLoginSucceeded, u.ID, "", now); err != nil {
+			return err
+		}
 		pair, err = s.issuePair(ctx, tx, u, family.ID, nil, now)
 		return err
 	})

@@ -33,33 +33,20 @@ func (s *Service) throttleKey(canonical string) []byte {
 	return m.Sum(nil)
 }
 
-// lockedUntil returns when the address's lock ends, or the zero time when
-// it is not locked.
-func (s *Service) lockedUntil(ctx context.Context, key []byte, now time.Time) (time.Time, error) {
+// admitLogin counts a login attempt for the address before the password is
+// checked, and refuses it when the address is locked or has used up
+// MaxFailures attempts in Window (then locking it for Lockout). The row is
+// created if missing (INSERT ... ON CONFLICT DO NOTHING) and locked, so
+// attempts from any number of concurrent requests and instances are
+// counted one by one: at most MaxFailures passwords are checked per address
+// and lockout period. It returns the end of the lock when refused, or the
+// zero time when admitted.
+func (s *Service) admitLogin(ctx context.Context, key []byte, now time.Time) (time.Time, error) {
 	if s.o.Login.MaxFailures <= 0 {
 		return time.Time{}, nil
 	}
-	th, err := s.db.LoginThrottle.Query().Where(loginthrottle.KeyHmac(key)).Only(ctx)
-	switch {
-	case ent.IsNotFound(err):
-		return time.Time{}, nil
-	case err != nil:
-		return time.Time{}, fmt.Errorf("read login throttle: %w", err)
-	case th.LockedUntil != nil && now.Before(*th.LockedUntil):
-		return *th.LockedUntil, nil
-	}
-	return time.Time{}, nil
-}
-
-// recordFailure counts a failed login for the address and locks it when
-// the count reaches MaxFailures within Window. The row is created if
-// missing (INSERT ... ON CONFLICT DO NOTHING) and then locked, so
-// concurrent failures from several instances all count.
-func (s *Service) recordFailure(ctx context.Context, key []byte, now time.Time) error {
-	if s.o.Login.MaxFailures <= 0 {
-		return nil
-	}
-	return store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
+	var until time.Time
+	err := store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
 		err := tx.LoginThrottle.Create().
 			SetKeyHmac(key).SetWindowStartedAt(now).SetUpdatedAt(now).
 			OnConflictColumns(loginthrottle.FieldKeyHmac).DoNothing().
@@ -73,21 +60,27 @@ func (s *Service) recordFailure(ctx context.Context, key []byte, now time.Time) 
 		if err != nil {
 			return fmt.Errorf("lock login throttle: %w", err)
 		}
-		failures, started := th.Failures+1, th.WindowStartedAt
-		if !now.Before(started.Add(s.o.Login.Window)) {
-			failures, started = 1, now // the window has passed: count anew
+		if th.LockedUntil != nil && now.Before(*th.LockedUntil) {
+			until = *th.LockedUntil
+			return nil
 		}
-		upd := tx.LoginThrottle.UpdateOneID(th.ID).SetUpdatedAt(now)
+		failures, started := th.Failures, th.WindowStartedAt
+		if th.LockedUntil != nil || !now.Before(started.Add(s.o.Login.Window)) {
+			failures, started = 0, now // a lock ended or the window passed: count anew
+		}
+		upd := tx.LoginThrottle.Update().Where(loginthrottle.ID(th.ID)).SetUpdatedAt(now)
 		if failures >= s.o.Login.MaxFailures {
-			upd.SetLockedUntil(now.Add(s.o.Login.Lockout)).SetFailures(0).SetWindowStartedAt(now)
+			until = now.Add(s.o.Login.Lockout)
+			upd.SetLockedUntil(until).SetFailures(0).SetWindowStartedAt(now)
 		} else {
-			upd.SetFailures(failures).SetWindowStartedAt(started)
+			upd.ClearLockedUntil().SetFailures(failures + 1).SetWindowStartedAt(started)
 		}
 		return upd.Exec(ctx)
 	})
+	return until, err
 }
 
-// resetFailures forgets the address's failures after a successful login.
+// resetFailures forgets the address's attempts after a correct password.
 func (s *Service) resetFailures(ctx context.Context, key []byte) error {
 	if s.o.Login.MaxFailures <= 0 {
 		return nil

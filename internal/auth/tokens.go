@@ -104,6 +104,8 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	if err != nil {
 		return TokenPair{}, err
 	}
+	ctx, cancel := settle(ctx)
+	defer cancel()
 	var pair TokenPair
 	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
 		rt, fam, err := lockFamily(ctx, tx, hash)
@@ -121,8 +123,12 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			if err := revokeFamily(ctx, tx, fam.ID, revokeReuseDetected, now); err != nil {
 				return err
 			}
-			s.audit(ctx, tx.Client(), auditevent.EventRefreshTokenReused, rt.UserID, "", now)
-			s.audit(ctx, tx.Client(), auditevent.EventTokenFamilyRevoked, rt.UserID, revokeReuseDetected, now)
+			if err := s.auditTx(ctx, tx.Client(), auditevent.EventRefreshTokenReused, rt.UserID, "", now); err != nil {
+				return err
+			}
+			if err := s.auditTx(ctx, tx.Client(), auditevent.EventTokenFamilyRevoked, rt.UserID, revokeReuseDetected, now); err != nil {
+				return err
+			}
 			s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
 				"user_id", rt.UserID, "family_id", fam.ID)
 			return store.CommitAnd(ErrRefreshTokenReused)
@@ -143,11 +149,21 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 		} else if err := tx.RefreshToken.Update().Where(refreshtoken.ID(rt.ID)).SetUsedAt(now).Exec(ctx); err != nil {
 			return fmt.Errorf("mark refresh token used: %w", err)
 		}
-		s.audit(ctx, tx.Client(), auditevent.EventTokenRefreshed, u.ID, reason, now)
+		if err := s.auditTx(ctx, tx.Client(), auditevent.EventTokenRefreshed, u.ID, reason, now); err != nil {
+			return err
+		}
 		pair, err = s.issuePair(ctx, tx, u, fam.ID, &rt.ID, now)
 		return err
 	})
 	return pair, err
+}
+
+// settle detaches a token state change from the caller's cancellation: a
+// rotation, revocation or reuse detection that started completes (within
+// 15 s) even if the client goes away, so a detected reuse is never rolled
+// back by a disconnect.
+func settle(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 }
 
 // revokeFamily marks a locked family revoked. No token of it is accepted
@@ -173,6 +189,8 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := settle(ctx)
+	defer cancel()
 	var revoked *ent.RefreshToken
 	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
 		rt, fam, err := lockFamily(ctx, tx, hash)
@@ -184,8 +202,12 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 		}
 		revoked = rt
 		now := s.now()
-		s.audit(ctx, tx.Client(), auditevent.EventLogout, rt.UserID, "", now)
-		s.audit(ctx, tx.Client(), auditevent.EventTokenFamilyRevoked, rt.UserID, revokeLogout, now)
+		if err := s.auditTx(ctx, tx.Client(), auditevent.EventLogout, rt.UserID, "", now); err != nil {
+			return err
+		}
+		if err := s.auditTx(ctx, tx.Client(), auditevent.EventTokenFamilyRevoked, rt.UserID, revokeLogout, now); err != nil {
+			return err
+		}
 		return revokeFamily(ctx, tx, fam.ID, revokeLogout, now)
 	})
 	if err == nil && revoked != nil {

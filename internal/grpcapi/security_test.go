@@ -3,6 +3,7 @@ package grpcapi_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,5 +184,38 @@ func TestEmailCaseInsensitivity(t *testing.T) {
 	u, err := e.client.GetUserByEmail(ctx, &authpb.GetUserByEmailRequest{Email: "alice@EXAMPLE.com"})
 	if err != nil || u.GetUserId() != id || u.GetEmail() != "Alice@Example.COM" {
 		t.Fatalf("GetUserByEmail = %v, %v", u, err)
+	}
+}
+
+// Attempts are counted before the password is checked, so concurrent
+// guesses cannot outrun the limit: of many parallel wrong logins at most
+// MaxFailures get a password check, the rest are throttled.
+func TestLoginThrottlingUnderConcurrency(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.verifiedUser(t, "burst", "burst@example.com", pw)
+	const n = 30
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.client.Login(ctx, &authpb.LoginRequest{Email: "burst@example.com", Password: "wrong password"})
+		}()
+	}
+	wg.Wait()
+	checked := 0
+	for _, err := range errs {
+		switch errorInfo(err).GetReason() {
+		case "INVALID_CREDENTIALS":
+			checked++
+		case "LOGIN_THROTTLED":
+		default:
+			t.Errorf("unexpected answer %v", err)
+		}
+	}
+	if checked > loginMaxFails {
+		t.Errorf("%d passwords checked in parallel, want at most %d", checked, loginMaxFails)
 	}
 }
