@@ -93,9 +93,6 @@ func NewSMTPSender(c SMTPConfig) (*SMTPSender, error) {
 	}, nil
 }
 
-// Timeout is the bound on one delivery.
-func (s *SMTPSender) Timeout() time.Duration { return s.c.Timeout }
-
 // boundedConn caps every deadline the SMTP client sets at the delivery's
 // overall deadline.
 type boundedConn struct {

@@ -75,9 +75,18 @@ type Status struct {
 	Pending []File
 }
 
-// openDir copies the directory into an in-memory Atlas directory.
+// openDir copies the directory into an in-memory Atlas directory and checks
+// it against atlas.sum (ErrDirectoryTampered).
 func (m *Migrator) openDir() (*migrate.MemDir, error) {
-	return MemDir(m.fsys)
+	dir, err := MemDir(m.fsys)
+	if err != nil {
+		return nil, err
+	}
+	if err := validate(dir); err != nil {
+		dir.Close()
+		return nil, err
+	}
+	return dir, nil
 }
 
 // MemDir copies a migration directory (SQL files and atlas.sum) into a new
@@ -159,9 +168,6 @@ func (m *Migrator) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	defer dir.Close()
-	if err := validate(dir); err != nil {
-		return nil, err
-	}
 	rrw, err := newRevisions(ctx, m.db, m.dialect)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %w", err)
@@ -208,17 +214,14 @@ func (m *Migrator) Plan(ctx context.Context, w io.Writer) error {
 
 // Apply runs every pending file, each in its own transaction together with
 // its revision row, on PostgreSQL while holding the Atlas CLI's advisory
-// lock. It returns
-// the applied versions; none when the database is up to date.
+// lock. It returns the applied versions; none when the database is up to
+// date.
 func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	dir, err := m.openDir()
 	if err != nil {
 		return nil, err
 	}
 	defer dir.Close()
-	if err := validate(dir); err != nil {
-		return nil, err
-	}
 	// One connection does everything: it holds the advisory lock (a
 	// session lock) and runs the per-file transactions, so a pool of one
 	// connection cannot deadlock.

@@ -123,9 +123,6 @@ func NewIssuer(secret []byte, issuer string, ttl time.Duration, now func() time.
 	}, nil
 }
 
-// KeyID returns the `kid` this issuer signs with.
-func (i *Issuer) KeyID() string { return i.kid }
-
 // key picks the secret named by the token's `kid`. A token without `kid`
 // (as the platform's previous auth service issued them) is checked against
 // the current secret only; an unknown `kid` is refused.
