@@ -45,12 +45,22 @@ var (
 	pgPoolErr  error
 )
 
+// The refresh transaction's first statement: read the presented token, its
+// family and its user, locking the token's and the family's rows.
+const (
+	sqliteLock = `SELECT t.id, t.user_id, t.family_id, t.used_at, t.expires_at, f.revoked_at, u.email, u.username ` +
+		`FROM refresh_tokens t JOIN token_families f ON t.family_id = f.id JOIN users u ON t.user_id = u.id WHERE t.token_hash = ?`
+	pgLock = `SELECT t.id, t.user_id, t.family_id, t.used_at, t.expires_at, f.revoked_at, u.email, u.username ` +
+		`FROM refresh_tokens t JOIN token_families f ON t.family_id = f.id JOIN users u ON t.user_id = u.id WHERE t.token_hash = $1 FOR UPDATE OF t, f`
+)
+
 // rawRefresh is ceiling (c): the refresh transaction's SQL statements
-// (lock the token's family, read the token and the user, mark the token
-// used, write the audit event and the new token) issued directly, without
-// gRPC or ent: through pgx on PostgreSQL, database/sql on SQLite. Each
-// worker follows its own chain of fresh tokens, as the scenario does.
+// (read and lock the token with its family and user, mark the token used,
+// write the audit event and the new token) issued directly, without gRPC
+// or ent: through pgx on PostgreSQL, database/sql on SQLite. Each worker
+// follows its own chain of fresh tokens, as the scenario does.
 func (s *server) rawRefresh(ctx context.Context, w int) error {
+	ctx = context.WithoutCancel(ctx) // as in the RefreshTokens scenario
 	cur := s.raw[w].Load()
 	sum := sha256.Sum256([]byte(*cur))
 	b := make([]byte, token.RefreshTokenBytes)
@@ -88,23 +98,15 @@ func (s *server) rawRefreshPG(ctx context.Context, hash, nextHash []byte, now ti
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	var family uuid.UUID
-	var revoked *time.Time
-	if err := tx.QueryRow(ctx, `SELECT id, revoked_at FROM token_families WHERE id IN (SELECT family_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE`, hash).Scan(&family, &revoked); err != nil {
-		return err
-	}
-	var id, user uuid.UUID
-	var used *time.Time
+	var id, user, family uuid.UUID
+	var used, revoked *time.Time
 	var expires time.Time
-	if err := tx.QueryRow(ctx, `SELECT id, user_id, used_at, expires_at FROM refresh_tokens WHERE token_hash = $1`, hash).Scan(&id, &user, &used, &expires); err != nil {
+	var email, username string
+	if err := tx.QueryRow(ctx, pgLock, hash).Scan(&id, &user, &family, &used, &expires, &revoked, &email, &username); err != nil {
 		return err
 	}
 	if revoked != nil || used != nil {
 		return fmt.Errorf("token not fresh")
-	}
-	var email, username string
-	if err := tx.QueryRow(ctx, `SELECT email, username FROM users WHERE id = $1`, user).Scan(&email, &username); err != nil {
-		return err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE id = $2`, now, id); err != nil {
 		return err
@@ -125,22 +127,15 @@ func (s *server) rawRefreshSQL(ctx context.Context, hash, nextHash []byte, now t
 		return err
 	}
 	defer tx.Rollback()
-	var family string
-	var revoked, used sql.NullTime
-	if err := tx.QueryRowContext(ctx, `SELECT id, revoked_at FROM token_families WHERE id IN (SELECT family_id FROM refresh_tokens WHERE token_hash = ?)`, hash).Scan(&family, &revoked); err != nil {
-		return err
-	}
-	var id, user string
+	var id, user, family string
+	var used, revoked sql.NullTime
 	var expires time.Time
-	if err := tx.QueryRowContext(ctx, `SELECT id, user_id, used_at, expires_at FROM refresh_tokens WHERE token_hash = ?`, hash).Scan(&id, &user, &used, &expires); err != nil {
+	var email, username string
+	if err := tx.QueryRowContext(ctx, sqliteLock, hash).Scan(&id, &user, &family, &used, &expires, &revoked, &email, &username); err != nil {
 		return err
 	}
 	if revoked.Valid || used.Valid {
 		return fmt.Errorf("token not fresh")
-	}
-	var email, username string
-	if err := tx.QueryRowContext(ctx, `SELECT email, username FROM users WHERE id = ?`, user).Scan(&email, &username); err != nil {
-		return err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = ? WHERE id = ?`, now, id); err != nil {
 		return err

@@ -23,18 +23,70 @@ type result struct {
 // call performs one request for worker w (0 <= w < conc).
 type call func(ctx context.Context, w int) error
 
+// tally accumulates the calls of one scenario over one or more timed runs.
+type tally struct {
+	hist       *hdrhistogram.Histogram // latencies in µs
+	ok, errors int64
+	elapsed    time.Duration
+	sample     string // one error message
+}
+
+func newTally() *tally {
+	return &tally{hist: hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)}
+}
+
+func (t *tally) merge(o *tally) {
+	t.hist.Merge(o.hist)
+	t.ok += o.ok
+	t.errors += o.errors
+	t.elapsed += o.elapsed
+	if t.sample == "" {
+		t.sample = o.sample
+	}
+}
+
+func (t *tally) result(name string, conc int) result {
+	return result{
+		Scenario: name, Conc: conc, OK: t.ok, Errors: t.errors,
+		RPS:       float64(t.ok) / t.elapsed.Seconds(),
+		P50:       time.Duration(t.hist.ValueAtQuantile(50)) * time.Microsecond,
+		P95:       time.Duration(t.hist.ValueAtQuantile(95)) * time.Microsecond,
+		P99:       time.Duration(t.hist.ValueAtQuantile(99)) * time.Microsecond,
+		ErrSample: t.sample,
+	}
+}
+
 // drive runs conc workers calling fn back to back for d and measures each
 // call's latency.
 func drive(ctx context.Context, name string, conc int, d time.Duration, fn call) result {
+	return run(ctx, conc, d, fn).result(name, conc)
+}
+
+// alternate measures a scenario and its ceiling in turn, rounds slices of
+// d/rounds each, so that whatever drifts on the machine during the run
+// (PostgreSQL checkpoints and autovacuum, growing tables, other load)
+// weighs on both alike.
+func alternate(ctx context.Context, conc int, d time.Duration, rounds int, a, b call) (ta, tb *tally) {
+	ta, tb = newTally(), newTally()
+	slice := d / time.Duration(rounds)
+	for range rounds {
+		ta.merge(run(ctx, conc, slice, a))
+		tb.merge(run(ctx, conc, slice, b))
+	}
+	return ta, tb
+}
+
+func run(ctx context.Context, conc int, d time.Duration, fn call) *tally {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	var (
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		all       = hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
-		ok, fails atomic.Int64
-		sample    atomic.Value
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		t      = newTally()
+		ok     atomic.Int64
+		fails  atomic.Int64
+		sample atomic.Value
 	)
 	start := time.Now()
 	for w := range conc {
@@ -53,30 +105,24 @@ func drive(ctx context.Context, name string, conc int, d time.Duration, fn call)
 					fails.Add(1)
 					sample.CompareAndSwap(nil, err.Error())
 					if errors.Is(err, errStop) {
-						return
+						break
 					}
 					continue
 				}
 				ok.Add(1)
 			}
 			mu.Lock()
-			all.Merge(h)
+			t.hist.Merge(h)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	r := result{
-		Scenario: name, Conc: conc, OK: ok.Load(), Errors: fails.Load(),
-		RPS: float64(ok.Load()) / elapsed.Seconds(),
-		P50: time.Duration(all.ValueAtQuantile(50)) * time.Microsecond,
-		P95: time.Duration(all.ValueAtQuantile(95)) * time.Microsecond,
-		P99: time.Duration(all.ValueAtQuantile(99)) * time.Microsecond,
-	}
+	t.elapsed = time.Since(start)
+	t.ok, t.errors = ok.Load(), fails.Load()
 	if s, _ := sample.Load().(string); s != "" {
-		r.ErrSample = s
+		t.sample = s
 	}
-	return r
+	return t
 }
 
 // errStop ends a worker (it ran out of prepared data).

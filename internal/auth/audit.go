@@ -23,14 +23,8 @@ func (s *Service) audit(ctx context.Context, c *ent.Client, event auditevent.Eve
 // commits with the change it describes, and returns the error: a failed
 // statement aborts a PostgreSQL transaction, so the caller must fail too.
 func (s *Service) auditTx(ctx context.Context, c *ent.Client, event auditevent.Event, userID uuid.UUID, reason string, now time.Time) error {
-	q := c.AuditEvent.Create().SetEvent(event).SetCreatedAt(now)
-	if userID != uuid.Nil {
-		q.SetUserID(userID)
-	}
-	if reason != "" {
-		q.SetReason(reason)
-	}
-	if err := q.Exec(ctx); err != nil {
+	_, err := c.ExecContext(ctx, s.sql.insertAudit, uuid.New(), now, string(event), nullable(userID), nullable(reason))
+	if err != nil {
 		s.o.Log.ErrorContext(ctx, "audit: record event", "event", event, "user_id", userID, "error", err)
 		return fmt.Errorf("audit %s: %w", event, err)
 	}

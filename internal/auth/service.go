@@ -59,12 +59,13 @@ type Options struct {
 
 // Service implements the auth operations on one database.
 type Service struct {
-	db *ent.Client
-	o  Options
+	db  *ent.Client
+	sql statements // for db's dialect
+	o   Options
 }
 
 // New returns a Service on db.
-func New(db *ent.Client, o Options) *Service {
+func New(db *store.DB, o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -74,7 +75,7 @@ func New(db *ent.Client, o Options) *Service {
 	if o.MailQueued == nil {
 		o.MailQueued = func() {}
 	}
-	return &Service{db: db, o: o}
+	return &Service{db: db.Ent, sql: newStatements(db.Dialect), o: o}
 }
 
 // User is a user as the API shows it.
@@ -240,7 +241,7 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		if err := s.auditTx(ctx, tx.Client(), auditevent.EventLoginSucceeded, u.ID, "", now); err != nil {
 			return err
 		}
-		pair, err = s.issuePair(ctx, tx, u, family.ID, nil, now)
+		pair, err = s.issuePair(ctx, tx, token.Subject{UserID: u.ID, Email: u.Email, Username: u.Username}, family.ID, nil, now)
 		return err
 	})
 	if err != nil {

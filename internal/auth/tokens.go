@@ -10,7 +10,6 @@ import (
 
 	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/ent/auditevent"
-	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/token"
@@ -22,25 +21,22 @@ const (
 	revokeReuseDetected = "reuse_detected"
 )
 
-// issuePair stores a new refresh token in family (child of parent, if any)
-// and signs an access token for u.
-func (s *Service) issuePair(ctx context.Context, tx *ent.Tx, u *ent.User, family uuid.UUID, parent *uuid.UUID, now time.Time) (TokenPair, error) {
+// issuePair stores a new refresh token for u in family (child of parent,
+// if any) and signs an access token for u.
+func (s *Service) issuePair(ctx context.Context, tx *ent.Tx, u token.Subject, family uuid.UUID, parent *uuid.UUID, now time.Time) (TokenPair, error) {
 	text, hash, err := token.NewRefreshToken()
 	if err != nil {
 		return TokenPair{}, fmt.Errorf("new refresh token: %w", err)
 	}
-	err = tx.RefreshToken.Create().
-		SetUserID(u.ID).
-		SetFamilyID(family).
-		SetNillableParentID(parent).
-		SetTokenHash(hash).
-		SetCreatedAt(now).
-		SetExpiresAt(now.Add(s.o.RefreshTokenTTL)).
-		Exec(ctx)
+	var parentID any // NULL for a family's first token
+	if parent != nil {
+		parentID = *parent
+	}
+	_, err = tx.ExecContext(ctx, s.sql.insertToken, uuid.New(), now, u.UserID, family, parentID, hash, now.Add(s.o.RefreshTokenTTL))
 	if err != nil {
 		return TokenPair{}, fmt.Errorf("store refresh token: %w", err)
 	}
-	access, _, err := s.o.AccessTokens.Sign(token.Subject{UserID: u.ID, Email: u.Email, Username: u.Username})
+	access, _, err := s.o.AccessTokens.Sign(u)
 	if err != nil {
 		return TokenPair{}, err
 	}
@@ -59,29 +55,6 @@ func refreshHash(raw string) ([]byte, error) {
 		return nil, ErrInvalidRefreshToken
 	}
 	return h, nil
-}
-
-// lockFamily locks the family of the token with hash, then reads the
-// token. Every change to a family's tokens takes the family's row lock
-// first (on SQLite the transaction's write lock does the same), and the
-// token is read after it, so it reflects every change committed before.
-// Returns ErrInvalidRefreshToken for an unknown token.
-func lockFamily(ctx context.Context, tx *ent.Tx, hash []byte) (*ent.RefreshToken, *ent.TokenFamily, error) {
-	fam, err := tx.TokenFamily.Query().
-		Where(tokenfamily.HasRefreshTokensWith(refreshtoken.TokenHash(hash))).
-		Modify(store.ForUpdate()).
-		Only(ctx)
-	if ent.IsNotFound(err) {
-		return nil, nil, ErrInvalidRefreshToken
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("lock token family: %w", err)
-	}
-	rt, err := tx.RefreshToken.Query().Where(refreshtoken.TokenHash(hash)).Only(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read refresh token: %w", err)
-	}
-	return rt, fam, nil
 }
 
 // Refresh rotates a refresh token: in one transaction, under the lock of
@@ -108,19 +81,19 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	defer cancel()
 	var pair TokenPair
 	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		rt, fam, err := lockFamily(ctx, tx, hash)
+		rt, err := s.lockToken(ctx, tx, hash)
 		if err != nil {
 			return err
 		}
 		now := s.now()
 		inGrace := rt.UsedAt != nil && now.Sub(*rt.UsedAt) < s.o.RefreshReuseGrace
 		switch {
-		case fam.RevokedAt != nil && rt.UsedAt != nil:
+		case rt.RevokedAt != nil && rt.UsedAt != nil:
 			return ErrRefreshTokenReused
-		case fam.RevokedAt != nil:
+		case rt.RevokedAt != nil:
 			return ErrRefreshTokenRevoked
 		case rt.UsedAt != nil && !inGrace:
-			if err := revokeFamily(ctx, tx, fam.ID, revokeReuseDetected, now); err != nil {
+			if err := revokeFamily(ctx, tx, rt.FamilyID, revokeReuseDetected, now); err != nil {
 				return err
 			}
 			if err := s.auditTx(ctx, tx.Client(), auditevent.EventRefreshTokenReused, rt.UserID, "", now); err != nil {
@@ -130,14 +103,10 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 				return err
 			}
 			s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
-				"user_id", rt.UserID, "family_id", fam.ID)
+				"user_id", rt.UserID, "family_id", rt.FamilyID)
 			return store.CommitAnd(ErrRefreshTokenReused)
 		case !now.Before(rt.ExpiresAt):
 			return ErrRefreshTokenExpired
-		}
-		u, err := tx.User.Get(ctx, rt.UserID)
-		if err != nil {
-			return fmt.Errorf("find user: %w", err)
 		}
 		reason := ""
 		if inGrace {
@@ -146,13 +115,13 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			// family; used_at keeps the first use, so the window does
 			// not slide.
 			reason = "reuse_grace"
-		} else if err := tx.RefreshToken.Update().Where(refreshtoken.ID(rt.ID)).SetUsedAt(now).Exec(ctx); err != nil {
+		} else if _, err := tx.ExecContext(ctx, s.sql.markUsed, now, rt.ID); err != nil {
 			return fmt.Errorf("mark refresh token used: %w", err)
 		}
-		if err := s.auditTx(ctx, tx.Client(), auditevent.EventTokenRefreshed, u.ID, reason, now); err != nil {
+		if err := s.auditTx(ctx, tx.Client(), auditevent.EventTokenRefreshed, rt.UserID, reason, now); err != nil {
 			return err
 		}
-		pair, err = s.issuePair(ctx, tx, u, fam.ID, &rt.ID, now)
+		pair, err = s.issuePair(ctx, tx, token.Subject{UserID: rt.UserID, Email: rt.Email, Username: rt.Username}, rt.FamilyID, &rt.ID, now)
 		return err
 	})
 	return pair, err
@@ -191,16 +160,16 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 	}
 	ctx, cancel := settle(ctx)
 	defer cancel()
-	var revoked *ent.RefreshToken
+	var revoked *presentedToken
 	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		rt, fam, err := lockFamily(ctx, tx, hash)
+		rt, err := s.lockToken(ctx, tx, hash)
 		if errors.Is(err, ErrInvalidRefreshToken) {
 			return nil
 		}
-		if err != nil || fam.RevokedAt != nil {
+		if err != nil || rt.RevokedAt != nil {
 			return err
 		}
-		revoked = rt
+		revoked = &rt
 		now := s.now()
 		if err := s.auditTx(ctx, tx.Client(), auditevent.EventLogout, rt.UserID, "", now); err != nil {
 			return err
@@ -208,7 +177,7 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 		if err := s.auditTx(ctx, tx.Client(), auditevent.EventTokenFamilyRevoked, rt.UserID, revokeLogout, now); err != nil {
 			return err
 		}
-		return revokeFamily(ctx, tx, fam.ID, revokeLogout, now)
+		return revokeFamily(ctx, tx, rt.FamilyID, revokeLogout, now)
 	})
 	if err == nil && revoked != nil {
 		s.o.Log.InfoContext(ctx, "logout", "user_id", revoked.UserID, "family_id", revoked.FamilyID)

@@ -159,7 +159,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e.dispatcher = mail.NewDispatcher(client, sender, mail.DispatcherOptions{Now: e.clock.Now, Log: log, MaxAttempts: 3, RetryBase: 5 * time.Second, RetryMax: time.Minute})
-	svc := auth.New(client, auth.Options{
+	svc := auth.New(db, auth.Options{
 		AccessTokens:      access,
 		Passwords:         hasher,
 		OTPKeys:           keys,

@@ -133,7 +133,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		RetryMax:     time.Duration(c.Outbox.RetryMaxSeconds) * time.Second,
 		Log:          log,
 	})
-	svc := auth.New(client, auth.Options{
+	svc := auth.New(db, auth.Options{
 		AccessTokens:      access,
 		Passwords:         hasher,
 		OTPKeys:           keys,

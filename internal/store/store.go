@@ -18,7 +18,9 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/cenkalti/backoff/v5"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	pgxuuid "github.com/vgarvardt/pgx-google-uuid/v5"
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver (pure Go)
 
 	"github.com/placebrain/auth/ent"
@@ -168,16 +170,9 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	driverName := "pgx"
-	if t.Dialect == dialect.SQLite {
-		driverName = "sqlite"
-		if err := os.MkdirAll(filepath.Dir(t.Path), 0o700); err != nil {
-			return nil, fmt.Errorf("store: data directory: %w", err)
-		}
-	}
-	db, err := sql.Open(driverName, t.DSN)
+	db, err := openSQL(t)
 	if err != nil {
-		return nil, fmt.Errorf("store: open: %w", err)
+		return nil, err
 	}
 	if c.Pool.MaxOpenConns > 0 {
 		db.SetMaxOpenConns(c.Pool.MaxOpenConns)
@@ -213,6 +208,30 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 		Dialect:  t.Dialect,
 		Location: t.Location,
 	}, nil
+}
+
+// openSQL opens t's database/sql handle: pgx's stdlib driver on
+// PostgreSQL, with google/uuid values encoded as binary uuids (without it
+// pgx formats each as text and parses it back), or modernc's SQLite.
+func openSQL(t Target) (*sql.DB, error) {
+	if t.Dialect == dialect.SQLite {
+		if err := os.MkdirAll(filepath.Dir(t.Path), 0o700); err != nil {
+			return nil, fmt.Errorf("store: data directory: %w", err)
+		}
+		db, err := sql.Open("sqlite", t.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		return db, nil
+	}
+	cfg, err := pgx.ParseConfig(t.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	return stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+		pgxuuid.Register(c.TypeMap())
+		return nil
+	})), nil
 }
 
 // ForUpdate is a query modifier that locks the selected rows until the
