@@ -46,7 +46,7 @@ type backendResult struct {
 	// Ceiling holds, per scenario name and concurrency, the ceiling the
 	// scenario was measured against: (a) for ValidateToken, (c) for
 	// RefreshTokens.
-	Ceiling map[string]map[int]result
+	Ceiling  map[string]map[int]result
 	Idle     map[string]result
 	Loaded   map[string]result
 	LoadedBy result

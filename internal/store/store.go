@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	pgxuuid "github.com/vgarvardt/pgx-google-uuid/v5"
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver (pure Go)
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver (pure Go)
 
 	"github.com/placebrain/auth/ent"
 )
