@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -113,14 +114,14 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 				d = max(d, 8*time.Second)
 			}
 			if sc.ceiling == nil {
-				r := drive(ctx, sc.name, c, d, sc.fn)
+				r := drive(ctx, sc.name, c, d, sc.fn, s.cpuTime)
 				logResult(name, r)
 				br.Results = append(br.Results, r)
 				continue
 			}
 			// The scenario and its ceiling take turns, so both see the
 			// same machine.
-			ts, tc := alternate(ctx, c, 2*d, 4, sc.fn, sc.ceiling)
+			ts, tc := alternate(ctx, c, 2*d, 4, sc.fn, sc.ceiling, s.cpuTime)
 			r, ceil := ts.result(sc.name, c), tc.result(sc.ceilingName, c)
 			logResult(name, ceil)
 			logResult(name, r)
@@ -136,14 +137,14 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 	}
 	// Cheap RPCs while Login saturates the hashing pool.
 	for _, sc := range scen[:2] {
-		br.Idle[sc.name] = drive(ctx, sc.name, 8, o.duration, sc.fn)
+		br.Idle[sc.name] = drive(ctx, sc.name, 8, o.duration, sc.fn, s.cpuTime)
 	}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loaded := make(chan result, 1)
-	go func() { loaded <- drive(loadCtx, "Login", 64, 4*o.duration, scen[3].fn) }()
+	go func() { loaded <- drive(loadCtx, "Login", 64, 4*o.duration, scen[3].fn, nil) }()
 	time.Sleep(o.duration / 4)
 	for _, sc := range scen[:2] {
-		br.Loaded[sc.name] = drive(ctx, sc.name, 8, o.duration, sc.fn)
+		br.Loaded[sc.name] = drive(ctx, sc.name, 8, o.duration, sc.fn, s.cpuTime)
 		logResult(name+" (under Login load)", br.Loaded[sc.name])
 	}
 	stopLoad()
@@ -153,8 +154,8 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 }
 
 func logResult(backend string, r result) {
-	fmt.Fprintf(os.Stderr, "%-8s %-22s c=%-3d %8.0f rps  p50 %-9v p99 %-9v errors %d %s\n",
-		backend, r.Scenario, r.Conc, r.RPS, r.P50, r.P99, r.Errors, r.ErrSample)
+	fmt.Fprintf(os.Stderr, "%-8s %-22s c=%-3d %8.0f rps  p50 %-9v p99 %-9v CPU/call authd %-7v client %-7v errors %d %s\n",
+		backend, r.Scenario, r.Conc, r.RPS, r.P50, r.P99, r.ServerCPU.Round(time.Microsecond), r.ClientCPU.Round(time.Microsecond), r.Errors, r.ErrSample)
 }
 
 // freshDatabase returns a DATABASE__URL for a new database and a function
@@ -266,6 +267,23 @@ func (s *server) stop() {
 			s.cmd.Process.Kill()
 		}
 	}
+}
+
+// cpuTime reads the authd process's CPU time so far, user and system, all
+// threads (/proc/PID/stat utime and stime, in clock ticks of 10 ms).
+func (s *server) cpuTime() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // peakRSS reads the authd process's peak resident set (VmHWM).

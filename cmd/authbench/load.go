@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -18,6 +19,13 @@ type result struct {
 	RPS           float64 // successful calls per second
 	P50, P95, P99 time.Duration
 	ErrSample     string
+	// ServerCPU is authd's CPU time (user+system, all threads) per
+	// successful call; for a ceiling measured without authd, its idle
+	// CPU per call of that ceiling.
+	ServerCPU time.Duration
+	// ClientCPU is this load tool's CPU time per successful call (the
+	// gRPC client, or the direct SQL of a ceiling).
+	ClientCPU time.Duration
 }
 
 // call performs one request for worker w (0 <= w < conc).
@@ -28,7 +36,9 @@ type tally struct {
 	hist       *hdrhistogram.Histogram // latencies in µs
 	ok, errors int64
 	elapsed    time.Duration
-	sample     string // one error message
+	cpu        time.Duration // authd's CPU time over the runs
+	selfCPU    time.Duration // this process's CPU time over the runs
+	sample     string        // one error message
 }
 
 func newTally() *tally {
@@ -40,6 +50,8 @@ func (t *tally) merge(o *tally) {
 	t.ok += o.ok
 	t.errors += o.errors
 	t.elapsed += o.elapsed
+	t.cpu += o.cpu
+	t.selfCPU += o.selfCPU
 	if t.sample == "" {
 		t.sample = o.sample
 	}
@@ -53,30 +65,38 @@ func (t *tally) result(name string, conc int) result {
 		P95:       time.Duration(t.hist.ValueAtQuantile(95)) * time.Microsecond,
 		P99:       time.Duration(t.hist.ValueAtQuantile(99)) * time.Microsecond,
 		ErrSample: t.sample,
+		ServerCPU: t.cpu / time.Duration(max(t.ok, 1)),
+		ClientCPU: t.selfCPU / time.Duration(max(t.ok, 1)),
 	}
 }
 
+// cpuMeter reads the server's cumulative CPU time.
+type cpuMeter func() time.Duration
+
 // drive runs conc workers calling fn back to back for d and measures each
-// call's latency.
-func drive(ctx context.Context, name string, conc int, d time.Duration, fn call) result {
-	return run(ctx, conc, d, fn).result(name, conc)
+// call's latency and the server's CPU time (cpu may be nil).
+func drive(ctx context.Context, name string, conc int, d time.Duration, fn call, cpu cpuMeter) result {
+	return run(ctx, conc, d, fn, cpu).result(name, conc)
 }
 
 // alternate measures a scenario and its ceiling in turn, rounds slices of
 // d/rounds each, so that whatever drifts on the machine during the run
 // (PostgreSQL checkpoints and autovacuum, growing tables, other load)
 // weighs on both alike.
-func alternate(ctx context.Context, conc int, d time.Duration, rounds int, a, b call) (ta, tb *tally) {
+func alternate(ctx context.Context, conc int, d time.Duration, rounds int, a, b call, cpu cpuMeter) (ta, tb *tally) {
 	ta, tb = newTally(), newTally()
 	slice := d / time.Duration(rounds)
 	for range rounds {
-		ta.merge(run(ctx, conc, slice, a))
-		tb.merge(run(ctx, conc, slice, b))
+		ta.merge(run(ctx, conc, slice, a, cpu))
+		tb.merge(run(ctx, conc, slice, b, cpu))
 	}
 	return ta, tb
 }
 
-func run(ctx context.Context, conc int, d time.Duration, fn call) *tally {
+func run(ctx context.Context, conc int, d time.Duration, fn call, cpu cpuMeter) *tally {
+	if cpu == nil {
+		cpu = func() time.Duration { return 0 }
+	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -88,7 +108,7 @@ func run(ctx context.Context, conc int, d time.Duration, fn call) *tally {
 		fails  atomic.Int64
 		sample atomic.Value
 	)
-	start := time.Now()
+	start, cpu0, self0 := time.Now(), cpu(), selfCPU()
 	for w := range conc {
 		wg.Add(1)
 		go func() {
@@ -117,7 +137,7 @@ func run(ctx context.Context, conc int, d time.Duration, fn call) *tally {
 		}()
 	}
 	wg.Wait()
-	t.elapsed = time.Since(start)
+	t.elapsed, t.cpu, t.selfCPU = time.Since(start), cpu()-cpu0, selfCPU()-self0
 	t.ok, t.errors = ok.Load(), fails.Load()
 	if s, _ := sample.Load().(string); s != "" {
 		t.sample = s
@@ -127,3 +147,12 @@ func run(ctx context.Context, conc int, d time.Duration, fn call) *tally {
 
 // errStop ends a worker (it ran out of prepared data).
 var errStop = errors.New("worker out of data")
+
+// selfCPU is this process's CPU time so far, user and system.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -35,16 +35,16 @@ func (r *report) markdown() string {
 	bc := bcryptCeiling(r.cpus, r.bcryptCompare)
 	for _, br := range r.backends {
 		p("## %s (%s)\n\n", br.Name, br.Location)
-		p("| scenario | conc | rps | p50 | p95 | p99 | errors |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		p("| scenario | conc | rps | p50 | p95 | p99 | errors | authd CPU/call |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, c := range r.opts.conc {
 			for _, res := range br.Results {
 				if res.Conc != c {
 					continue
 				}
 				if ceil, ok := br.Ceiling[res.Scenario][c]; ok {
-					p("| *%s* | %d | %.0f | %s | %s | %s | %d |\n", ceil.Scenario, c, ceil.RPS, ms(ceil.P50), ms(ceil.P95), ms(ceil.P99), ceil.Errors)
+					p("| *%s* | %d | %.0f | %s | %s | %s | %d | %s |\n", ceil.Scenario, c, ceil.RPS, ms(ceil.P50), ms(ceil.P95), ms(ceil.P99), ceil.Errors, cpuCell(ceil))
 				}
-				p("| %s | %d | %.0f | %s | %s | %s | %d |\n", res.Scenario, c, res.RPS, ms(res.P50), ms(res.P95), ms(res.P99), res.Errors)
+				p("| %s | %d | %.0f | %s | %s | %s | %d | %s |\n", res.Scenario, c, res.RPS, ms(res.P50), ms(res.P95), ms(res.P99), res.Errors, cpuCell(res))
 			}
 		}
 		p("\nPeak resident memory of authd (VmHWM, all runs, up to %d concurrent clients): **%.1f MB**.\n\n", maxInt(r.opts.conc), float64(br.PeakRSS)/1e6)
@@ -91,6 +91,15 @@ func find(rs []result, name string, conc int) result {
 		}
 	}
 	return result{}
+}
+
+// cpuCell is authd's CPU time per successful call in µs ("–" for a
+// ceiling that does not call authd).
+func cpuCell(r result) string {
+	if strings.HasPrefix(r.Scenario, "(c)") {
+		return "–"
+	}
+	return fmt.Sprintf("%d µs", r.ServerCPU.Microseconds())
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }

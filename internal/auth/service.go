@@ -227,7 +227,7 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 			return TokenPair{}, busy(err)
 		}
 	}
-	var pair TokenPair
+	var refresh string
 	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
 		if rehash != "" {
 			if err := tx.User.UpdateOneID(u.ID).SetPasswordHash(rehash).SetUpdatedAt(now).Exec(ctx); err != nil {
@@ -241,14 +241,14 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		if err := s.auditTx(ctx, tx.Client(), auditevent.EventLoginSucceeded, u.ID, "", now); err != nil {
 			return err
 		}
-		pair, err = s.issuePair(ctx, tx, token.Subject{UserID: u.ID, Email: u.Email, Username: u.Username}, family.ID, nil, now)
+		refresh, err = s.storeRefreshToken(ctx, tx, u.ID, family.ID, nil, now)
 		return err
 	})
 	if err != nil {
 		return TokenPair{}, err
 	}
 	s.o.Log.InfoContext(ctx, "login succeeded", "user_id", u.ID, "rehashed", rehash != "")
-	return pair, nil
+	return s.pair(token.Subject{UserID: u.ID, Email: u.Email, Username: u.Username}, refresh)
 }
 
 // busy maps a saturated hashing pool to ErrServerBusy; other errors pass.

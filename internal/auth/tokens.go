@@ -21,26 +21,33 @@ const (
 	revokeReuseDetected = "reuse_detected"
 )
 
-// issuePair stores a new refresh token for u in family (child of parent,
-// if any) and signs an access token for u.
-func (s *Service) issuePair(ctx context.Context, tx *ent.Tx, u token.Subject, family uuid.UUID, parent *uuid.UUID, now time.Time) (TokenPair, error) {
+// storeRefreshToken stores a new refresh token for userID in family
+// (child of parent, if any) and returns its text.
+func (s *Service) storeRefreshToken(ctx context.Context, tx *ent.Tx, userID, family uuid.UUID, parent *uuid.UUID, now time.Time) (string, error) {
 	text, hash, err := token.NewRefreshToken()
 	if err != nil {
-		return TokenPair{}, fmt.Errorf("new refresh token: %w", err)
+		return "", fmt.Errorf("new refresh token: %w", err)
 	}
 	var parentID any // NULL for a family's first token
 	if parent != nil {
 		parentID = *parent
 	}
-	_, err = tx.ExecContext(ctx, s.sql.insertToken, uuid.New(), now, u.UserID, family, parentID, hash, now.Add(s.o.RefreshTokenTTL))
+	_, err = tx.ExecContext(ctx, s.sql.insertToken, uuid.New(), now, userID, family, parentID, hash, now.Add(s.o.RefreshTokenTTL))
 	if err != nil {
-		return TokenPair{}, fmt.Errorf("store refresh token: %w", err)
+		return "", fmt.Errorf("store refresh token: %w", err)
 	}
+	return text, nil
+}
+
+// pair signs an access token for u to go with refresh. It runs after the
+// transaction that stored refresh committed: signing needs no lock, and on
+// SQLite every transaction waits for the one before it.
+func (s *Service) pair(u token.Subject, refresh string) (TokenPair, error) {
 	access, _, err := s.o.AccessTokens.Sign(u)
 	if err != nil {
 		return TokenPair{}, err
 	}
-	return TokenPair{AccessToken: access, RefreshToken: text}, nil
+	return TokenPair{AccessToken: access, RefreshToken: refresh}, nil
 }
 
 // refreshHash validates a presented refresh token's text: empty is
@@ -79,7 +86,10 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	}
 	ctx, cancel := settle(ctx)
 	defer cancel()
-	var pair TokenPair
+	var (
+		subject token.Subject
+		refresh string
+	)
 	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
 		rt, err := s.lockToken(ctx, tx, hash)
 		if err != nil {
@@ -121,10 +131,14 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 		if err := s.auditTx(ctx, tx.Client(), auditevent.EventTokenRefreshed, rt.UserID, reason, now); err != nil {
 			return err
 		}
-		pair, err = s.issuePair(ctx, tx, token.Subject{UserID: rt.UserID, Email: rt.Email, Username: rt.Username}, rt.FamilyID, &rt.ID, now)
+		subject = token.Subject{UserID: rt.UserID, Email: rt.Email, Username: rt.Username}
+		refresh, err = s.storeRefreshToken(ctx, tx, rt.UserID, rt.FamilyID, &rt.ID, now)
 		return err
 	})
-	return pair, err
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return s.pair(subject, refresh)
 }
 
 // settle detaches a token state change from the caller's cancellation: a

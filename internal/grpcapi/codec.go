@@ -2,6 +2,7 @@ package grpcapi
 
 import (
 	"log/slog"
+	"runtime"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
@@ -75,11 +76,18 @@ func isMalformed(v any) bool {
 const MaxRequestBytes = 64 << 10
 
 // ServerOptions are the options AuthService needs: Codec, the interceptors
-// and the request size bound.
+// and the request size bound, and a pool of stream workers.
+//
+// The workers (8 per GOMAXPROCS) serve requests on goroutines whose stacks
+// have already grown to what a request needs; without them every request
+// starts a goroutine that grows its stack by copying, which took 9% of
+// authd's CPU in a RefreshTokens profile (BENCHMARKS.md). When all workers
+// are busy grpc-go starts a goroutine as usual, so the pool never queues.
 func ServerOptions(log *slog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(NewCodec()),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.ChainUnaryInterceptor(Interceptors(log)...),
+		grpc.NumStreamWorkers(uint32(8 * runtime.GOMAXPROCS(0))),
 	}
 }
