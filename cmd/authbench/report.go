@@ -64,7 +64,12 @@ func (r *report) markdown() string {
 		for _, c := range r.opts.conc {
 			f := find(br.Results, "RefreshTokens", c)
 			raw := br.Ceiling["RefreshTokens"][c]
-			p("| RefreshTokens vs (c) SQL | %d | %.0f rps | %.0f rps | %.2f | ≥ 0.70 | %s |\n", c, f.RPS, raw.RPS, f.RPS/raw.RPS, yes(f.RPS/raw.RPS >= 0.70))
+			// A rotation over gRPC costs at least one unary round trip
+			// (a) plus its SQL (c): times add at c=1, CPU costs add once
+			// the CPUs are saturated, so either way the attainable ratio
+			// is about a/(a+c).
+			a := br.Ceiling["ValidateToken"][c].RPS
+			p("| RefreshTokens vs (c) SQL | %d | %.0f rps | %.0f rps | %.2f | ≥ 0.70 | %s (bound (a)/((a)+(c)) = %.2f) |\n", c, f.RPS, raw.RPS, f.RPS/raw.RPS, yes(f.RPS/raw.RPS >= 0.70), a/(a+raw.RPS))
 		}
 		for _, name := range []string{"ValidateToken", "GetMe"} {
 			idle, loaded := br.Idle[name], br.Loaded[name]
@@ -78,7 +83,7 @@ func (r *report) markdown() string {
 	p("- **ValidateToken**: one HMAC-SHA256 verification; bounded by the gRPC round trip itself, i.e. by (a).\n")
 	p("- **GetMe, GetUserByEmail**: one indexed SELECT by primary key or unique e-mail; bounded by the round trip plus one database query.\n")
 	p("- **Login**: one bcrypt comparison at cost 12 (~%v on one core here); the hashing pool (one worker per CPU, lowest OS priority) runs them back to back; past its queue (32) further logins are refused at once with SERVER_BUSY, which is the errors column at high concurrency.\n", r.bcryptCompare.Round(time.Millisecond))
-	p("- **RefreshTokens**: one write transaction (token look-up, family lock, user read, two inserts, one update) plus signing an access token; bounded by the database's commit rate (SQLite: one writer at a time).\n")
+	p("- **RefreshTokens**: one write transaction of six round trips (BEGIN; one SELECT that reads the token with its family and user and locks token and family; UPDATE used_at; INSERT audit event; INSERT new token; COMMIT), then the access token is signed. (c) runs the same statements from this process. The rotation also costs one gRPC round trip, which is at least (a): the bound column is the ratio a call costing exactly (a) + (c) would reach. On SQLite (c) is cheaper than (a) itself, since the database is a file in the caller's process, and every transaction waits for the one before it.\n")
 	p("- **Register**: one bcrypt hash at cost 12 plus a write transaction; bounded like Login.\n")
 	p("- **Mix**: 45%% ValidateToken, 40%% GetMe, 10%% RefreshTokens, 3%% Login, 2%% Register, the shape of the gateway's traffic; the logins and registrations take most of the CPU.\n")
 	return b.String()

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,6 +24,10 @@ func (s *Service) audit(ctx context.Context, c *ent.Client, event auditevent.Eve
 // commits with the change it describes, and returns the error: a failed
 // statement aborts a PostgreSQL transaction, so the caller must fail too.
 func (s *Service) auditTx(ctx context.Context, c *ent.Client, event auditevent.Event, userID uuid.UUID, reason string, now time.Time) error {
+	// The schema's checks, which ent's builders would run.
+	if err := errors.Join(auditevent.EventValidator(event), auditevent.ReasonValidator(reason)); err != nil {
+		return fmt.Errorf("audit %s: %w", event, err)
+	}
 	_, err := c.ExecContext(ctx, s.sql.insertAudit, uuid.New(), now, string(event), nullable(userID), nullable(reason))
 	if err != nil {
 		s.o.Log.ErrorContext(ctx, "audit: record event", "event", event, "user_id", userID, "error", err)

@@ -20,10 +20,12 @@ import (
 // statements holds the SQL text of the statements on the token rotation
 // path, the service's most frequent write, built once per dialect with
 // ent's SQL builder from the generated schema constants. They run on the
-// ent transaction with its ExecContext and QueryContext. Profiling a
-// rotation showed ent's per-call query building, mutation objects and
-// reflective scanning costing about as much CPU as the statements
-// themselves; prepared text skips that (BENCHMARKS.md, RefreshTokens).
+// ent transaction with its ExecContext and QueryContext (the database
+// driver caches them as server-side prepared statements on PostgreSQL).
+// Profiling a rotation showed ent's per-call query building, mutation
+// objects and reflective scanning costing about as much CPU as the
+// statements themselves; prebuilt text skips that, and the callers run the
+// schema's validators themselves (BENCHMARKS.md, RefreshTokens).
 type statements struct {
 	// lockToken reads a refresh token with its family and user and locks
 	// the token's and the family's rows. Args: token_hash. Columns: see
@@ -98,10 +100,13 @@ type presentedToken struct {
 // lockToken reads the refresh token with hash, its family and its user in
 // one statement, locking the token's and the family's rows (PostgreSQL:
 // SELECT ... FOR UPDATE OF both; SQLite: the transaction's write lock).
-// Every change to a family or its tokens holds these locks, and
-// PostgreSQL returns the newest version of a row it had to wait for, so
-// what is read reflects every change committed before. Returns
-// ErrInvalidRefreshToken for an unknown token.
+// Every change to an existing family or token (rotation, reuse detection,
+// logout) runs after this statement in its transaction, and in READ
+// COMMITTED PostgreSQL returns the newest version of a row it had to wait
+// for, so what is read reflects every change committed before. Locking the
+// token row matters: a rotation changes only the token, and two refreshes
+// of one token must not both see it unused. Returns ErrInvalidRefreshToken
+// for an unknown token.
 func (s *Service) lockToken(ctx context.Context, tx *ent.Tx, hash []byte) (presentedToken, error) {
 	rows, err := tx.QueryContext(ctx, s.sql.lockToken, hash)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/ent/auditevent"
+	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/token"
@@ -26,6 +27,9 @@ const (
 func (s *Service) storeRefreshToken(ctx context.Context, tx *ent.Tx, userID, family uuid.UUID, parent *uuid.UUID, now time.Time) (string, error) {
 	text, hash, err := token.NewRefreshToken()
 	if err != nil {
+		return "", fmt.Errorf("new refresh token: %w", err)
+	}
+	if err := refreshtoken.TokenHashValidator(hash); err != nil {
 		return "", fmt.Errorf("new refresh token: %w", err)
 	}
 	var parentID any // NULL for a family's first token

@@ -287,6 +287,47 @@ func TestConcurrentRefreshWithinGrace(t *testing.T) {
 	}
 }
 
+// Without a grace window, concurrent refreshes of one fresh token are
+// serialized by the token's row lock: exactly one rotates it, every other
+// one sees it used and revokes the family (reuse detection), and the token
+// the winner got is revoked with it.
+func TestConcurrentRefreshWithoutGrace(t *testing.T) {
+	e := newEnv(t, withRefreshGrace(0))
+	ctx := context.Background()
+	e.verifiedUser(t, "gus", "gus@example.com", pw)
+	for round := range 5 {
+		r0 := e.login(t, "gus@example.com", pw).GetRefreshToken()
+		const n = 6
+		var wg sync.WaitGroup
+		got := make([]*authpb.RefreshTokensResponse, n)
+		errs := make([]error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
+			}()
+		}
+		wg.Wait()
+		var winner string
+		for i := range n {
+			if errs[i] == nil {
+				if winner != "" {
+					t.Fatalf("round %d: two refreshes of one token succeeded", round)
+				}
+				winner = got[i].GetRefreshToken()
+				continue
+			}
+			wantStatus(t, errs[i], codes.Unauthenticated, "", "REFRESH_TOKEN_REUSED")
+		}
+		if winner == "" {
+			t.Fatalf("round %d: no refresh succeeded: %v", round, errs)
+		}
+		_, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: winner})
+		wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_REVOKED")
+	}
+}
+
 // A client that lost the response carrying R1 retries with R0 (the parent
 // of the family's active token): within the grace window it gets another
 // token and R1 stays valid; after the window the retry is reuse and ends

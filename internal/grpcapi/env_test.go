@@ -104,10 +104,15 @@ type envConfig struct {
 	db       *store.DB // share another env's database (a second instance)
 	clock    *clock    // share another env's clock
 	cost     int       // bcrypt cost (default bcrypt.MinCost)
+	grace    *time.Duration
 }
 
 // withBcryptCost sets the bcrypt cost (benchmarks use the default, 12).
 func withBcryptCost(cost int) envOption { return func(c *envConfig) { c.cost = cost } }
+
+// withRefreshGrace sets the refresh token reuse grace window (default
+// refreshGrace).
+func withRefreshGrace(d time.Duration) envOption { return func(c *envConfig) { c.grace = &d } }
 
 func withSMTPDown() envOption { return func(c *envConfig) { c.smtpDown = true } }
 
@@ -122,6 +127,10 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	cfg := envConfig{cost: bcrypt.MinCost}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	grace := refreshGrace
+	if cfg.grace != nil {
+		grace = *cfg.grace
 	}
 	db := cfg.db
 	if db == nil {
@@ -168,7 +177,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		OTPMaxAttempts:    otpMaxAttempts,
 		OTPCooldown:       otpCooldown,
 		OTPDailyLimit:     otpDailyLimit,
-		RefreshReuseGrace: refreshGrace,
+		RefreshReuseGrace: grace,
 		Login: auth.LoginPolicy{MaxFailures: loginMaxFails, Window: loginWindow, Lockout: loginLockout,
 			Key: []byte("login-throttle-key-0123456789abcdef")},
 		AuditRetention: 90 * 24 * time.Hour,

@@ -211,8 +211,9 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 }
 
 // openSQL opens t's database/sql handle: pgx's stdlib driver on
-// PostgreSQL, with google/uuid values encoded as binary uuids (without it
-// pgx formats each as text and parses it back), or modernc's SQLite.
+// PostgreSQL, in READ COMMITTED, with google/uuid values encoded as binary
+// uuids (without it pgx formats each as text and parses it back), or
+// modernc's SQLite.
 func openSQL(t Target) (*sql.DB, error) {
 	if t.Dialect == dialect.SQLite {
 		if err := os.MkdirAll(filepath.Dir(t.Path), 0o700); err != nil {
@@ -228,6 +229,11 @@ func openSQL(t Target) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
+	// Token rotation relies on READ COMMITTED: a statement that waited for
+	// a row lock reads the row's newest version (lockToken in
+	// internal/auth), where REPEATABLE READ or SERIALIZABLE would fail
+	// with a serialization error. A server or role default is overridden.
+	cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
 	return stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
 		pgxuuid.Register(c.TypeMap())
 		return nil

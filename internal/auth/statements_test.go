@@ -1,0 +1,43 @@
+package auth
+
+import (
+	"strings"
+	"testing"
+
+	"entgo.io/ent/dialect"
+)
+
+// The rotation's lock statement locks the token and the family rows on
+// PostgreSQL and carries no lock clause on SQLite (which has none; its
+// transactions begin IMMEDIATE); every statement binds parameters.
+func TestStatements(t *testing.T) {
+	pg, lite := newStatements(dialect.Postgres), newStatements(dialect.SQLite)
+	if !strings.HasSuffix(pg.lockToken, `FOR UPDATE OF "t", "f"`) {
+		t.Errorf("PostgreSQL lockToken = %q, want it to lock t and f", pg.lockToken)
+	}
+	if strings.Contains(lite.lockToken, "FOR ") {
+		t.Errorf("SQLite lockToken = %q, want no lock clause", lite.lockToken)
+	}
+	for _, c := range []struct {
+		name     string
+		pg, lite string
+		params   int
+	}{
+		{"lockToken", pg.lockToken, lite.lockToken, 1},
+		{"markUsed", pg.markUsed, lite.markUsed, 2},
+		{"insertToken", pg.insertToken, lite.insertToken, 7},
+		{"insertAudit", pg.insertAudit, lite.insertAudit, 5},
+	} {
+		if n := strings.Count(c.lite, "?"); n != c.params {
+			t.Errorf("SQLite %s has %d parameters, want %d: %s", c.name, n, c.params, c.lite)
+		}
+		for i := 1; i <= c.params; i++ {
+			if !strings.Contains(c.pg, "$"+string(rune('0'+i))) {
+				t.Errorf("PostgreSQL %s lacks $%d: %s", c.name, i, c.pg)
+			}
+		}
+		if strings.Contains(c.pg, "NULL") || strings.Contains(c.lite, "NULL") {
+			t.Errorf("%s has a NULL literal where a parameter belongs", c.name)
+		}
+	}
+}
