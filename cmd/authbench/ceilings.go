@@ -21,16 +21,17 @@ import (
 
 // timeBcrypt is ceiling (b)'s unit: the time of one bcrypt comparison at
 // cost, timed on one core (one goroutine, nothing else running): the
-// fastest of seven, since anything else running can only slow one down.
+// median of eleven.
 func timeBcrypt(cost int) time.Duration {
 	hash, _ := bcrypt.GenerateFromPassword([]byte(benchPassword), cost)
 	var ds []time.Duration
-	for range 7 {
+	for range 11 {
 		t0 := time.Now()
 		_ = bcrypt.CompareHashAndPassword(hash, []byte(benchPassword))
 		ds = append(ds, time.Since(t0))
 	}
-	return slices.Min(ds)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 // bcryptCeiling is ceiling (b): logins per second the CPUs can hash.

@@ -78,7 +78,7 @@ const MaxRequestBytes = 64 << 10
 // ServerOptions are the options AuthService needs: Codec, the interceptors
 // and the request size bound, and a pool of stream workers.
 //
-// The workers (8 per GOMAXPROCS) serve requests on goroutines whose stacks
+// The workers (16 per GOMAXPROCS) serve requests on goroutines whose stacks
 // have already grown to what a request needs; without them every request
 // starts a goroutine that grows its stack by copying, which took 9% of
 // authd's CPU in a RefreshTokens profile (BENCHMARKS.md). When all workers
@@ -88,6 +88,6 @@ func ServerOptions(log *slog.Logger) []grpc.ServerOption {
 		grpc.ForceServerCodecV2(NewCodec()),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.ChainUnaryInterceptor(Interceptors(log)...),
-		grpc.NumStreamWorkers(uint32(8 * runtime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))),
 	}
 }

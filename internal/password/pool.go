@@ -3,6 +3,7 @@ package password
 import (
 	"context"
 	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -10,13 +11,31 @@ import (
 // Pool runs password hashing on a fixed number of workers with a bounded
 // queue. Each worker owns an OS thread at the lowest scheduling priority
 // (nice 19), so that while hashing saturates the CPU the kernel still runs
-// cheap RPCs (token validation, look-ups) first; the caller raises
-// GOMAXPROCS by Workers so those workers never take the Go scheduler's
-// processors away from the rest (see ExtraProcs).
+// cheap RPCs (token validation, look-ups) first. With OwnProcs the workers
+// also never take the Go scheduler's processors away from the rest.
 type Pool struct {
 	jobs  chan job
 	slots chan struct{}
+
+	workers  int
+	ownProcs bool
+	mu       sync.Mutex
+	running  int // jobs running now
+	base     int // GOMAXPROCS before the pool raised it
 }
+
+// PoolOption configures a Pool.
+type PoolOption func(*Pool)
+
+// OwnProcs makes the pool raise GOMAXPROCS by its number of workers while
+// any job runs and lower it back when the last one ends. Hashing then has
+// processors of its own instead of holding the ones RPCs run on for 10 ms
+// time slices; and while no one hashes there are no extra idle
+// processors, each of which makes the Go scheduler wake a sleeping thread
+// more often (on a 2-CPU host, 4 processors cost 4-18% more CPU per token
+// rotation than 2; BENCHMARKS.md). Each change stops the world for
+// microseconds, at most twice per busy period.
+func OwnProcs() PoolOption { return func(p *Pool) { p.ownProcs = true } }
 
 type job struct {
 	fn   func()
@@ -25,14 +44,17 @@ type job struct {
 
 // NewPool starts workers workers (at least 1) and admits at most queue
 // waiting jobs beyond them.
-func NewPool(workers, queue int) *Pool {
+func NewPool(workers, queue int, opts ...PoolOption) *Pool {
 	if workers < 1 {
 		workers = 1
 	}
 	if queue < 0 {
 		queue = 0
 	}
-	p := &Pool{jobs: make(chan job), slots: make(chan struct{}, workers+queue)}
+	p := &Pool{jobs: make(chan job), slots: make(chan struct{}, workers+queue), workers: workers}
+	for _, o := range opts {
+		o(p)
+	}
 	for range workers {
 		go p.work()
 	}
@@ -45,8 +67,35 @@ func (p *Pool) work() {
 	runtime.LockOSThread()
 	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 	for j := range p.jobs {
+		p.started()
 		j.fn()
+		p.ended()
 		close(j.done)
+	}
+}
+
+// started and ended count running jobs and, with OwnProcs, raise
+// GOMAXPROCS when the first starts and restore it when the last ends.
+func (p *Pool) started() {
+	if !p.ownProcs {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running++; p.running == 1 {
+		p.base = runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(p.base + p.workers)
+	}
+}
+
+func (p *Pool) ended() {
+	if !p.ownProcs {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running--; p.running == 0 {
+		runtime.GOMAXPROCS(p.base)
 	}
 }
 

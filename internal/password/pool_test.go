@@ -59,3 +59,36 @@ func TestPoolQueuedJobHonoursContext(t *testing.T) {
 	}
 	close(release)
 }
+
+// With OwnProcs, GOMAXPROCS rises by the workers while jobs run and is
+// back where it was once the last one ended.
+func TestPoolOwnProcs(t *testing.T) {
+	base := runtime.GOMAXPROCS(0)
+	pool := NewPool(2, 0, OwnProcs())
+	ctx := context.Background()
+	release := make(chan struct{})
+	during := make(chan int, 2)
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			done <- pool.Do(ctx, func() { during <- runtime.GOMAXPROCS(0); <-release })
+		}()
+	}
+	for range 2 {
+		if got := <-during; got != base+2 {
+			t.Errorf("GOMAXPROCS while hashing = %d, want %d", got, base+2)
+		}
+	}
+	close(release)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := runtime.GOMAXPROCS(0); got != base {
+		t.Errorf("GOMAXPROCS after hashing = %d, want %d", got, base)
+	}
+	if err := pool.Do(ctx, func() { during <- runtime.GOMAXPROCS(0) }); err != nil || <-during != base+2 {
+		t.Errorf("a later job does not get its processors back")
+	}
+}

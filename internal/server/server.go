@@ -96,14 +96,13 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// Hashing workers get processors of their own on top of GOMAXPROCS, and
-	// run at the lowest OS priority (see password.Pool).
+	// Hashing workers run at the lowest OS priority and, while they hash,
+	// on processors of their own on top of GOMAXPROCS (see password.Pool).
 	workers := c.Password.HashWorkers
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + workers)
-	hasher, err := password.NewHasher(c.Password.BcryptCost, password.NewPool(workers, c.Password.HashQueue))
+	hasher, err := password.NewHasher(c.Password.BcryptCost, password.NewPool(workers, c.Password.HashQueue, password.OwnProcs()))
 	if err != nil {
 		return err
 	}
