@@ -25,7 +25,7 @@ import (
 // Profiling a rotation showed ent's per-call query building, mutation
 // objects and reflective scanning costing about as much CPU as the
 // statements themselves; prebuilt text skips that, and the callers run the
-// schema's validators themselves (BENCHMARKS.md, RefreshTokens).
+// schema's validators themselves (pprof of authd under cmd/authbench).
 type statements struct {
 	// lockToken reads a refresh token with its family and user and locks
 	// the token's and the family's rows. Args: token_hash. Columns: see

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,7 +33,7 @@ func TestStatements(t *testing.T) {
 			t.Errorf("SQLite %s has %d parameters, want %d: %s", c.name, n, c.params, c.lite)
 		}
 		for i := 1; i <= c.params; i++ {
-			if !strings.Contains(c.pg, "$"+string(rune('0'+i))) {
+			if !strings.Contains(c.pg, "$"+strconv.Itoa(i)) {
 				t.Errorf("PostgreSQL %s lacks $%d: %s", c.name, i, c.pg)
 			}
 		}

@@ -68,9 +68,10 @@ func refreshHash(raw string) ([]byte, error) {
 	return h, nil
 }
 
-// Refresh rotates a refresh token: in one transaction, under the lock of
-// its token family, the presented token is marked used and a new one is
-// issued in the same family, with a new access token.
+// Refresh rotates a refresh token: in one transaction, holding the row
+// locks of the presented token and its family (see lockToken), the token
+// is marked used and a new one is issued in the same family; the access
+// token is signed after the commit.
 //
 // A used token presented again within RefreshReuseGrace of its first use
 // gets a new token in the same family too: tabs refreshing at once, or a

@@ -81,7 +81,7 @@ const MaxRequestBytes = 64 << 10
 // The workers (16 per GOMAXPROCS) serve requests on goroutines whose stacks
 // have already grown to what a request needs; without them every request
 // starts a goroutine that grows its stack by copying, which took 9% of
-// authd's CPU in a RefreshTokens profile (BENCHMARKS.md). When all workers
+// authd's CPU in a pprof profile of RefreshTokens under cmd/authbench. When all workers
 // are busy grpc-go starts a goroutine as usual, so the pool never queues.
 func ServerOptions(log *slog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{

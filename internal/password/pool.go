@@ -33,7 +33,8 @@ type PoolOption func(*Pool)
 // time slices; and while no one hashes there are no extra idle
 // processors, each of which makes the Go scheduler wake a sleeping thread
 // more often (on a 2-CPU host, 4 processors cost 4-18% more CPU per token
-// rotation than 2; BENCHMARKS.md). Each change stops the world for
+// rotation than 2, measured with cmd/authbench -only RefreshTokens). Each
+// change stops the world for
 // microseconds, at most twice per busy period.
 func OwnProcs() PoolOption { return func(p *Pool) { p.ownProcs = true } }
 
