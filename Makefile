@@ -41,9 +41,11 @@ bench: build ## Load test authd on PostgreSQL and SQLite, measure the ceilings, 
 	$(GO) run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md
 
 .PHONY: bench-go
-bench-go: ## Go micro-benchmarks (token, OTP, normalization, error mapping), benchstat format
+bench-go: ## Go benchmarks (token, OTP, normalization, error mapping; the rotation in process on SQLite and PostgreSQL vs its direct SQL), benchstat format
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./internal/token/ ./internal/otp/ ./internal/identity/
 	$(GO) test -run '^$$' -bench ToStatus -benchmem -count 6 ./internal/grpcapi/
+	$(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./internal/auth/
+	TEST_BACKEND=postgres $(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./internal/auth/
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzNormalizeEmail:./internal/identity FuzzNormalizeUsername:./internal/identity \

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -95,6 +96,11 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 	if err := s.prepare(ctx, maxConc); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
+	dbMeter = func() time.Duration { return 0 }
+	sysMeter = s.syscalls
+	if s.db.Dialect == dialect.Postgres {
+		dbMeter = postgresCPU
+	}
 	br := &backendResult{Name: name, Location: s.db.Location, Ceiling: map[string]map[int]result{},
 		Idle: map[string]result{}, Loaded: map[string]result{}}
 	scen := s.scenarios()
@@ -154,8 +160,8 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 }
 
 func logResult(backend string, r result) {
-	fmt.Fprintf(os.Stderr, "%-8s %-22s c=%-3d %8.0f rps  p50 %-9v p99 %-9v CPU/call authd %-7v client %-7v errors %d %s\n",
-		backend, r.Scenario, r.Conc, r.RPS, r.P50, r.P99, r.ServerCPU.Round(time.Microsecond), r.ClientCPU.Round(time.Microsecond), r.Errors, r.ErrSample)
+	fmt.Fprintf(os.Stderr, "%-8s %-22s c=%-3d %8.0f rps  p50 %-9v p99 %-9v CPU/call authd %-7v client %-7v postgres %-7v syscalls %.1f errors %d %s\n",
+		backend, r.Scenario, r.Conc, r.RPS, r.P50, r.P99, r.ServerCPU.Round(time.Microsecond), r.ClientCPU.Round(time.Microsecond), r.DBCPU.Round(time.Microsecond), r.Syscalls, r.Errors, r.ErrSample)
 }
 
 // freshDatabase returns a DATABASE__URL for a new database and a function
@@ -270,9 +276,35 @@ func (s *server) stop() {
 }
 
 // cpuTime reads the authd process's CPU time so far, user and system, all
-// threads (/proc/PID/stat utime and stime, in clock ticks of 10 ms).
-func (s *server) cpuTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+// threads.
+func (s *server) cpuTime() time.Duration { return procCPU(s.cmd.Process.Pid) }
+
+// syscalls reads the authd process's read and write system calls so far
+// (/proc/PID/io syscr + syscw).
+func (s *server) syscalls() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscr: "); ok {
+			x, _ := strconv.ParseInt(v, 10, 64)
+			n += x
+		}
+		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+			x, _ := strconv.ParseInt(v, 10, 64)
+			n += x
+		}
+	}
+	return n
+}
+
+// procCPU reads a process's CPU time so far, user and system, all threads
+// (/proc/PID/stat utime and stime, in clock ticks of 10 ms); 0 if it is
+// gone.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -284,6 +316,25 @@ func (s *server) cpuTime() time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// postgresCPU is the CPU time so far of every process on this machine
+// named postgres (the server and its backends; a backend that exits takes
+// its count with it, so this reads low across connection churn). 0 when
+// PostgreSQL runs elsewhere.
+func postgresCPU() time.Duration {
+	dirs, _ := os.ReadDir("/proc")
+	var sum time.Duration
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
+			sum += procCPU(pid)
+		}
+	}
+	return sum
 }
 
 // peakRSS reads the authd process's peak resident set (VmHWM).

@@ -26,6 +26,11 @@ type result struct {
 	// ClientCPU is this load tool's CPU time per successful call (the
 	// gRPC client, or the direct SQL of a ceiling).
 	ClientCPU time.Duration
+	// DBCPU is the PostgreSQL server processes' CPU time per successful
+	// call (0 on SQLite, whose CPU is the caller's).
+	DBCPU time.Duration
+	// Syscalls is authd's read and write system calls per successful call.
+	Syscalls float64
 }
 
 // call performs one request for worker w (0 <= w < conc).
@@ -38,6 +43,8 @@ type tally struct {
 	elapsed    time.Duration
 	cpu        time.Duration // authd's CPU time over the runs
 	selfCPU    time.Duration // this process's CPU time over the runs
+	dbCPU      time.Duration // PostgreSQL's CPU time over the runs
+	syscalls   int64         // authd's read and write system calls over the runs
 	sample     string        // one error message
 }
 
@@ -52,6 +59,8 @@ func (t *tally) merge(o *tally) {
 	t.elapsed += o.elapsed
 	t.cpu += o.cpu
 	t.selfCPU += o.selfCPU
+	t.dbCPU += o.dbCPU
+	t.syscalls += o.syscalls
 	if t.sample == "" {
 		t.sample = o.sample
 	}
@@ -67,11 +76,20 @@ func (t *tally) result(name string, conc int) result {
 		ErrSample: t.sample,
 		ServerCPU: t.cpu / time.Duration(max(t.ok, 1)),
 		ClientCPU: t.selfCPU / time.Duration(max(t.ok, 1)),
+		DBCPU:     t.dbCPU / time.Duration(max(t.ok, 1)),
+		Syscalls:  float64(t.syscalls) / float64(max(t.ok, 1)),
 	}
 }
 
 // cpuMeter reads the server's cumulative CPU time.
 type cpuMeter func() time.Duration
+
+// dbMeter reads the database server's cumulative CPU time: postgresCPU
+// while a PostgreSQL backend is measured, else nothing.
+var dbMeter cpuMeter = func() time.Duration { return 0 }
+
+// sysMeter reads authd's read and write system calls so far.
+var sysMeter = func() int64 { return 0 }
 
 // drive runs conc workers calling fn back to back for d and measures each
 // call's latency and the server's CPU time (cpu may be nil).
@@ -108,7 +126,7 @@ func run(ctx context.Context, conc int, d time.Duration, fn call, cpu cpuMeter) 
 		fails  atomic.Int64
 		sample atomic.Value
 	)
-	start, cpu0, self0 := time.Now(), cpu(), selfCPU()
+	start, cpu0, self0, db0, sys0 := time.Now(), cpu(), selfCPU(), dbMeter(), sysMeter()
 	for w := range conc {
 		wg.Add(1)
 		go func() {
@@ -137,7 +155,7 @@ func run(ctx context.Context, conc int, d time.Duration, fn call, cpu cpuMeter) 
 		}()
 	}
 	wg.Wait()
-	t.elapsed, t.cpu, t.selfCPU = time.Since(start), cpu()-cpu0, selfCPU()-self0
+	t.elapsed, t.cpu, t.selfCPU, t.dbCPU, t.syscalls = time.Since(start), cpu()-cpu0, selfCPU()-self0, dbMeter()-db0, sysMeter()-sys0
 	t.ok, t.errors = ok.Load(), fails.Load()
 	if s, _ := sample.Load().(string); s != "" {
 		t.sample = s

@@ -39,6 +39,14 @@ func NewURL(t testing.TB) string {
 // Open returns a new migrated database, closed when the test ends.
 func Open(t testing.TB) *store.DB {
 	t.Helper()
+	db, _ := OpenWithURL(t)
+	return db
+}
+
+// OpenWithURL is Open that also returns the database's DATABASE__URL, for
+// a test that connects to it another way too.
+func OpenWithURL(t testing.TB) (*store.DB, string) {
+	t.Helper()
 	ctx := context.Background()
 	var url string
 	if Backend() == dialect.Postgres {
@@ -56,7 +64,7 @@ func Open(t testing.TB) *store.DB {
 			t.Fatalf("testdb: migrate: %v", err)
 		}
 	}
-	return db
+	return db, url
 }
 
 // SkipUnless skips the test unless the suite runs on backend d.

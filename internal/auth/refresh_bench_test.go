@@ -1,0 +1,143 @@
+package auth_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"entgo.io/ent/dialect"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/placebrain/auth/internal/auth"
+	"github.com/placebrain/auth/internal/ceiling"
+	"github.com/placebrain/auth/internal/store"
+	"github.com/placebrain/auth/internal/testutil/testdb"
+	"github.com/placebrain/auth/internal/token"
+)
+
+// BenchmarkRefresh rotates refresh tokens in this process, without gRPC,
+// at 1 and 8 concurrent callers, each following its own chain of fresh
+// tokens as cmd/authbench's RefreshTokens scenario does:
+//
+//   - service: Service.Refresh (ent, database/sql, the audit event, the
+//     signed access token);
+//   - sql: the same transaction's statements issued directly
+//     (internal/ceiling: pgx on PostgreSQL, database/sql on SQLite), the
+//     load tool's ceiling (c).
+//
+// Their ratio is the service's own overhead on the rotation, apart from
+// the gRPC round trip. TEST_BACKEND=postgres runs it on PostgreSQL:
+//
+//	TEST_BACKEND=postgres go test -run '^$' -bench Refresh -count 6 ./internal/auth/
+func BenchmarkRefresh(b *testing.B) {
+	db, url := testdb.OpenWithURL(b)
+	ctx := context.Background()
+	access, err := token.NewIssuer([]byte("refresh-benchmark-secret-0123456789"), "placebrain-auth", 15*time.Minute, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc := auth.New(db, auth.Options{AccessTokens: access, RefreshTokenTTL: 30 * 24 * time.Hour})
+	now := time.Now().UTC()
+	u, err := db.Ent.User.Create().SetUsername("bench").SetEmail("bench@example.com").SetEmailNormalized("bench@example.com").
+		SetPasswordHash("x").SetIsVerified(true).SetCreatedAt(now).SetUpdatedAt(now).Save(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// newChain stores the first token of a new family and returns its text.
+	newChain := func() (string, error) {
+		fam, err := db.Ent.TokenFamily.Create().SetUserID(u.ID).SetCreatedAt(now).Save(ctx)
+		if err != nil {
+			return "", err
+		}
+		rt, hash, err := token.NewRefreshToken()
+		if err != nil {
+			return "", err
+		}
+		return rt, db.Ent.RefreshToken.Create().SetUserID(u.ID).SetFamilyID(fam.ID).SetTokenHash(hash).
+			SetCreatedAt(now).SetExpiresAt(now.Add(time.Hour)).Exec(ctx)
+	}
+	sqlRotate := sqlRotation(b, db, url)
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("service/c=%d", conc), func(b *testing.B) {
+			rotate(b, conc, newChain, func(rt string) (string, error) {
+				p, err := svc.Refresh(ctx, rt)
+				return p.RefreshToken, err
+			})
+		})
+		b.Run(fmt.Sprintf("sql/c=%d", conc), func(b *testing.B) {
+			rotate(b, conc, newChain, sqlRotate)
+		})
+	}
+}
+
+// sqlRotation returns a rotation through internal/ceiling on db.
+func sqlRotation(b *testing.B, db *store.DB, url string) func(string) (string, error) {
+	ctx := context.Background()
+	var refresh func(hash, next []byte) error
+	if db.Dialect == dialect.Postgres {
+		dsn, err := store.NormalizeURL(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg, err := pgxpool.ParseConfig(dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = 20 // the service's default pool size
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		refresh = func(hash, next []byte) error { return ceiling.RefreshPG(ctx, pool, hash, next, time.Now().UTC()) }
+	} else {
+		refresh = func(hash, next []byte) error { return ceiling.RefreshSQLite(ctx, db.SQL, hash, next, time.Now().UTC()) }
+	}
+	return func(rt string) (string, error) {
+		hash, err := token.HashRefreshToken(rt)
+		if err != nil {
+			return "", err
+		}
+		next, nextHash, err := token.NewRefreshToken()
+		if err != nil {
+			return "", err
+		}
+		return next, refresh(hash, nextHash)
+	}
+}
+
+// rotate runs b.N rotations spread over conc goroutines, each on its own
+// chain from newChain.
+func rotate(b *testing.B, conc int, newChain func() (string, error), fn func(string) (string, error)) {
+	chains := make([]string, conc)
+	for i := range chains {
+		rt, err := newChain()
+		if err != nil {
+			b.Fatal(err)
+		}
+		chains[i] = rt
+	}
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for i := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt := chains[i]
+			for left.Add(-1) >= 0 {
+				next, err := fn(rt)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				rt = next
+			}
+		}()
+	}
+	wg.Wait()
+}
