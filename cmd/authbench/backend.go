@@ -138,7 +138,7 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 			br.Ceiling[sc.name][c] = ceil
 		}
 	}
-	if o.only != "" {
+	if o.only != "" && o.only != onlyLoaded {
 		return br, nil
 	}
 	// Cheap RPCs while Login saturates the hashing pool.

@@ -7,7 +7,35 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 )
+
+// Jobs run on threads at the lowest scheduling priority: SCHED_IDLE, or
+// nice 19 where the kernel refuses it.
+func TestPoolWorkersLowestPriority(t *testing.T) {
+	pool := NewPool(1, 0)
+	var (
+		attr *unix.SchedAttr
+		nice int
+		err  error
+	)
+	if err := pool.Do(context.Background(), func() {
+		attr, err = unix.SchedGetAttr(0, 0)
+		nice, _ = unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("sched_getattr: %v", err)
+	}
+	if attr.Policy != unix.SCHED_IDLE && 20-nice != 19 {
+		t.Errorf("worker thread: policy %d, nice %d; want SCHED_IDLE (%d) or nice 19", attr.Policy, 20-nice, unix.SCHED_IDLE)
+	}
+	// The test's own thread keeps its priority.
+	if own, err := unix.SchedGetAttr(0, 0); err == nil && own.Policy == unix.SCHED_IDLE {
+		t.Error("the caller's thread was demoted too")
+	}
+}
 
 // The pool runs at most workers+queue jobs at once and refuses the rest at
 // once with ErrBusy.
