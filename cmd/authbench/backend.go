@@ -53,6 +53,9 @@ type backendResult struct {
 	Loaded   map[string]result
 	LoadedBy result
 	PeakRSS  int64 // bytes, VmHWM of the authd process
+	// DBCPU says whether the results hold PostgreSQL's CPU time: the
+	// server runs on this machine.
+	DBCPU bool
 }
 
 // server is a running authd with clients and prepared data.
@@ -98,10 +101,11 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 	}
 	dbMeter = func() time.Duration { return 0 }
 	sysMeter = s.syscalls
-	if s.db.Dialect == dialect.Postgres {
+	localPG := s.db.Dialect == dialect.Postgres && postgresCPU() > 0
+	if localPG {
 		dbMeter = postgresCPU
 	}
-	br := &backendResult{Name: name, Location: s.db.Location, Ceiling: map[string]map[int]result{},
+	br := &backendResult{Name: name, Location: s.db.Location, DBCPU: localPG, Ceiling: map[string]map[int]result{},
 		Idle: map[string]result{}, Loaded: map[string]result{}}
 	scen := s.scenarios()
 	for _, c := range o.conc {
@@ -303,7 +307,12 @@ func (s *server) syscalls() int64 {
 // procCPU reads a process's CPU time so far, user and system, all threads
 // (/proc/PID/stat utime and stime, in clock ticks of 10 ms); 0 if it is
 // gone.
-func procCPU(pid int) time.Duration {
+func procCPU(pid int) time.Duration { return procStat(pid, false) }
+
+// procStat reads /proc/PID/stat's utime and stime and, with children, also
+// cutime and cstime: the CPU time of its children that have exited and
+// been waited for.
+func procStat(pid int, children bool) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
@@ -313,15 +322,23 @@ func procCPU(pid int) time.Duration {
 	if len(f) < 13 {
 		return 0
 	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	fields := f[11:13]
+	if children && len(f) >= 15 {
+		fields = f[11:15]
+	}
+	var ticks int64
+	for _, v := range fields {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // postgresCPU is the CPU time so far of every process on this machine
-// named postgres (the server and its backends; a backend that exits takes
-// its count with it, so this reads low across connection churn). 0 when
-// PostgreSQL runs elsewhere.
+// named postgres: the server, its backends and workers, and (through the
+// server's cutime and cstime) those that have exited. It counts every
+// database on the server, not only the benchmark's. 0 when PostgreSQL runs
+// elsewhere.
 func postgresCPU() time.Duration {
 	dirs, _ := os.ReadDir("/proc")
 	var sum time.Duration
@@ -331,7 +348,7 @@ func postgresCPU() time.Duration {
 			continue
 		}
 		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(comm)) == "postgres" {
-			sum += procCPU(pid)
+			sum += procStat(pid, true)
 		}
 	}
 	return sum

@@ -48,7 +48,7 @@ func realMain(ctx context.Context) error {
 	var o options
 	var conc, backends string
 	flag.StringVar(&o.authd, "authd", "bin/authd", "the authd binary to measure")
-	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the report")
+	flag.StringVar(&o.out, "out", "", "also write the report to this file (make bench: BENCHMARKS.md)")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "how long each scenario runs at each concurrency")
 	flag.StringVar(&conc, "conc", "1,8,64,256", "concurrency levels")
 	flag.StringVar(&backends, "backends", "postgres,sqlite", "database backends")

@@ -35,7 +35,7 @@ func (r *report) markdown() string {
 	bc := bcryptCeiling(r.cpus, r.bcryptCompare)
 	for _, br := range r.backends {
 		p("## %s (%s)\n\n", br.Name, br.Location)
-		pg := br.Name == "postgres"
+		pg := br.DBCPU
 		p("| scenario | conc | rps | p50 | p95 | p99 | errors | CPU/call: authd | load tool | PostgreSQL |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, c := range r.opts.conc {
 			for _, res := range br.Results {
@@ -84,7 +84,7 @@ func (r *report) markdown() string {
 	p("- **ValidateToken**: one HMAC-SHA256 verification; bounded by the gRPC round trip itself, i.e. by (a).\n")
 	p("- **GetMe, GetUserByEmail**: one indexed SELECT by primary key or unique e-mail; bounded by the round trip plus one database query.\n")
 	p("- **Login**: one bcrypt comparison at cost 12 (~%v on one core here); the hashing pool (one worker per CPU, lowest OS priority) runs them back to back; past its queue (32) further logins are refused at once with SERVER_BUSY, which is the errors column at high concurrency.\n", r.bcryptCompare.Round(time.Millisecond))
-	p("- **RefreshTokens**: one write transaction of six round trips (BEGIN; one SELECT that reads the token with its family and user and locks token and family; UPDATE used_at; INSERT audit event; INSERT new token; COMMIT), then the access token is signed. (c) runs the same statements from this process. The rotation also costs one gRPC round trip, which is at least (a): the bound column is the ratio a call costing exactly (a) + (c) would reach. In one process, without gRPC, the service's rotation runs at 0.83–0.96 of (c)'s statements (`make bench-go`, BenchmarkRefresh: service vs sql); the rest of the gap is the round trip between two processes, which costs a rotation more than a health Check because every process sleeps and wakes between the six round trips, and a third busy process on the shared CPUs: PostgreSQL spends more CPU per transaction when authd runs beside it (CPU columns). On SQLite (c) is cheaper than (a) itself, since the database is a file in the caller's process, and every transaction waits for the one before it.\n")
+	p("- **RefreshTokens**: one write transaction of six round trips (BEGIN; one SELECT that reads the token with its family and user and locks token and family; UPDATE used_at; INSERT audit event; INSERT new token; COMMIT), then the access token is signed. (c) runs the same statements from this process. The rotation also costs one gRPC round trip, which is at least (a): the bound column is the ratio a call costing exactly (a) + (c) would reach. `make bench-go` compares the service's rotation with (c)'s statements in one process, without gRPC (BenchmarkRefresh: service vs sql); what a rotation costs beyond that is the round trip between two processes, which costs a rotation more than a health Check because every process sleeps and wakes between the six round trips, and a third busy process on the shared CPUs: PostgreSQL spends more CPU per transaction when authd runs beside it (CPU columns). On SQLite (c) is cheaper than (a) itself, since the database is a file in the caller's process, and every transaction waits for the one before it.\n")
 	p("- **Register**: one bcrypt hash at cost 12 plus a write transaction; bounded like Login.\n")
 	p("- **Mix**: 45%% ValidateToken, 40%% GetMe, 10%% RefreshTokens, 3%% Login, 2%% Register, the shape of the gateway's traffic; the logins and registrations take most of the CPU.\n")
 	return b.String()
@@ -102,7 +102,7 @@ func find(rs []result, name string, conc int) result {
 // cpuCells are the CPU times per successful call, in µs, of authd ("–"
 // for a ceiling that does not call it), of this load tool, and of the
 // PostgreSQL server when pg ("–" on SQLite, which runs inside authd or,
-// for (c), inside the load tool).
+// for (c), inside the load tool, and for a PostgreSQL on another machine).
 func cpuCells(r result, pg bool) string {
 	us := func(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
 	authd, db := us(r.ServerCPU), "–"

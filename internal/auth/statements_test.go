@@ -6,7 +6,26 @@ import (
 	"testing"
 
 	"entgo.io/ent/dialect"
+
+	"github.com/placebrain/auth/internal/ceiling"
 )
+
+// The load tool's ceiling (c) and BenchmarkRefresh's baseline issue the
+// same statements as the rotation, apart from quoting and the AS of table
+// aliases, so the ratio measures the service and not different SQL.
+func TestCeilingStatements(t *testing.T) {
+	plain := strings.NewReplacer(`"`, "", "`", "", " AS ", " ")
+	for _, d := range []string{dialect.Postgres, dialect.SQLite} {
+		s := newStatements(d)
+		ours := []string{s.lockToken, s.markUsed, s.insertAudit, s.insertToken}
+		theirs := ceiling.Statements(d)
+		for i := range ours {
+			if got, want := plain.Replace(theirs[i]), plain.Replace(ours[i]); got != want {
+				t.Errorf("%s statement %d:\nceiling  %s\nrotation %s", d, i, got, want)
+			}
+		}
+	}
+}
 
 // The rotation's lock statement locks the token and the family rows on
 // PostgreSQL and carries no lock clause on SQLite (which has none; its

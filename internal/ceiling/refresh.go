@@ -14,30 +14,43 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ErrNotFresh means the presented token was already used or its family
-// revoked: the caller's token chain is broken.
+// ErrNotFresh means the presented token was already used, has expired or
+// its family was revoked: the caller's token chain is broken.
 var ErrNotFresh = errors.New("ceiling: refresh token not fresh")
 
-// The rotation's statements, as internal/auth issues them: read the
-// presented token (by its SHA-256 hash) with its family and user, locking
-// the token's and the family's rows; mark it used; write the audit event;
-// insert its child.
+// The rotation's statements, as internal/auth issues them (its
+// TestCeilingStatements compares them): read the presented token (by its
+// SHA-256 hash) with its family and user, locking the token's and the
+// family's rows; mark it used; write the audit event; insert its child.
 const (
 	pgLock = `SELECT t.id, t.user_id, t.family_id, t.used_at, t.expires_at, f.revoked_at, u.email, u.username ` +
 		`FROM refresh_tokens t JOIN token_families f ON t.family_id = f.id JOIN users u ON t.user_id = u.id WHERE t.token_hash = $1 FOR UPDATE OF t, f`
 	pgMarkUsed = `UPDATE refresh_tokens SET used_at = $1 WHERE id = $2`
-	pgAudit    = `INSERT INTO audit_events (id, created_at, event, user_id) VALUES ($1, $2, 'token_refreshed', $3)`
+	pgAudit    = `INSERT INTO audit_events (id, created_at, event, user_id, reason) VALUES ($1, $2, $3, $4, $5)`
 	pgInsert   = `INSERT INTO refresh_tokens (id, created_at, user_id, family_id, parent_id, token_hash, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`
 
 	sqliteLock = `SELECT t.id, t.user_id, t.family_id, t.used_at, t.expires_at, f.revoked_at, u.email, u.username ` +
 		`FROM refresh_tokens t JOIN token_families f ON t.family_id = f.id JOIN users u ON t.user_id = u.id WHERE t.token_hash = ?`
 	sqliteMarkUsed = `UPDATE refresh_tokens SET used_at = ? WHERE id = ?`
-	sqliteAudit    = `INSERT INTO audit_events (id, created_at, event, user_id) VALUES (?, ?, 'token_refreshed', ?)`
+	sqliteAudit    = `INSERT INTO audit_events (id, created_at, event, user_id, reason) VALUES (?, ?, ?, ?, ?)`
 	sqliteInsert   = `INSERT INTO refresh_tokens (id, created_at, user_id, family_id, parent_id, token_hash, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`
 )
 
 // childTTL is the new token's lifetime (the service's default, 30 days).
 const childTTL = 30 * 24 * time.Hour
+
+// auditEvent is the audit event a rotation writes (its reason is NULL).
+const auditEvent = "token_refreshed"
+
+// Statements returns the rotation's statements for the ent dialect d
+// ("postgres" or "sqlite3"), in the order they run: lock, mark used,
+// audit event, new token.
+func Statements(d string) []string {
+	if d == "postgres" {
+		return []string{pgLock, pgMarkUsed, pgAudit, pgInsert}
+	}
+	return []string{sqliteLock, sqliteMarkUsed, sqliteAudit, sqliteInsert}
+}
 
 // RefreshPG rotates the token whose SHA-256 hash is hash to a child whose
 // hash is nextHash, in one transaction on pool (pgx, no database/sql).
@@ -55,13 +68,13 @@ func RefreshPG(ctx context.Context, pool *pgxpool.Pool, hash, nextHash []byte, n
 	if err := tx.QueryRow(ctx, pgLock, hash).Scan(&id, &user, &family, &used, &expires, &revoked, &email, &username); err != nil {
 		return err
 	}
-	if revoked != nil || used != nil {
+	if revoked != nil || used != nil || !now.Before(expires) {
 		return ErrNotFresh
 	}
 	if _, err := tx.Exec(ctx, pgMarkUsed, now, id); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, pgAudit, uuid.New(), now, user); err != nil {
+	if _, err := tx.Exec(ctx, pgAudit, uuid.New(), now, auditEvent, user, nil); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, pgInsert, uuid.New(), now, user, family, id, nextHash, now.Add(childTTL)); err != nil {
@@ -85,13 +98,13 @@ func RefreshSQLite(ctx context.Context, db *sql.DB, hash, nextHash []byte, now t
 	if err := tx.QueryRowContext(ctx, sqliteLock, hash).Scan(&id, &user, &family, &used, &expires, &revoked, &email, &username); err != nil {
 		return err
 	}
-	if revoked.Valid || used.Valid {
+	if revoked.Valid || used.Valid || !now.Before(expires) {
 		return ErrNotFresh
 	}
 	if _, err := tx.ExecContext(ctx, sqliteMarkUsed, now, id); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, sqliteAudit, uuid.NewString(), now, user); err != nil {
+	if _, err := tx.ExecContext(ctx, sqliteAudit, uuid.NewString(), now, auditEvent, user, nil); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, sqliteInsert, uuid.NewString(), now, user, family, id, nextHash, now.Add(childTTL)); err != nil {

@@ -12,9 +12,20 @@ import (
 // queue. Each worker owns an OS thread in Linux's SCHED_IDLE class (or at
 // nice 19 where that is refused), the lowest scheduling priority: while
 // hashing saturates the CPU, the kernel runs cheap RPCs (token validation,
-// look-ups) first, preempting a hash as soon as one wakes. Under
-// cmd/authbench's load test, ValidateToken's p99 while Login saturated the
-// CPU was 2.4–3.4× its idle p99 with nice 19 and 1.8–2.4× with SCHED_IDLE. With OwnProcs the workers
+// look-ups) first, preempting a hash as soon as one wakes. With
+// `authbench -only loaded` on a 2-CPU VM, ValidateToken's p99 while Login
+// saturated the CPU was 2.5–3.1× its idle p99 on PostgreSQL and 2.4–3.4× on
+// SQLite at nice 19 (four runs), 1.5–1.8× and 1.9–2.6× with SCHED_IDLE
+// (three runs).
+//
+// The price: SCHED_IDLE has no aging. While normal-priority work keeps
+// every CPU busy (a flood of cheap RPCs, or other processes on the host),
+// hashing nearly stops; logins wait, the queue fills, and further logins
+// are refused with ErrBusy at once. A Go stop-the-world (garbage
+// collection) must also wait for a hashing thread to take its preemption
+// signal, which on a host saturated by other processes can lengthen the
+// pause. Give authd CPUs of its own (a container CPU request) in
+// production. With OwnProcs the workers
 // also never take the Go scheduler's processors away from the rest.
 type Pool struct {
 	jobs  chan job
@@ -73,15 +84,17 @@ func (p *Pool) work() {
 		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 	}
 	for j := range p.jobs {
-		p.started()
 		j.fn()
-		p.ended()
 		close(j.done)
 	}
 }
 
-// started and ended count running jobs and, with OwnProcs, raise
-// GOMAXPROCS when the first starts and restore it when the last ends.
+// started and ended count the jobs handed to the pool and not yet done
+// and, with OwnProcs, raise GOMAXPROCS when the first arrives and restore
+// it when the last ends. They run on the callers' goroutines, never on a
+// worker's thread: GOMAXPROCS stops the world until it returns, and a
+// SCHED_IDLE thread could wait a long time for a CPU while normal work
+// keeps them busy.
 func (p *Pool) started() {
 	if !p.ownProcs {
 		return
@@ -133,6 +146,8 @@ func (p *Pool) Acquire() (func(), error) {
 // run runs fn on a worker, for a caller holding a place.
 func (p *Pool) run(ctx context.Context, fn func()) error {
 	j := job{fn: fn, done: make(chan struct{})}
+	p.started()
+	defer p.ended()
 	select {
 	case p.jobs <- j:
 	case <-ctx.Done():
