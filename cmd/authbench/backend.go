@@ -292,11 +292,7 @@ func (s *server) syscalls() int64 {
 	}
 	var n int64
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "syscr: "); ok {
-			x, _ := strconv.ParseInt(v, 10, 64)
-			n += x
-		}
-		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+		if k, v, ok := strings.Cut(l, ": "); ok && (k == "syscr" || k == "syscw") {
 			x, _ := strconv.ParseInt(v, 10, 64)
 			n += x
 		}
