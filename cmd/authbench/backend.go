@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/internal/ceiling"
 	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/token"
 	"github.com/placebrain/auth/proto/authpb"
@@ -71,6 +73,10 @@ type server struct {
 	refresh []atomic.Pointer[string] // per worker: the next unused refresh token
 	raw     []atomic.Pointer[string] // per worker: the same for the direct SQL ceiling
 	regSeq  atomic.Int64
+
+	rotatorOnce sync.Once // opens rotator on the first (c) call
+	rotator     ceiling.Rotator
+	rotatorErr  error
 }
 
 type benchUser struct {
@@ -263,6 +269,9 @@ func (s *server) dsn() string {
 func (s *server) stop() {
 	for _, c := range s.conns {
 		c.Close()
+	}
+	if s.rotator.Pool != nil {
+		s.rotator.Pool.Close()
 	}
 	if s.db != nil {
 		s.db.Close()

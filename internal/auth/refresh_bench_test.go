@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/placebrain/auth/internal/auth"
 	"github.com/placebrain/auth/internal/ceiling"
@@ -86,37 +85,18 @@ func BenchmarkRefresh(b *testing.B) {
 // sqlRotation returns a rotation through internal/ceiling on db.
 func sqlRotation(b *testing.B, db *store.DB, url string) func(string) (string, error) {
 	ctx := context.Background()
-	var refresh func(hash, next []byte) error
+	r := ceiling.Rotator{DB: db.SQL}
 	if db.Dialect == dialect.Postgres {
 		dsn, err := store.NormalizeURL(url)
 		if err != nil {
 			b.Fatal(err)
 		}
-		cfg, err := pgxpool.ParseConfig(dsn)
-		if err != nil {
+		if r.Pool, err = ceiling.OpenPG(ctx, dsn); err != nil {
 			b.Fatal(err)
 		}
-		cfg.MaxConns = 20 // the service's default pool size
-		pool, err := pgxpool.NewWithConfig(ctx, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(pool.Close)
-		refresh = func(hash, next []byte) error { return ceiling.RefreshPG(ctx, pool, hash, next, time.Now().UTC()) }
-	} else {
-		refresh = func(hash, next []byte) error { return ceiling.RefreshSQLite(ctx, db.SQL, hash, next, time.Now().UTC()) }
+		b.Cleanup(r.Pool.Close)
 	}
-	return func(rt string) (string, error) {
-		hash, err := token.HashRefreshToken(rt)
-		if err != nil {
-			return "", err
-		}
-		next, nextHash, err := token.NewRefreshToken()
-		if err != nil {
-			return "", err
-		}
-		return next, refresh(hash, nextHash)
-	}
+	return func(rt string) (string, error) { return r.Rotate(ctx, rt) }
 }
 
 // rotate runs b.N rotations spread over conc goroutines, each on its own

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/placebrain/auth/internal/token"
 )
 
 // ErrNotFresh means the presented token was already used, has expired or
@@ -50,6 +52,48 @@ func Statements(d string) []string {
 		return []string{pgLock, pgMarkUsed, pgAudit, pgInsert}
 	}
 	return []string{sqliteLock, sqliteMarkUsed, sqliteAudit, sqliteInsert}
+}
+
+// OpenPG opens a pgx pool on dsn (a pgx connection string) with the
+// service's default pool size, 20 connections.
+func OpenPG(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = 20
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// Rotator rotates refresh tokens directly on one database: through Pool
+// (pgx) when it is set, else through DB (database/sql, SQLite).
+type Rotator struct {
+	Pool *pgxpool.Pool
+	DB   *sql.DB
+}
+
+// Rotate presents the refresh token text rt, as Service.Refresh does
+// minus the access token, and returns the text of its child. Errors:
+// token.ErrMalformedRefreshToken, ErrNotFresh, or the database's.
+func (r Rotator) Rotate(ctx context.Context, rt string) (string, error) {
+	hash, err := token.HashRefreshToken(rt)
+	if err != nil {
+		return "", err
+	}
+	next, nextHash, err := token.NewRefreshToken()
+	if err != nil {
+		return "", err
+	}
+	now := time.Now().UTC()
+	if r.Pool != nil {
+		err = RefreshPG(ctx, r.Pool, hash, nextHash, now)
+	} else {
+		err = RefreshSQLite(ctx, r.DB, hash, nextHash, now)
+	}
+	if err != nil {
+		return "", err
+	}
+	return next, nil
 }
 
 // RefreshPG rotates the token whose SHA-256 hash is hash to a child whose

@@ -252,6 +252,21 @@ func TestRefreshErrors(t *testing.T) {
 	wantStatus(t, err, codes.Unauthenticated, "", "REFRESH_TOKEN_EXPIRED")
 }
 
+// refreshAtOnce presents the refresh token rt in n RefreshTokens calls at
+// once and returns each call's answer and error, in call order.
+func (e *env) refreshAtOnce(rt string, n int) ([]*authpb.RefreshTokensResponse, []error) {
+	var wg sync.WaitGroup
+	got := make([]*authpb.RefreshTokensResponse, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			got[i], errs[i] = e.client.RefreshTokens(context.Background(), &authpb.RefreshTokensRequest{RefreshToken: rt})
+		})
+	}
+	wg.Wait()
+	return got, errs
+}
+
 // Login gives R0; five RefreshTokens(R0) at the same moment all succeed
 // (the grace window), and a refresh with any returned token succeeds.
 func TestConcurrentRefreshWithinGrace(t *testing.T) {
@@ -260,17 +275,7 @@ func TestConcurrentRefreshWithinGrace(t *testing.T) {
 	e.verifiedUser(t, "fay", "fay@example.com", pw)
 	r0 := e.login(t, "fay@example.com", pw).GetRefreshToken()
 	const n = 5
-	var wg sync.WaitGroup
-	got := make([]*authpb.RefreshTokensResponse, n)
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got[i], errs[i] = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
-		}()
-	}
-	wg.Wait()
+	got, errs := e.refreshAtOnce(r0, n)
 	for i := range n {
 		if errs[i] != nil {
 			t.Fatalf("concurrent refresh %d: %v", i, errs[i])
@@ -298,17 +303,7 @@ func TestConcurrentRefreshWithoutGrace(t *testing.T) {
 	for round := range 5 {
 		r0 := e.login(t, "gus@example.com", pw).GetRefreshToken()
 		const n = 6
-		var wg sync.WaitGroup
-		got := make([]*authpb.RefreshTokensResponse, n)
-		errs := make([]error, n)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				got[i], errs[i] = e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: r0})
-			}()
-		}
-		wg.Wait()
+		got, errs := e.refreshAtOnce(r0, n)
 		var winner string
 		for i := range n {
 			if errs[i] == nil {
