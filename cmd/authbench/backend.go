@@ -30,7 +30,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/placebrain/auth/ent"
-	"github.com/placebrain/auth/internal/ceiling"
 	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/token"
 	"github.com/placebrain/auth/proto/authpb"
@@ -75,7 +74,7 @@ type server struct {
 	regSeq  atomic.Int64
 
 	rotatorOnce sync.Once // opens rotator on the first (c) call
-	rotator     ceiling.Rotator
+	rotator     rotator
 	rotatorErr  error
 }
 
@@ -270,8 +269,8 @@ func (s *server) stop() {
 	for _, c := range s.conns {
 		c.Close()
 	}
-	if s.rotator.Pool != nil {
-		s.rotator.Pool.Close()
+	if s.rotator.pool != nil {
+		s.rotator.pool.Close()
 	}
 	if s.db != nil {
 		s.db.Close()

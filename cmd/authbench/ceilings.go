@@ -8,7 +8,6 @@ import (
 	"entgo.io/ent/dialect"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/placebrain/auth/internal/ceiling"
 )
 
 // timeBcrypt is ceiling (b)'s unit: the time of one bcrypt comparison at
@@ -34,14 +33,13 @@ func bcryptCeiling(cpus int, one time.Duration) float64 {
 // rawRefresh is ceiling (c): the refresh transaction's SQL statements
 // (read and lock the token with its family and user, mark the token used,
 // write the audit event and the new token) issued directly, without gRPC
-// or ent (internal/ceiling): through pgx on PostgreSQL, database/sql on
-// SQLite. Each worker follows its own chain of fresh tokens, as the
+// or ent (rotation.go): through pgx on PostgreSQL, database/sql on SQLite. Each worker follows its own chain of fresh tokens, as the
 // scenario does.
 func (s *server) rawRefresh(ctx context.Context, w int) error {
 	s.rotatorOnce.Do(func() {
-		s.rotator.DB = s.db.SQL
+		s.rotator.db = s.db.SQL
 		if s.db.Dialect == dialect.Postgres {
-			s.rotator.Pool, s.rotatorErr = ceiling.OpenPG(context.Background(), s.dsn())
+			s.rotator.pool, s.rotatorErr = openPG(context.Background(), s.dsn())
 		}
 	})
 	if s.rotatorErr != nil {

@@ -21,7 +21,6 @@ import (
 	"github.com/placebrain/auth/internal/config"
 	"github.com/placebrain/auth/internal/migrate"
 	"github.com/placebrain/auth/internal/server"
-	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/migrations"
 )
 
@@ -47,15 +46,11 @@ func realMain(ctx context.Context, args []string) error {
 		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
 			return errors.New(usage)
 		}
-		c, err := config.Load(ctx, nil, *dev)
+		c, err := config.Load(ctx, nil, config.Options{Dev: *dev})
 		if err != nil {
 			return err
 		}
-		log, err := newLogger(c.LogLevel)
-		if err != nil {
-			return err
-		}
-		return server.Run(ctx, c, log)
+		return server.Run(ctx, c, newLogger(c.Log.Level))
 	case "migrate":
 		if len(args) != 2 {
 			return errors.New(usage)
@@ -69,19 +64,19 @@ func realMain(ctx context.Context, args []string) error {
 	}
 }
 
-// runMigrate needs only DATABASE__URL (or DATA__DIR for the embedded
-// SQLite file), so DBAs can run it without the service's secrets.
+// runMigrate reads only DATABASE__* and DATA__DIR (config.Storage), so DBAs
+// can run it without the service's secrets.
 func runMigrate(ctx context.Context, cmd string) error {
-	dataDir := os.Getenv("DATA__DIR")
-	if dataDir == "" {
-		dataDir = "./data"
+	c, err := config.Load(ctx, nil, config.Options{Sections: config.Storage})
+	if err != nil {
+		return err
 	}
-	db, err := store.Open(ctx, store.Config{URL: os.Getenv("DATABASE__URL"), DataDir: dataDir, Pool: store.PoolConfig{MaxOpenConns: 4}})
+	db, err := server.OpenDB(ctx, c, nil)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	log, _ := newLogger("info")
+	log := newLogger(slog.LevelInfo)
 	fmt.Fprintf(os.Stderr, "database: %s\n", db.Location)
 	m := migrate.New(db.SQL, db.Dialect, migrations.For(db.Dialect), log)
 	switch cmd {
@@ -109,10 +104,7 @@ func runMigrate(ctx context.Context, cmd string) error {
 	}
 }
 
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("LOG__LEVEL: %w", err)
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+// newLogger returns the JSON logger on stderr.
+func newLogger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }

@@ -1,7 +1,10 @@
-// Package auth is the domain logic of the auth service: registration,
-// login, refresh-token rotation with reuse detection, logout, e-mail
-// verification by OTP, and user look-ups. It speaks in domain types and the
-// closed set of errors in errors.go; it knows nothing of gRPC.
+// Package auth holds the rules of the auth service: registration, login
+// and its throttling, refresh-token rotation with reuse detection, logout,
+// e-mail verification by OTP, and user look-ups. Each decision is a plain
+// function (refresh.go, throttle.go, otp.go) and the Service runs them
+// against a Store (data.go), which internal/store implements. It speaks in
+// domain types and the closed set of errors in errors.go; it imports no
+// gRPC and no database code.
 package auth
 
 import (
@@ -13,13 +16,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/placebrain/auth/ent"
-	"github.com/placebrain/auth/ent/auditevent"
-	"github.com/placebrain/auth/ent/user"
 	"github.com/placebrain/auth/internal/identity"
 	"github.com/placebrain/auth/internal/otp"
 	"github.com/placebrain/auth/internal/password"
-	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/token"
 )
 
@@ -30,42 +29,34 @@ type Options struct {
 	OTPKeys      *otp.Keyer
 	// RefreshTokenTTL is the lifetime of each refresh token.
 	RefreshTokenTTL time.Duration
-	// OTPTTL is how long a code is valid.
-	OTPTTL time.Duration
-	// OTPMaxAttempts is how many attempts one code allows.
-	OTPMaxAttempts int
-	// OTPCooldown is the least time between two codes for one user.
-	OTPCooldown time.Duration
-	// OTPDailyLimit caps the codes one user can be sent in 24 hours, which
-	// caps guesses at OTPDailyLimit*OTPMaxAttempts a day.
-	OTPDailyLimit int
+	// RefreshReuseGrace is how long after a refresh token's rotation the
+	// same token is still accepted (concurrent tabs, a lost response); each
+	// such call gets a new token in the same family. Zero disables it.
+	RefreshReuseGrace time.Duration
+	// OTP limits verification codes.
+	OTP OTPPolicy
+	// Login throttles failed logins.
+	Login LoginPolicy
+	// AuditRetention is how long audit events are kept (zero: forever).
+	AuditRetention time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// MailQueued, when set, is called after a transaction that queued
 	// an e-mail commits (it wakes the outbox dispatcher).
 	MailQueued func()
-	// RefreshReuseGrace is how long after a refresh token's rotation the
-	// same token is still accepted (concurrent tabs, a lost response); each
-	// such call gets a new token in the same family. Zero disables it.
-	RefreshReuseGrace time.Duration
-	// Login throttles failed logins.
-	Login LoginPolicy
-	// AuditRetention is how long audit events are kept (zero: forever).
-	AuditRetention time.Duration
 	// Log receives security events, with user ids and never secrets or
 	// e-mail addresses.
 	Log *slog.Logger
 }
 
-// Service implements the auth operations on one database.
+// Service implements the auth operations on one Store.
 type Service struct {
-	db  *ent.Client
-	sql statements // for db's dialect
-	o   Options
+	db Store
+	o  Options
 }
 
 // New returns a Service on db.
-func New(db *store.DB, o Options) *Service {
+func New(db Store, o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -75,7 +66,7 @@ func New(db *store.DB, o Options) *Service {
 	if o.MailQueued == nil {
 		o.MailQueued = func() {}
 	}
-	return &Service{db: db.Ent, sql: newStatements(db.Dialect), o: o}
+	return &Service{db: db, o: o}
 }
 
 // User is a user as the API shows it.
@@ -86,6 +77,10 @@ type User struct {
 	Verified bool
 }
 
+func (a Account) user() User {
+	return User{ID: a.ID, Username: a.Username, Email: a.Email, Verified: a.Verified}
+}
+
 // TokenPair is what a successful login or refresh returns.
 type TokenPair struct {
 	AccessToken  string
@@ -94,10 +89,27 @@ type TokenPair struct {
 
 func (s *Service) now() time.Time { return s.o.Now().UTC() }
 
+// audit records a security event outside a unit of work. A failure to
+// record is logged by the store and ignored: it must not fail the
+// operation.
+func (s *Service) audit(ctx context.Context, event Event, userID uuid.UUID, reason string, now time.Time) {
+	if err := s.db.RecordAudit(ctx, AuditEvent{Event: event, UserID: userID, Reason: reason, At: now}); err != nil {
+		s.o.Log.ErrorContext(ctx, "audit: record event", "event", event, "user_id", userID, "error", err)
+	}
+}
+
+// auditTx records a security event in a unit of work, so that it commits
+// with the change it describes; its error fails the unit of work (a failed
+// statement aborts a PostgreSQL transaction).
+func auditTx(ctx context.Context, tx Tx, event Event, userID uuid.UUID, reason string, now time.Time) error {
+	return tx.RecordAudit(ctx, AuditEvent{Event: event, UserID: userID, Reason: reason, At: now})
+}
+
 // Register creates an unverified user, its first OTP and the outbox e-mail
 // that carries it, in one transaction, and returns the user's id. Errors:
 // INVALID_INPUT for a bad username, e-mail or password (8 to 72 bytes),
-// ErrEmailTaken when the normalized e-mail is registered.
+// ErrEmailTaken when the normalized e-mail is registered, ErrServerBusy
+// when the hashing pool is full.
 func (s *Service) Register(ctx context.Context, username, email, pw string) (uuid.UUID, error) {
 	name, err := identity.NormalizeUsername(username)
 	if err != nil {
@@ -121,26 +133,16 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	}
 	now := s.now()
 	var id uuid.UUID
-	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		u, err := tx.User.Create().
-			SetUsername(name).
-			SetEmail(addr.Address).
-			SetEmailNormalized(addr.Canonical).
-			SetPasswordHash(hash).
-			SetCreatedAt(now).
-			SetUpdatedAt(now).
-			Save(ctx)
-		if ent.IsConstraintError(err) {
-			return ErrEmailTaken
-		}
+	err = s.db.InTx(ctx, func(tx Tx) error {
+		var err error
+		id, err = tx.CreateUser(ctx, NewAccount{Username: name, Email: addr.Address, EmailCanonical: addr.Canonical, PasswordHash: hash, CreatedAt: now})
 		if err != nil {
-			return fmt.Errorf("create user: %w", err)
-		}
-		id = u.ID
-		if err := s.auditTx(ctx, tx.Client(), auditevent.EventRegister, u.ID, "", now); err != nil {
 			return err
 		}
-		_, err = s.issueOTP(ctx, tx, u.ID, now)
+		if err := auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
+			return err
+		}
+		_, err = s.issueOTP(ctx, tx, id, now)
 		return err
 	})
 	if err != nil {
@@ -155,12 +157,12 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 // Unknown e-mail and wrong password both give ErrInvalidCredentials after
 // one bcrypt comparison at the same cost; a correct password on an
 // unverified account gives ErrEmailNotVerified. Attempts are counted per
-// address (known or not) before the password is checked; past
-// Login.MaxFailures within Login.Window the address is locked for
-// Login.Lockout and every login for it, right or wrong, gets
-// ErrLoginThrottled without a password check (OWASP Authentication Cheat
-// Sheet, "Account Lockout"). A correct password resets the count; a
-// success rehashes a password stored at another cost.
+// address (known or not) before the password is checked (see
+// LoginPolicy.admit): past Login.MaxFailures within Login.Window the
+// address is locked for Login.Lockout and every login for it, right or
+// wrong, gets ErrLoginThrottled without a password check (OWASP
+// Authentication Cheat Sheet, "Account Lockout"). A correct password
+// resets the count; a success rehashes a password stored at another cost.
 func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error) {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -177,28 +179,25 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	}
 	defer release()
 	now := s.now()
-	key := s.throttleKey(addr.Canonical)
-	u, err := s.userByEmail(ctx, s.db, addr)
+	key := s.o.Login.key(addr.Canonical)
+	u, err := s.db.UserByEmail(ctx, addr.Canonical)
+	known := err == nil
 	if err != nil && !errors.Is(err, ErrUserNotFound) {
 		return TokenPair{}, err
-	}
-	var uid uuid.UUID
-	if u != nil {
-		uid = u.ID
 	}
 	until, err := s.admitLogin(ctx, key, now)
 	if err != nil {
 		return TokenPair{}, err
 	}
 	if !until.IsZero() {
-		s.audit(ctx, s.db, auditevent.EventLoginThrottled, uid, "", now)
+		s.audit(ctx, EventLoginThrottled, u.ID, "", now)
 		return TokenPair{}, withRetry(ErrLoginThrottled, until.Sub(now))
 	}
 	fail := func(reason string) (TokenPair, error) {
-		s.audit(ctx, s.db, auditevent.EventLoginFailed, uid, reason, now)
+		s.audit(ctx, EventLoginFailed, u.ID, reason, now)
 		return TokenPair{}, ErrInvalidCredentials
 	}
-	if u == nil {
+	if !known {
 		if err := s.o.Passwords.CompareDummy(ctx, pw); !errors.Is(err, password.ErrMismatch) {
 			return TokenPair{}, busy(err)
 		}
@@ -217,8 +216,8 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	if err := s.resetFailures(ctx, key); err != nil {
 		return TokenPair{}, err
 	}
-	if !u.IsVerified {
-		s.audit(ctx, s.db, auditevent.EventLoginFailed, u.ID, "email_not_verified", now)
+	if !u.Verified {
+		s.audit(ctx, EventLoginFailed, u.ID, "email_not_verified", now)
 		return TokenPair{}, ErrEmailNotVerified
 	}
 	var rehash string
@@ -228,20 +227,20 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		}
 	}
 	var refresh string
-	err = store.WithTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = s.db.InTx(ctx, func(tx Tx) error {
 		if rehash != "" {
-			if err := tx.User.UpdateOneID(u.ID).SetPasswordHash(rehash).SetUpdatedAt(now).Exec(ctx); err != nil {
-				return fmt.Errorf("rehash password: %w", err)
+			if err := tx.SetPasswordHash(ctx, u.ID, rehash, now); err != nil {
+				return err
 			}
 		}
-		family, err := tx.TokenFamily.Create().SetUserID(u.ID).SetCreatedAt(now).Save(ctx)
+		family, err := tx.CreateTokenFamily(ctx, u.ID, now)
 		if err != nil {
-			return fmt.Errorf("create token family: %w", err)
-		}
-		if err := s.auditTx(ctx, tx.Client(), auditevent.EventLoginSucceeded, u.ID, "", now); err != nil {
 			return err
 		}
-		refresh, err = s.storeRefreshToken(ctx, tx, u.ID, family.ID, nil, now)
+		if err := auditTx(ctx, tx, EventLoginSucceeded, u.ID, "", now); err != nil {
+			return err
+		}
+		refresh, err = s.storeRefreshToken(ctx, tx, u.ID, family, uuid.Nil, now)
 		return err
 	})
 	if err != nil {
@@ -259,19 +258,6 @@ func busy(err error) error {
 	return err
 }
 
-// userByEmail finds the user with a normalized address; ErrUserNotFound
-// when there is none.
-func (s *Service) userByEmail(ctx context.Context, c *ent.Client, addr identity.Email) (*ent.User, error) {
-	u, err := c.User.Query().Where(user.EmailNormalized(addr.Canonical)).Only(ctx)
-	if ent.IsNotFound(err) {
-		return nil, ErrUserNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("find user: %w", err)
-	}
-	return u, nil
-}
-
 // GetUser returns the user with the given id, a UUID in its canonical
 // lower-case hyphenated form. Errors: INVALID_INPUT, ErrUserNotFound.
 func (s *Service) GetUser(ctx context.Context, id string) (User, error) {
@@ -282,14 +268,11 @@ func (s *Service) GetUser(ctx context.Context, id string) (User, error) {
 	if err != nil || uid.String() != id {
 		return User{}, invalidInput("user_id", "user_id must be a UUID in canonical form")
 	}
-	u, err := s.db.User.Get(ctx, uid)
-	if ent.IsNotFound(err) {
-		return User{}, ErrUserNotFound
-	}
+	u, err := s.db.UserByID(ctx, uid)
 	if err != nil {
-		return User{}, fmt.Errorf("get user: %w", err)
+		return User{}, err
 	}
-	return toUser(u), nil
+	return u.user(), nil
 }
 
 // GetUserByEmail returns the user with the e-mail address, compared in its
@@ -299,15 +282,11 @@ func (s *Service) GetUserByEmail(ctx context.Context, email string) (User, error
 	if err != nil {
 		return User{}, invalidInput("email", err.Error())
 	}
-	u, err := s.userByEmail(ctx, s.db, addr)
+	u, err := s.db.UserByEmail(ctx, addr.Canonical)
 	if err != nil {
 		return User{}, err
 	}
-	return toUser(u), nil
-}
-
-func toUser(u *ent.User) User {
-	return User{ID: u.ID, Username: u.Username, Email: u.Email, Verified: u.IsVerified}
+	return u.user(), nil
 }
 
 // MaxAccessTokenBytes bounds the access token ValidateToken reads; the
@@ -317,7 +296,7 @@ const MaxAccessTokenBytes = 4096
 // ValidateToken verifies an access token (see token.Issuer.Verify). It
 // returns ok=false for any token that fails; the only error is
 // INVALID_INPUT for an empty token or one over MaxAccessTokenBytes.
-func (s *Service) ValidateToken(ctx context.Context, raw string) (token.Subject, bool, error) {
+func (s *Service) ValidateToken(_ context.Context, raw string) (token.Subject, bool, error) {
 	if raw == "" {
 		return token.Subject{}, false, invalidInput("access_token", "access_token is required")
 	}
@@ -329,4 +308,21 @@ func (s *Service) ValidateToken(ctx context.Context, raw string) (token.Subject,
 		return token.Subject{}, false, nil
 	}
 	return sub, true, nil
+}
+
+// Prune deletes audit events older than the retention and login throttles
+// that no longer count or lock anything. It returns how many rows it
+// deleted. The server runs it periodically.
+func (s *Service) Prune(ctx context.Context) (int, error) {
+	now := s.now()
+	var total int
+	if s.o.AuditRetention > 0 {
+		n, err := s.db.DeleteAuditEventsBefore(ctx, now.Add(-s.o.AuditRetention))
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	n, err := s.db.DeleteIdleLoginThrottles(ctx, now.Add(-s.o.Login.Window), now)
+	return total + n, err
 }

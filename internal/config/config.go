@@ -1,6 +1,8 @@
 // Package config reads the service's configuration from environment
 // variables with go-envconfig. Nested sections use a `__` separator, so the
-// database URL is DATABASE__URL and the JWT secret is JWT__SECRET.
+// database URL is DATABASE__URL and the JWT secret is JWT__SECRET. Every
+// command reads its configuration through Load, which parses and validates
+// only the sections that command uses.
 package config
 
 import (
@@ -10,9 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"math"
 	"net/mail"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,20 +31,14 @@ const MinJWTSecretBytes = 32
 // Config is the whole configuration of authd. It holds secrets: never log or
 // print it as a whole.
 type Config struct {
-	// ListenAddr is the gRPC listen address, host:port.
-	ListenAddr string `env:"GRPC__LISTEN_ADDR, default=:50051"`
-	// LogLevel is one of debug, info, warn, error.
-	LogLevel string `env:"LOG__LEVEL, default=info"`
-	// PprofAddr, when set (e.g. 127.0.0.1:6060), serves net/http/pprof
-	// there for profiling; keep it on loopback.
-	PprofAddr string `env:"DEBUG__PPROF_ADDR"`
-	// DataDir holds the embedded SQLite database (when DATABASE__URL is
-	// unset) and, in development mode, the generated JWT secret.
-	DataDir string `env:"DATA__DIR, default=./data"`
 	// Dev is development mode (authd serve --dev), not an environment
 	// variable: see Load.
 	Dev bool
 
+	GRPC     GRPC     `env:", prefix=GRPC__"`
+	Log      Log      `env:", prefix=LOG__"`
+	Debug    Debug    `env:", prefix=DEBUG__"`
+	Data     Data     `env:", prefix=DATA__"`
 	Database Database `env:", prefix=DATABASE__"`
 	JWT      JWT      `env:", prefix=JWT__"`
 	OTP      OTP      `env:", prefix=OTP__"`
@@ -50,10 +49,36 @@ type Config struct {
 	Outbox   Outbox   `env:", prefix=OUTBOX__"`
 }
 
-// Database configures the PostgreSQL connection and migrations.
+// GRPC configures the gRPC listener.
+type GRPC struct {
+	// ListenAddr is the gRPC listen address, host:port.
+	ListenAddr string `env:"LISTEN_ADDR, default=:50051"`
+}
+
+// Log configures the JSON log on stderr.
+type Log struct {
+	// Level is debug, info, warn or error (as log/slog reads it).
+	Level slog.Level `env:"LEVEL, default=info"`
+}
+
+// Debug configures developer aids.
+type Debug struct {
+	// PprofAddr, when set (e.g. 127.0.0.1:6060), serves net/http/pprof
+	// there for profiling; keep it on loopback.
+	PprofAddr string `env:"PPROF_ADDR"`
+}
+
+// Data configures the data directory.
+type Data struct {
+	// Dir holds the embedded SQLite database (when DATABASE__URL is
+	// unset) and, in development mode, the generated JWT secret.
+	Dir string `env:"DIR, default=./data"`
+}
+
+// Database configures the database connection and migrations.
 type Database struct {
 	// URL is a postgres://, postgresql:// or postgresql+asyncpg:// URL, or
-	// sqlite:PATH; empty means the embedded SQLite file in DataDir.
+	// sqlite:PATH; empty means the embedded SQLite file in DATA__DIR.
 	URL string `env:"URL"`
 	// AutoMigrate applies pending migrations at start; false leaves them to
 	// DBAs (`authd migrate apply` or the Atlas CLI).
@@ -62,8 +87,8 @@ type Database struct {
 	MaxOpenConns int `env:"MAX_OPEN_CONNS, default=20"`
 	// MaxIdleConns is how many idle connections are kept open for reuse.
 	MaxIdleConns int `env:"MAX_IDLE_CONNS, default=20"`
-	// ConnMaxLifetimeMinutes closes connections older than this (minutes).
-	ConnMaxLifetimeMinutes int `env:"CONN_MAX_LIFETIME_MINUTES, default=30"`
+	// ConnMaxLifetime closes connections older than this.
+	ConnMaxLifetime time.Duration `env:"CONN_MAX_LIFETIME_MINUTES, default=30"`
 }
 
 // JWT configures access and refresh tokens.
@@ -75,20 +100,20 @@ type JWT struct {
 	// signed still validate until they are removed; nothing is signed
 	// with them.
 	PreviousSecrets []string `env:"PREVIOUS_SECRETS"`
-	// RefreshReuseGraceSeconds is how long a rotated refresh token is
-	// still accepted (concurrent tabs, a lost response), in seconds.
-	RefreshReuseGraceSeconds int `env:"REFRESH_REUSE_GRACE_SECONDS, default=10"`
+	// RefreshReuseGrace is how long a rotated refresh token is still
+	// accepted (concurrent tabs, a lost response).
+	RefreshReuseGrace time.Duration `env:"REFRESH_REUSE_GRACE_SECONDS, default=10"`
 	// ValidationCacheSize is how many verified access tokens ValidateToken
 	// remembers until they expire (0: none).
 	ValidationCacheSize int `env:"VALIDATION_CACHE_SIZE, default=10000"`
-	// LeewaySeconds is the clock skew ValidateToken allows on exp and iat.
-	LeewaySeconds int `env:"LEEWAY_SECONDS, default=0"`
+	// Leeway is the clock skew ValidateToken allows on exp and iat.
+	Leeway time.Duration `env:"LEEWAY_SECONDS, default=0"`
 	// Issuer is the access token's `iss` claim.
 	Issuer string `env:"ISSUER, default=placebrain-auth"`
-	// AccessTokenExpireMinutes is the access token lifetime in minutes.
-	AccessTokenExpireMinutes int `env:"ACCESS_TOKEN_EXPIRE_MINUTES, default=15"`
-	// RefreshTokenExpireDays is the refresh token lifetime in days.
-	RefreshTokenExpireDays int `env:"REFRESH_TOKEN_EXPIRE_DAYS, default=30"`
+	// AccessTokenTTL is the access token lifetime.
+	AccessTokenTTL time.Duration `env:"ACCESS_TOKEN_EXPIRE_MINUTES, default=15"`
+	// RefreshTokenTTL is the refresh token lifetime.
+	RefreshTokenTTL time.Duration `env:"REFRESH_TOKEN_EXPIRE_DAYS, default=30"`
 }
 
 // OTP configures e-mail verification codes.
@@ -97,28 +122,28 @@ type OTP struct {
 	// from JWT__SECRET (HKDF-SHA256), so rotating that secret also voids
 	// outstanding codes.
 	Secret string `env:"SECRET"`
-	// ExpireMinutes is how long a code is valid, in minutes.
-	ExpireMinutes int `env:"EXPIRE_MINUTES, default=10"`
+	// TTL is how long a code is valid.
+	TTL time.Duration `env:"EXPIRE_MINUTES, default=10"`
 	// MaxAttempts is how many verification attempts one code allows.
 	MaxAttempts int `env:"MAX_ATTEMPTS, default=5"`
-	// ResendCooldownSeconds is the least time between two codes, in seconds.
-	ResendCooldownSeconds int `env:"RESEND_COOLDOWN_SECONDS, default=60"`
+	// ResendCooldown is the least time between two codes.
+	ResendCooldown time.Duration `env:"RESEND_COOLDOWN_SECONDS, default=60"`
 	// DailyLimit caps the codes one user is sent in 24 hours (0: no cap).
 	DailyLimit int `env:"DAILY_LIMIT, default=10"`
 }
 
 // Login configures login throttling: MaxFailures failed logins for one
-// address within WindowMinutes lock it for LockoutMinutes.
+// address within Window lock it for Lockout.
 type Login struct {
-	MaxFailures    int `env:"MAX_FAILURES, default=10"`
-	WindowMinutes  int `env:"WINDOW_MINUTES, default=15"`
-	LockoutMinutes int `env:"LOCKOUT_MINUTES, default=15"`
+	MaxFailures int           `env:"MAX_FAILURES, default=10"`
+	Window      time.Duration `env:"WINDOW_MINUTES, default=15"`
+	Lockout     time.Duration `env:"LOCKOUT_MINUTES, default=15"`
 }
 
 // Audit configures the security audit log.
 type Audit struct {
-	// RetentionDays is how long audit events are kept (0: forever).
-	RetentionDays int `env:"RETENTION_DAYS, default=90"`
+	// Retention is how long audit events are kept (0: forever).
+	Retention time.Duration `env:"RETENTION_DAYS, default=90"`
 }
 
 // Password configures password hashing.
@@ -143,85 +168,213 @@ type SMTP struct {
 	Username string `env:"USERNAME"`
 	Password string `env:"PASSWORD"`
 	// From is the sender, e.g. `PlaceBrain <no-reply@example.com>`.
-	// Required with Host.
+	// Required with Host; without both, DevFrom.
 	From string `env:"FROM"`
 	// TLS is none (plain text), starttls (required) or tls (implicit
 	// TLS, usually port 465).
 	TLS string `env:"TLS, default=starttls"`
-	// TimeoutSeconds bounds one delivery attempt, in seconds.
-	TimeoutSeconds int `env:"TIMEOUT_SECONDS, default=15"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `env:"TIMEOUT_SECONDS, default=15"`
 }
+
+// DevFrom is the sender of e-mails written to the log when no relay is
+// configured (development mode).
+const DevFrom = "PlaceBrain <no-reply@localhost>"
 
 // Outbox configures the e-mail outbox dispatcher.
 type Outbox struct {
-	// PollIntervalMillis is how often the dispatcher looks for due messages
-	// when nothing woke it, in milliseconds.
-	PollIntervalMillis int `env:"POLL_INTERVAL_MILLIS, default=1000"`
+	// PollInterval is how often the dispatcher looks for due messages
+	// when nothing woke it.
+	PollInterval time.Duration `env:"POLL_INTERVAL_MILLIS, default=1000"`
 	// MaxAttempts is how many delivery attempts a message gets before it
 	// is marked failed.
 	MaxAttempts int `env:"MAX_ATTEMPTS, default=8"`
-	// RetryBaseSeconds is the first retry delay; it doubles per attempt.
-	RetryBaseSeconds int `env:"RETRY_BASE_SECONDS, default=5"`
-	// RetryMaxSeconds caps the retry delay.
-	RetryMaxSeconds int `env:"RETRY_MAX_SECONDS, default=600"`
+	// RetryBase is the first retry delay; it doubles per attempt.
+	RetryBase time.Duration `env:"RETRY_BASE_SECONDS, default=5"`
+	// RetryMax caps the retry delay.
+	RetryMax time.Duration `env:"RETRY_MAX_SECONDS, default=600"`
 }
 
 // DevSecretFile is the file in the data directory that keeps the JWT secret
 // generated in development mode.
 const DevSecretFile = "dev-jwt-secret"
 
+// Section names a part of the configuration: one variable prefix.
+type Section string
+
+// The sections, named by their variable prefixes.
+const (
+	SectionGRPC     Section = "GRPC"
+	SectionLog      Section = "LOG"
+	SectionDebug    Section = "DEBUG"
+	SectionData     Section = "DATA"
+	SectionDatabase Section = "DATABASE"
+	SectionJWT      Section = "JWT"
+	SectionOTP      Section = "OTP"
+	SectionLogin    Section = "LOGIN"
+	SectionAudit    Section = "AUDIT"
+	SectionPassword Section = "PASSWORD"
+	SectionSMTP     Section = "SMTP"
+	SectionOutbox   Section = "OUTBOX"
+)
+
+// Serve is every section: what `authd serve` reads.
+var Serve = []Section{SectionGRPC, SectionLog, SectionDebug, SectionData, SectionDatabase, SectionJWT,
+	SectionOTP, SectionLogin, SectionAudit, SectionPassword, SectionSMTP, SectionOutbox}
+
+// Storage is what a command that only opens the database reads
+// (`authd migrate`): DATA__DIR and DATABASE__*.
+var Storage = []Section{SectionData, SectionDatabase}
+
+// Options say what Load reads.
+type Options struct {
+	// Dev is development mode: see Load.
+	Dev bool
+	// Sections are the sections the command uses; only they are read and
+	// validated. Empty means Serve.
+	Sections []Section
+}
+
 // Load reads the configuration from l (the process environment when nil)
-// and validates it. Errors name the offending variable.
+// and validates it. Only the sections in o.Sections are read and checked;
+// the others keep their zero values. Errors name the offending variable
+// and never echo a value.
 //
-// In development mode (dev true) JWT__SECRET may be unset: a secret is
-// generated once and kept in DataDir/dev-jwt-secret (mode 0600), so tokens
-// survive restarts; and SMTP__HOST may be unset (e-mails then go to the
-// log). Outside development mode both are required.
-func Load(ctx context.Context, l envconfig.Lookuper, dev bool) (*Config, error) {
+// A variable whose name ends in _MILLIS, _SECONDS, _MINUTES, _HOURS or
+// _DAYS holds a whole number in that unit and is handed out as a
+// time.Duration.
+//
+// In development mode (o.Dev) JWT__SECRET may be unset: a secret is
+// generated once and kept in DATA__DIR/dev-jwt-secret (mode 0600), so
+// tokens survive restarts; and SMTP__HOST may be unset (e-mails then go to
+// the log, from DevFrom). Outside development mode both are required.
+func Load(ctx context.Context, l envconfig.Lookuper, o Options) (*Config, error) {
 	if l == nil {
 		l = envconfig.OsLookuper()
 	}
-	var c Config
-	rec := &recordingLookuper{next: l}
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: rec}); err != nil {
-		if errors.Is(err, envconfig.ErrMissingRequired) || rec.last == "" {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		// A value that does not parse: name the variable, not the Go
-		// field, and do not echo the value.
-		return nil, fmt.Errorf("config: %s has an invalid value", rec.last)
+	sections := o.Sections
+	if len(sections) == 0 {
+		sections = Serve
 	}
-	c.Dev = dev
-	if err := c.required(); err != nil {
+	c := Config{Dev: o.Dev}
+	use := map[Section]bool{}
+	for _, s := range sections {
+		target := c.section(s)
+		if target == nil {
+			return nil, fmt.Errorf("config: unknown section %q", s)
+		}
+		use[s] = true
+		prefix := string(s) + "__"
+		rec := &recordingLookuper{next: envconfig.PrefixLookuper(prefix, l), prefix: prefix}
+		err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: rec, Mutators: []envconfig.Mutator{durations}})
+		var ue unitError
+		switch {
+		case err == nil:
+		case rec.last == "":
+			return nil, fmt.Errorf("config: %w", err)
+		case errors.As(err, &ue):
+			return nil, fmt.Errorf("config: %s must be %s", rec.last, ue)
+		default:
+			// A value that does not parse: name the variable, not the Go
+			// field, and do not echo the value.
+			return nil, fmt.Errorf("config: %s has an invalid value", rec.last)
+		}
+	}
+	if err := c.required(use); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if dev && c.JWT.Secret == "" {
-		secret, err := devSecret(c.DataDir)
+	if use[SectionJWT] && o.Dev && c.JWT.Secret == "" {
+		secret, err := devSecret(c.Data.Dir)
 		if err != nil {
 			return nil, fmt.Errorf("config: development JWT secret: %w", err)
 		}
 		c.JWT.Secret = secret
 	}
-	if c.SMTP.Host == "" && c.SMTP.From == "" {
-		c.SMTP.From = "PlaceBrain <no-reply@localhost>"
+	if use[SectionSMTP] && c.SMTP.Host == "" && c.SMTP.From == "" {
+		c.SMTP.From = DevFrom
 	}
-	if err := c.validate(); err != nil {
+	if err := c.validate(use); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return &c, nil
 }
 
+// section returns the struct that holds s.
+func (c *Config) section(s Section) any {
+	switch s {
+	case SectionGRPC:
+		return &c.GRPC
+	case SectionLog:
+		return &c.Log
+	case SectionDebug:
+		return &c.Debug
+	case SectionData:
+		return &c.Data
+	case SectionDatabase:
+		return &c.Database
+	case SectionJWT:
+		return &c.JWT
+	case SectionOTP:
+		return &c.OTP
+	case SectionLogin:
+		return &c.Login
+	case SectionAudit:
+		return &c.Audit
+	case SectionPassword:
+		return &c.Password
+	case SectionSMTP:
+		return &c.SMTP
+	case SectionOutbox:
+		return &c.Outbox
+	}
+	return nil
+}
+
+// units maps a variable name's unit suffix to the unit.
+var units = []struct {
+	suffix string
+	unit   time.Duration
+}{
+	{"_MILLIS", time.Millisecond},
+	{"_SECONDS", time.Second},
+	{"_MINUTES", time.Minute},
+	{"_HOURS", time.Hour},
+	{"_DAYS", 24 * time.Hour},
+}
+
+// unitError says which whole number a variable named after a unit needs.
+type unitError string
+
+func (e unitError) Error() string { return string(e) }
+
+// durations turns the whole number of a variable named after its unit into
+// a duration go-envconfig parses (nanoseconds, "123ns"), so such fields are
+// time.Duration and the variable keeps the format operators already use.
+var durations = envconfig.MutatorFunc(func(_ context.Context, key, _, _, value string) (string, bool, error) {
+	for _, u := range units {
+		if !strings.HasSuffix(key, u.suffix) {
+			continue
+		}
+		n, err := strconv.ParseInt(value, 10, 64)
+		if limit := int64(math.MaxInt64) / int64(u.unit); err != nil || n > limit || n < -limit {
+			return "", true, unitError("a whole number of " + strings.ToLower(strings.TrimPrefix(u.suffix, "_")))
+		}
+		return strconv.FormatInt(n*int64(u.unit), 10) + "ns", false, nil
+	}
+	return value, false, nil
+})
+
 // required reports values that are required outside development mode, and
 // SMTP__FROM whenever SMTP__HOST is set.
-func (c *Config) required() error {
+func (c *Config) required(use map[Section]bool) error {
 	var missing []string
-	if !c.Dev && c.JWT.Secret == "" {
+	if use[SectionJWT] && !c.Dev && c.JWT.Secret == "" {
 		missing = append(missing, "JWT__SECRET")
 	}
-	if !c.Dev && c.SMTP.Host == "" {
+	if use[SectionSMTP] && !c.Dev && c.SMTP.Host == "" {
 		missing = append(missing, "SMTP__HOST")
 	}
-	if c.SMTP.Host != "" && c.SMTP.From == "" {
+	if use[SectionSMTP] && c.SMTP.Host != "" && c.SMTP.From == "" {
 		missing = append(missing, "SMTP__FROM")
 	}
 	if len(missing) > 0 {
@@ -258,59 +411,99 @@ func devSecret(dir string) (string, error) {
 // recordingLookuper remembers the last variable that had a value, which is
 // the one whose parsing failed when processing stops with a parse error.
 type recordingLookuper struct {
-	next envconfig.Lookuper
-	last string
+	next   envconfig.Lookuper
+	prefix string
+	last   string
 }
 
 func (r *recordingLookuper) Lookup(key string) (string, bool) {
 	v, ok := r.next.Lookup(key)
 	if ok {
-		r.last = key
+		r.last = r.prefix + key
 	}
 	return v, ok
 }
 
-func (c *Config) validate() error {
-	type rule struct {
-		ok  bool
-		msg string
+// rule is one validation: ok, or msg names the variable and what is wrong.
+type rule struct {
+	ok  bool
+	msg string
+}
+
+// rules returns the validation rules of section s.
+func (c *Config) rules(s Section) []rule {
+	switch s {
+	case SectionData:
+		return []rule{{c.Data.Dir != "", "DATA__DIR must not be empty"}}
+	case SectionDatabase:
+		return []rule{
+			{c.Database.MaxOpenConns > 0, "DATABASE__MAX_OPEN_CONNS must be positive"},
+			{c.Database.MaxIdleConns >= 0, "DATABASE__MAX_IDLE_CONNS must not be negative"},
+			{c.Database.ConnMaxLifetime >= 0, "DATABASE__CONN_MAX_LIFETIME_MINUTES must not be negative"},
+		}
+	case SectionJWT:
+		return []rule{
+			{len(c.JWT.Secret) >= MinJWTSecretBytes, fmt.Sprintf("JWT__SECRET must be at least %d bytes", MinJWTSecretBytes)},
+			{c.JWT.AccessTokenTTL > 0, "JWT__ACCESS_TOKEN_EXPIRE_MINUTES must be positive"},
+			{previousOK(c.JWT.PreviousSecrets), fmt.Sprintf("every JWT__PREVIOUS_SECRETS entry must be at least %d bytes", MinJWTSecretBytes)},
+			{c.JWT.Leeway >= 0, "JWT__LEEWAY_SECONDS must not be negative"},
+			{c.JWT.ValidationCacheSize >= 0, "JWT__VALIDATION_CACHE_SIZE must not be negative"},
+			{c.JWT.RefreshReuseGrace >= 0, "JWT__REFRESH_REUSE_GRACE_SECONDS must not be negative"},
+			{c.JWT.RefreshTokenTTL > 0, "JWT__REFRESH_TOKEN_EXPIRE_DAYS must be positive"},
+		}
+	case SectionOTP:
+		return []rule{
+			{c.OTP.Secret == "" || len(c.OTP.Secret) >= 32, "OTP__SECRET must be empty or at least 32 bytes"},
+			{c.OTP.TTL > 0, "OTP__EXPIRE_MINUTES must be positive"},
+			{c.OTP.MaxAttempts > 0, "OTP__MAX_ATTEMPTS must be positive"},
+			{c.OTP.ResendCooldown >= 0, "OTP__RESEND_COOLDOWN_SECONDS must not be negative"},
+			{c.OTP.DailyLimit >= 0, "OTP__DAILY_LIMIT must not be negative"},
+		}
+	case SectionLogin:
+		return []rule{
+			{c.Login.MaxFailures >= 0, "LOGIN__MAX_FAILURES must not be negative"},
+			{c.Login.MaxFailures == 0 || (c.Login.Window > 0 && c.Login.Lockout > 0), "LOGIN__WINDOW_MINUTES and LOGIN__LOCKOUT_MINUTES must be positive"},
+		}
+	case SectionAudit:
+		return []rule{{c.Audit.Retention >= 0, "AUDIT__RETENTION_DAYS must not be negative"}}
+	case SectionPassword:
+		return []rule{
+			{c.Password.BcryptCost >= 4 && c.Password.BcryptCost <= 31, "PASSWORD__BCRYPT_COST must be between 4 and 31"},
+			{c.Password.HashWorkers >= 0 && c.Password.HashQueue >= 0, "PASSWORD__HASH_WORKERS and PASSWORD__HASH_QUEUE must not be negative"},
+		}
+	case SectionSMTP:
+		return []rule{
+			{c.SMTP.Port > 0 && c.SMTP.Port < 65536, "SMTP__PORT must be a TCP port"},
+			{c.SMTP.TLS == "none" || c.SMTP.TLS == "starttls" || c.SMTP.TLS == "tls", "SMTP__TLS must be none, starttls or tls"},
+			{validFrom(c.SMTP.From), "SMTP__FROM must be an address such as `PlaceBrain <no-reply@example.com>`"},
+			{c.SMTP.Timeout > 0, "SMTP__TIMEOUT_SECONDS must be positive"},
+		}
+	case SectionOutbox:
+		return []rule{
+			{c.Outbox.PollInterval > 0, "OUTBOX__POLL_INTERVAL_MILLIS must be positive"},
+			{c.Outbox.MaxAttempts > 0, "OUTBOX__MAX_ATTEMPTS must be positive"},
+			{c.Outbox.RetryBase > 0 && c.Outbox.RetryMax >= c.Outbox.RetryBase, "OUTBOX__RETRY_BASE_SECONDS must be positive and at most OUTBOX__RETRY_MAX_SECONDS"},
+		}
 	}
-	rules := []rule{
-		{len(c.JWT.Secret) >= MinJWTSecretBytes, fmt.Sprintf("JWT__SECRET must be at least %d bytes", MinJWTSecretBytes)},
-		{c.JWT.AccessTokenExpireMinutes > 0, "JWT__ACCESS_TOKEN_EXPIRE_MINUTES must be positive"},
-		{previousOK(c.JWT.PreviousSecrets), fmt.Sprintf("every JWT__PREVIOUS_SECRETS entry must be at least %d bytes", MinJWTSecretBytes)},
-		{c.JWT.LeewaySeconds >= 0, "JWT__LEEWAY_SECONDS must not be negative"},
-		{c.JWT.ValidationCacheSize >= 0, "JWT__VALIDATION_CACHE_SIZE must not be negative"},
-		{c.JWT.RefreshReuseGraceSeconds >= 0, "JWT__REFRESH_REUSE_GRACE_SECONDS must not be negative"},
-		{c.Login.MaxFailures >= 0, "LOGIN__MAX_FAILURES must not be negative"},
-		{c.Login.MaxFailures == 0 || (c.Login.WindowMinutes > 0 && c.Login.LockoutMinutes > 0), "LOGIN__WINDOW_MINUTES and LOGIN__LOCKOUT_MINUTES must be positive"},
-		{c.Audit.RetentionDays >= 0, "AUDIT__RETENTION_DAYS must not be negative"},
-		{c.JWT.RefreshTokenExpireDays > 0, "JWT__REFRESH_TOKEN_EXPIRE_DAYS must be positive"},
-		{c.OTP.Secret == "" || len(c.OTP.Secret) >= 32, "OTP__SECRET must be empty or at least 32 bytes"},
-		{c.OTP.ExpireMinutes > 0, "OTP__EXPIRE_MINUTES must be positive"},
-		{c.OTP.MaxAttempts > 0, "OTP__MAX_ATTEMPTS must be positive"},
-		{c.OTP.ResendCooldownSeconds >= 0, "OTP__RESEND_COOLDOWN_SECONDS must not be negative"},
-		{c.OTP.DailyLimit >= 0, "OTP__DAILY_LIMIT must not be negative"},
-		{c.Password.BcryptCost >= 4 && c.Password.BcryptCost <= 31, "PASSWORD__BCRYPT_COST must be between 4 and 31"},
-		{c.Password.HashWorkers >= 0 && c.Password.HashQueue >= 0, "PASSWORD__HASH_WORKERS and PASSWORD__HASH_QUEUE must not be negative"},
-		{c.SMTP.Port > 0 && c.SMTP.Port < 65536, "SMTP__PORT must be a TCP port"},
-		{c.SMTP.TLS == "none" || c.SMTP.TLS == "starttls" || c.SMTP.TLS == "tls", "SMTP__TLS must be none, starttls or tls"},
-		{validFrom(c.SMTP.From), "SMTP__FROM must be an address such as `PlaceBrain <no-reply@example.com>`"},
-		{c.SMTP.TimeoutSeconds > 0, "SMTP__TIMEOUT_SECONDS must be positive"},
-		{c.Database.MaxOpenConns > 0, "DATABASE__MAX_OPEN_CONNS must be positive"},
-		{c.Database.MaxIdleConns >= 0, "DATABASE__MAX_IDLE_CONNS must not be negative"},
-		{c.Outbox.PollIntervalMillis > 0, "OUTBOX__POLL_INTERVAL_MILLIS must be positive"},
-		{c.Outbox.MaxAttempts > 0, "OUTBOX__MAX_ATTEMPTS must be positive"},
-		{c.Outbox.RetryBaseSeconds > 0 && c.Outbox.RetryMaxSeconds >= c.Outbox.RetryBaseSeconds, "OUTBOX__RETRY_BASE_SECONDS must be positive and at most OUTBOX__RETRY_MAX_SECONDS"},
-	}
+	return nil
+}
+
+// validate checks the rules of the used sections and reports every broken
+// one.
+func (c *Config) validate(use map[Section]bool) error {
 	var msgs []string
-	for _, r := range rules {
-		if !r.ok {
-			msgs = append(msgs, r.msg)
+	for _, s := range Serve {
+		if !use[s] {
+			continue
+		}
+		for _, r := range c.rules(s) {
+			if !r.ok {
+				msgs = append(msgs, r.msg)
+			}
 		}
 	}
 	if len(msgs) > 0 {
-		return fmt.Errorf("%s", strings.Join(msgs, "; "))
+		return errors.New(strings.Join(msgs, "; "))
 	}
 	return nil
 }
@@ -327,14 +520,4 @@ func previousOK(secrets []string) bool {
 func validFrom(s string) bool {
 	_, err := mail.ParseAddress(s)
 	return err == nil
-}
-
-// AccessTokenTTL is the access token lifetime.
-func (j JWT) AccessTokenTTL() time.Duration {
-	return time.Duration(j.AccessTokenExpireMinutes) * time.Minute
-}
-
-// RefreshTokenTTL is the refresh token lifetime.
-func (j JWT) RefreshTokenTTL() time.Duration {
-	return time.Duration(j.RefreshTokenExpireDays) * 24 * time.Hour
 }

@@ -3,8 +3,11 @@ package config_test
 import (
 	"context"
 	"maps"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +43,7 @@ func envWith(set map[string]string, del ...string) map[string]string {
 }
 
 func load(m map[string]string) (*config.Config, error) {
-	return config.Load(context.Background(), envconfig.MapLookuper(m), false)
+	return config.Load(context.Background(), envconfig.MapLookuper(m), config.Options{})
 }
 
 func TestLoadDefaults(t *testing.T) {
@@ -49,55 +52,50 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := &config.Config{
-		ListenAddr: ":50051",
-		LogLevel:   "info",
-		DataDir:    "./data",
+		GRPC:  config.GRPC{ListenAddr: ":50051"},
+		Log:   config.Log{Level: slog.LevelInfo},
+		Data:  config.Data{Dir: "./data"},
+		Debug: config.Debug{},
 		Database: config.Database{
-			URL:                    testDBURL,
-			AutoMigrate:            true,
-			MaxOpenConns:           20,
-			MaxIdleConns:           20,
-			ConnMaxLifetimeMinutes: 30,
+			URL:             testDBURL,
+			AutoMigrate:     true,
+			MaxOpenConns:    20,
+			MaxIdleConns:    20,
+			ConnMaxLifetime: 30 * time.Minute,
 		},
 		JWT: config.JWT{
-			Secret:                   testSecret,
-			Issuer:                   "placebrain-auth",
-			AccessTokenExpireMinutes: 15,
-			RefreshTokenExpireDays:   30,
-			RefreshReuseGraceSeconds: 10,
-			ValidationCacheSize:      10000,
+			Secret:              testSecret,
+			Issuer:              "placebrain-auth",
+			AccessTokenTTL:      15 * time.Minute,
+			RefreshTokenTTL:     30 * 24 * time.Hour,
+			RefreshReuseGrace:   10 * time.Second,
+			ValidationCacheSize: 10000,
 		},
 		OTP: config.OTP{
-			ExpireMinutes:         10,
-			MaxAttempts:           5,
-			ResendCooldownSeconds: 60,
-			DailyLimit:            10,
+			TTL:            10 * time.Minute,
+			MaxAttempts:    5,
+			ResendCooldown: 60 * time.Second,
+			DailyLimit:     10,
 		},
-		Login:    config.Login{MaxFailures: 10, WindowMinutes: 15, LockoutMinutes: 15},
-		Audit:    config.Audit{RetentionDays: 90},
+		Login:    config.Login{MaxFailures: 10, Window: 15 * time.Minute, Lockout: 15 * time.Minute},
+		Audit:    config.Audit{Retention: 90 * 24 * time.Hour},
 		Password: config.Password{BcryptCost: 12, HashQueue: 32},
 		SMTP: config.SMTP{
-			Host:           "smtp.example.com",
-			Port:           587,
-			From:           "PlaceBrain <no-reply@example.com>",
-			TLS:            "starttls",
-			TimeoutSeconds: 15,
+			Host:    "smtp.example.com",
+			Port:    587,
+			From:    "PlaceBrain <no-reply@example.com>",
+			TLS:     "starttls",
+			Timeout: 15 * time.Second,
 		},
 		Outbox: config.Outbox{
-			PollIntervalMillis: 1000,
-			MaxAttempts:        8,
-			RetryBaseSeconds:   5,
-			RetryMaxSeconds:    600,
+			PollInterval: time.Second,
+			MaxAttempts:  8,
+			RetryBase:    5 * time.Second,
+			RetryMax:     600 * time.Second,
 		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load defaults mismatch (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff(15*time.Minute, got.JWT.AccessTokenTTL()); diff != "" {
-		t.Errorf("AccessTokenTTL mismatch (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff(30*24*time.Hour, got.JWT.RefreshTokenTTL()); diff != "" {
-		t.Errorf("RefreshTokenTTL mismatch (-want +got):\n%s", diff)
 	}
 }
 
@@ -112,11 +110,17 @@ func TestLoadOverrides(t *testing.T) {
 		{"auto migrate true", map[string]string{"DATABASE__AUTO_MIGRATE": "true"},
 			func(c *config.Config) (any, any) { return true, c.Database.AutoMigrate }},
 		{"listen addr", map[string]string{"GRPC__LISTEN_ADDR": "127.0.0.1:9000"},
-			func(c *config.Config) (any, any) { return "127.0.0.1:9000", c.ListenAddr }},
+			func(c *config.Config) (any, any) { return "127.0.0.1:9000", c.GRPC.ListenAddr }},
 		{"access token minutes", map[string]string{"JWT__ACCESS_TOKEN_EXPIRE_MINUTES": "5"},
-			func(c *config.Config) (any, any) { return 5 * time.Minute, c.JWT.AccessTokenTTL() }},
+			func(c *config.Config) (any, any) { return 5 * time.Minute, c.JWT.AccessTokenTTL }},
 		{"refresh token days", map[string]string{"JWT__REFRESH_TOKEN_EXPIRE_DAYS": "2"},
-			func(c *config.Config) (any, any) { return 48 * time.Hour, c.JWT.RefreshTokenTTL() }},
+			func(c *config.Config) (any, any) { return 48 * time.Hour, c.JWT.RefreshTokenTTL }},
+		{"outbox poll millis", map[string]string{"OUTBOX__POLL_INTERVAL_MILLIS": "250"},
+			func(c *config.Config) (any, any) { return 250 * time.Millisecond, c.Outbox.PollInterval }},
+		{"leeway seconds, explicit plus", map[string]string{"JWT__LEEWAY_SECONDS": "+3"},
+			func(c *config.Config) (any, any) { return 3 * time.Second, c.JWT.Leeway }},
+		{"log level", map[string]string{"LOG__LEVEL": "warn"},
+			func(c *config.Config) (any, any) { return slog.LevelWarn, c.Log.Level }},
 		{"smtp implicit tls", map[string]string{"SMTP__TLS": "tls", "SMTP__PORT": "465"},
 			func(c *config.Config) (any, any) { return [2]any{"tls", 465}, [2]any{c.SMTP.TLS, c.SMTP.Port} }},
 		{"smtp none", map[string]string{"SMTP__TLS": "none"},
@@ -126,7 +130,7 @@ func TestLoadOverrides(t *testing.T) {
 		{"bcrypt cost", map[string]string{"PASSWORD__BCRYPT_COST": "4"},
 			func(c *config.Config) (any, any) { return 4, c.Password.BcryptCost }},
 		{"zero resend cooldown", map[string]string{"OTP__RESEND_COOLDOWN_SECONDS": "0"},
-			func(c *config.Config) (any, any) { return 0, c.OTP.ResendCooldownSeconds }},
+			func(c *config.Config) (any, any) { return time.Duration(0), c.OTP.ResendCooldown }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,6 +171,10 @@ func TestLoadErrors(t *testing.T) {
 		{"negative refresh days", envWith(map[string]string{"JWT__REFRESH_TOKEN_EXPIRE_DAYS": "-1"}), "JWT__REFRESH_TOKEN_EXPIRE_DAYS"},
 		{"retry base above max", envWith(map[string]string{"OUTBOX__RETRY_BASE_SECONDS": "700"}), "OUTBOX__RETRY_BASE_SECONDS"},
 		{"nothing set", map[string]string{}, "JWT__SECRET, SMTP__HOST"},
+		{"minutes with a unit", envWith(map[string]string{"JWT__ACCESS_TOKEN_EXPIRE_MINUTES": "15m"}), "JWT__ACCESS_TOKEN_EXPIRE_MINUTES must be a whole number of minutes"},
+		{"fractional seconds", envWith(map[string]string{"SMTP__TIMEOUT_SECONDS": "1.5"}), "SMTP__TIMEOUT_SECONDS must be a whole number of seconds"},
+		{"days out of range", envWith(map[string]string{"AUDIT__RETENTION_DAYS": "999999999999"}), "AUDIT__RETENTION_DAYS must be a whole number of days"},
+		{"bogus log level", envWith(map[string]string{"LOG__LEVEL": "loud"}), "LOG__LEVEL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,7 +245,8 @@ func TestLoadParseErrorNamesVariable(t *testing.T) {
 func TestLoadDevelopmentMode(t *testing.T) {
 	dir := t.TempDir()
 	env := map[string]string{"DATA__DIR": dir}
-	c1, err := config.Load(context.Background(), envconfig.MapLookuper(env), true)
+	dev := config.Options{Dev: true}
+	c1, err := config.Load(context.Background(), envconfig.MapLookuper(env), dev)
 	if err != nil {
 		t.Fatalf("Load dev: %v", err)
 	}
@@ -248,13 +257,13 @@ func TestLoadDevelopmentMode(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret file: %v, %v", fi, err)
 	}
-	c2, err := config.Load(context.Background(), envconfig.MapLookuper(env), true)
+	c2, err := config.Load(context.Background(), envconfig.MapLookuper(env), dev)
 	if err != nil || c2.JWT.Secret != c1.JWT.Secret {
 		t.Errorf("second start: secret changed (%v)", err)
 	}
 	// An explicit secret wins and nothing is generated.
 	dir2 := t.TempDir()
-	c3, err := config.Load(context.Background(), envconfig.MapLookuper(map[string]string{"DATA__DIR": dir2, "JWT__SECRET": testSecret}), true)
+	c3, err := config.Load(context.Background(), envconfig.MapLookuper(map[string]string{"DATA__DIR": dir2, "JWT__SECRET": testSecret}), dev)
 	if err != nil || c3.JWT.Secret != testSecret {
 		t.Fatalf("explicit secret: %v", err)
 	}
@@ -262,7 +271,81 @@ func TestLoadDevelopmentMode(t *testing.T) {
 		t.Errorf("secret file written although JWT__SECRET was set")
 	}
 	// SMTP__HOST without SMTP__FROM is an error in any mode.
-	if _, err := config.Load(context.Background(), envconfig.MapLookuper(map[string]string{"DATA__DIR": dir, "SMTP__HOST": "x"}), true); err == nil || !strings.Contains(err.Error(), "SMTP__FROM") {
+	if _, err := config.Load(context.Background(), envconfig.MapLookuper(map[string]string{"DATA__DIR": dir, "SMTP__HOST": "x"}), dev); err == nil || !strings.Contains(err.Error(), "SMTP__FROM") {
 		t.Errorf("SMTP__HOST without SMTP__FROM: %v", err)
+	}
+}
+
+// The operators' .env.example loads unchanged and gives the defaults.
+func TestLoadEnvExample(t *testing.T) {
+	b, err := os.ReadFile("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf(".env.example line %q is not KEY=VALUE", line)
+		}
+		if v != "" {
+			env[k] = v
+		}
+	}
+	maps.Copy(env, minimalEnv())
+	got, err := load(env)
+	if err != nil {
+		t.Fatalf("Load(.env.example): %v", err)
+	}
+	want, err := load(minimalEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf(".env.example differs from the defaults (-defaults +.env.example):\n%s", diff)
+	}
+}
+
+// authd migrate reads only the storage sections: nothing else is required
+// or validated.
+func TestLoadStorageSections(t *testing.T) {
+	c, err := config.Load(context.Background(), envconfig.MapLookuper(map[string]string{
+		"DATABASE__URL": testDBURL,
+		"SMTP__PORT":    "not a port", // another section: not read
+		"JWT__SECRET":   "short",
+	}), config.Options{Sections: config.Storage})
+	if err != nil {
+		t.Fatalf("Load(storage): %v", err)
+	}
+	if c.Database.URL != testDBURL || c.Data.Dir != "./data" || c.JWT.Secret != "" || c.SMTP.Port != 0 {
+		t.Errorf("storage config = %+v", c)
+	}
+	if _, err := config.Load(context.Background(), envconfig.MapLookuper(map[string]string{"DATABASE__MAX_OPEN_CONNS": "0"}),
+		config.Options{Sections: config.Storage}); err == nil || !strings.Contains(err.Error(), "DATABASE__MAX_OPEN_CONNS") {
+		t.Errorf("storage sections are validated: %v", err)
+	}
+}
+
+// Every duration is a variable named after its unit, and every variable
+// named after a unit is a duration.
+func TestDurationsNameTheirUnit(t *testing.T) {
+	units := []string{"_MILLIS", "_SECONDS", "_MINUTES", "_HOURS", "_DAYS"}
+	c := reflect.TypeOf(config.Config{})
+	for i := range c.NumField() {
+		sec := c.Field(i)
+		if sec.Type.Kind() != reflect.Struct {
+			continue
+		}
+		for j := range sec.Type.NumField() {
+			f := sec.Type.Field(j)
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			named := slices.ContainsFunc(units, func(u string) bool { return strings.HasSuffix(name, u) })
+			if isDuration := f.Type == reflect.TypeOf(time.Duration(0)); isDuration != named {
+				t.Errorf("%s.%s (%s): duration %v, named after a unit %v", sec.Name, f.Name, name, isDuration, named)
+			}
+		}
 	}
 }

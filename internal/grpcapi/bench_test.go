@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/placebrain/auth/internal/testutil/authtest"
 	"github.com/placebrain/auth/proto/authpb"
 )
 
@@ -22,17 +23,17 @@ import (
 //
 //	go test -run '^$' -bench LoginFailureTiming -benchtime 40x ./internal/grpcapi/
 func BenchmarkLoginFailureTiming(b *testing.B) {
-	e := newEnv(b, withBcryptCost(12))
+	e := newEnv(b, authtest.Set("PASSWORD__BCRYPT_COST", "12"))
 	ctx := context.Background()
 	const perUser = loginMaxFails - 1
 	users := (b.N + perUser - 1) / perUser
 	for i := range users {
-		e.verifiedUser(b, "bench", fmt.Sprintf("bench%d@example.com", i), pw)
+		e.VerifiedUser(b, "bench", fmt.Sprintf("bench%d@example.com", i), pw)
 	}
 	var unknown, wrong []time.Duration
 	login := func(addr string) time.Duration {
 		start := time.Now()
-		_, err := e.client.Login(ctx, &authpb.LoginRequest{Email: addr, Password: "wrong password"})
+		_, err := e.Client.Login(ctx, &authpb.LoginRequest{Email: addr, Password: "wrong password"})
 		d := time.Since(start)
 		if status.Code(err) != codes.Unauthenticated {
 			b.Fatalf("Login(%s) = %v", addr, err)

@@ -12,11 +12,11 @@ import (
 func BenchmarkRefreshTokens(b *testing.B) {
 	e := newEnv(b)
 	ctx := context.Background()
-	e.verifiedUser(b, "r", "r@example.com", pw)
-	rt := e.login(b, "r@example.com", pw).GetRefreshToken()
+	e.VerifiedUser(b, "r", "r@example.com", pw)
+	rt := e.Login(b, "r@example.com", pw).RefreshToken
 	b.ResetTimer()
 	for b.Loop() {
-		r, err := e.client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: rt})
+		r, err := e.Client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: rt})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,6 +1,6 @@
 // Package mail delivers e-mail through a transactional outbox: callers
 // write an outbox row in the same transaction as the state the message
-// announces (Enqueue), and the Dispatcher sends due rows over SMTP with
+// announces (internal/store's EnqueueMail), and the Dispatcher sends due rows over SMTP with
 // retries and backoff. No RPC waits for SMTP, and nothing is lost when the
 // relay is down or the process restarts.
 package mail
@@ -16,10 +16,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/placebrain/auth/ent"
-	"github.com/placebrain/auth/ent/outboxmessage"
-	"github.com/placebrain/auth/internal/store"
 )
 
 // Message is an e-mail to queue.
@@ -35,23 +31,64 @@ type Message struct {
 	Data map[string]string
 }
 
-// Enqueue writes m to the outbox in tx, due at now.
-func Enqueue(ctx context.Context, tx *ent.Tx, m Message, now time.Time) error {
+// Validate reports a message that names no embedded template.
+func (m Message) Validate() error {
 	if _, ok := subjects[m.Template]; !ok {
 		return fmt.Errorf("mail: unknown template %q", m.Template)
 	}
-	err := tx.OutboxMessage.Create().
-		SetUserID(m.UserID).
-		SetRecipient(m.To).
-		SetTemplate(m.Template).
-		SetData(m.Data).
-		SetCreatedAt(now).
-		SetNextAttemptAt(now).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("mail: enqueue: %w", err)
-	}
 	return nil
+}
+
+// Pending is a claimed outbox message.
+type Pending struct {
+	ID uuid.UUID
+	// UserID is the recipient's account; nil when there is none.
+	UserID    *uuid.UUID
+	Recipient string
+	Template  string
+	Data      map[string]string
+	// Attempts counts delivery attempts, this claim's included.
+	Attempts int
+}
+
+// Status is where a message stands.
+type Status int
+
+const (
+	// StatusPending is due at its next attempt.
+	StatusPending Status = iota
+	// StatusSent was delivered.
+	StatusSent
+	// StatusFailed failed for good.
+	StatusFailed
+)
+
+// Outcome is what a delivery attempt leaves on a message.
+type Outcome struct {
+	Status Status
+	// At is when the attempt ended (the sent time when sent).
+	At time.Time
+	// NextAttemptAt is when a pending message is due again.
+	NextAttemptAt time.Time
+	// LastError is the failure, redacted; "" when sent.
+	LastError string
+}
+
+// Outbox is the outbox table as the dispatcher sees it; internal/store
+// implements it. Sent and failed messages keep no data.
+type Outbox interface {
+	// ClaimOutbox takes up to n pending messages due at now for one sender:
+	// in one transaction it counts an attempt on each and moves its next
+	// attempt a lease ahead, so no other sender takes it meanwhile (FOR
+	// UPDATE SKIP LOCKED on PostgreSQL). Oldest due first.
+	ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, n int) ([]Pending, error)
+	// RecordDelivery writes the outcome of a claimed message, only while
+	// the claim is still the caller's (the message is pending with the
+	// attempts of the claim); false when it was not.
+	RecordDelivery(ctx context.Context, m Pending, o Outcome) (bool, error)
+	// ReleaseOutbox hands a claimed, unsent message back: due at now, the
+	// claim's attempt undone, while the claim is still the caller's.
+	ReleaseOutbox(ctx context.Context, m Pending, now time.Time) error
 }
 
 // DispatcherOptions configure a Dispatcher.
@@ -83,37 +120,28 @@ type DispatcherOptions struct {
 // next_attempt_at one lease ahead, so each message goes to one sender at a
 // time.
 type Dispatcher struct {
-	db     *ent.Client
+	db     Outbox
 	sender Sender
 	o      DispatcherOptions
 	wake   chan struct{}
 }
 
-// NewDispatcher returns a dispatcher that sends through sender.
-func NewDispatcher(db *ent.Client, sender Sender, o DispatcherOptions) *Dispatcher {
+// DefaultBatchSize is how many messages one claim takes unless
+// DispatcherOptions.BatchSize says otherwise.
+const DefaultBatchSize = 10
+
+// NewDispatcher returns a dispatcher that sends through sender. The
+// options' PollInterval, MaxAttempts, RetryBase, RetryMax and SendTimeout
+// must be positive (the configuration's OUTBOX__ and SMTP__ sections).
+func NewDispatcher(db Outbox, sender Sender, o DispatcherOptions) *Dispatcher {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = time.Second
-	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 8
-	}
-	if o.RetryBase <= 0 {
-		o.RetryBase = 5 * time.Second
-	}
-	if o.RetryMax < o.RetryBase {
-		o.RetryMax = o.RetryBase
-	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 10
-	}
-	if o.SendTimeout <= 0 {
-		o.SendTimeout = 15 * time.Second
+		o.BatchSize = DefaultBatchSize
 	}
 	if o.Lease <= 0 {
 		o.Lease = time.Duration(o.BatchSize)*o.SendTimeout + 30*time.Second
@@ -179,48 +207,19 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 
 // release makes claimed but unsent messages due again, undoing their
 // claim's attempt.
-func (d *Dispatcher) release(msgs []*ent.OutboxMessage) {
+func (d *Dispatcher) release(msgs []Pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, m := range msgs {
-		err := d.db.OutboxMessage.Update().
-			Where(outboxmessage.ID(m.ID), outboxmessage.Attempts(m.Attempts), outboxmessage.StatusEQ(outboxmessage.StatusPending)).
-			SetAttempts(m.Attempts - 1).
-			SetNextAttemptAt(d.o.Now().UTC()).
-			Exec(ctx)
-		if err != nil {
+		if err := d.db.ReleaseOutbox(ctx, m, d.o.Now().UTC()); err != nil {
 			d.o.Log.Warn("outbox: release claimed message", "message_id", m.ID, "error", err)
 		}
 	}
 }
 
-// claim takes due messages for this dispatcher: one attempt is counted and
-// next_attempt_at moves a lease ahead, in one transaction.
-func (d *Dispatcher) claim(ctx context.Context) ([]*ent.OutboxMessage, error) {
-	var claimed []*ent.OutboxMessage
-	err := store.WithTx(ctx, d.db, func(tx *ent.Tx) error {
-		now := d.o.Now().UTC()
-		msgs, err := tx.OutboxMessage.Query().
-			Where(outboxmessage.StatusEQ(outboxmessage.StatusPending), outboxmessage.NextAttemptAtLTE(now)).
-			Order(ent.Asc(outboxmessage.FieldNextAttemptAt)).
-			Limit(d.o.BatchSize).
-			Modify(store.SkipLocked()).
-			All(ctx)
-		if err != nil || len(msgs) == 0 {
-			return err
-		}
-		ids := make([]uuid.UUID, len(msgs))
-		for i, m := range msgs {
-			ids[i] = m.ID
-			m.Attempts++
-		}
-		claimed = msgs
-		return tx.OutboxMessage.Update().
-			Where(outboxmessage.IDIn(ids...)).
-			AddAttempts(1).
-			SetNextAttemptAt(now.Add(d.o.Lease)).
-			Exec(ctx)
-	})
+// claim takes due messages for this dispatcher.
+func (d *Dispatcher) claim(ctx context.Context) ([]Pending, error) {
+	claimed, err := d.db.ClaimOutbox(ctx, d.o.Now().UTC(), d.o.Lease, d.o.BatchSize)
 	if err != nil {
 		return nil, fmt.Errorf("mail: claim: %w", err)
 	}
@@ -231,7 +230,7 @@ func (d *Dispatcher) claim(ctx context.Context) ([]*ent.OutboxMessage, error) {
 // is written only while the claim is still this dispatcher's (same attempt
 // count, still pending), so a dispatcher that overran its lease cannot
 // overwrite the result of the one that took the message over.
-func (d *Dispatcher) deliver(ctx context.Context, m *ent.OutboxMessage) {
+func (d *Dispatcher) deliver(ctx context.Context, m Pending) {
 	log := d.o.Log.With("message_id", m.ID, "template", m.Template, "attempt", m.Attempts)
 	if m.UserID != nil {
 		log = log.With("user_id", *m.UserID)
@@ -241,28 +240,25 @@ func (d *Dispatcher) deliver(ctx context.Context, m *ent.OutboxMessage) {
 		err = d.sender.Send(ctx, Envelope{To: m.Recipient, UserID: m.UserID, Data: m.Data}, r)
 	}
 	now := d.o.Now().UTC()
-	upd := d.db.OutboxMessage.Update().
-		Where(outboxmessage.ID(m.ID), outboxmessage.Attempts(m.Attempts), outboxmessage.StatusEQ(outboxmessage.StatusPending))
+	o := Outcome{Status: StatusPending, At: now}
 	var permanent PermanentError
 	switch {
 	case err == nil:
-		upd.SetStatus(outboxmessage.StatusSent).SetSentAt(now).ClearData().ClearLastError()
+		o.Status = StatusSent
 		log.Info("email sent")
 	case errors.As(err, &permanent) || m.Attempts >= d.o.MaxAttempts:
-		reason := redact(err, m.Recipient)
-		upd.SetStatus(outboxmessage.StatusFailed).ClearData().SetLastError(reason)
-		log.Error("email failed for good", "error", reason, "permanent", errors.As(err, &permanent))
+		o.Status, o.LastError = StatusFailed, redact(err, m.Recipient)
+		log.Error("email failed for good", "error", o.LastError, "permanent", errors.As(err, &permanent))
 	default:
-		reason := redact(err, m.Recipient)
 		delay := RetryDelay(m.Attempts, d.o.RetryBase, d.o.RetryMax)
-		upd.SetNextAttemptAt(now.Add(delay)).SetLastError(reason)
-		log.Warn("email delivery failed; will retry", "error", reason, "retry_in", delay.String())
+		o.NextAttemptAt, o.LastError = now.Add(delay), redact(err, m.Recipient)
+		log.Warn("email delivery failed; will retry", "error", o.LastError, "retry_in", delay.String())
 	}
-	n, err := upd.Save(ctx)
+	ok, err := d.db.RecordDelivery(ctx, m, o)
 	switch {
 	case err != nil:
 		log.Error("outbox: record delivery outcome", "error", err)
-	case n == 0:
+	case !ok:
 		log.Warn("outbox: claim lost before the outcome was recorded")
 	}
 }

@@ -1,4 +1,4 @@
-package mail
+package mail_test
 
 import (
 	"context"
@@ -13,8 +13,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/ent/outboxmessage"
+	"github.com/placebrain/auth/internal/auth"
+	"github.com/placebrain/auth/internal/mail"
 	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/testutil/smtptest"
 	"github.com/placebrain/auth/internal/testutil/testdb"
@@ -32,23 +33,35 @@ func (c *testClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func setup(t *testing.T) (*ent.Client, *smtptest.Server, *testClock) {
+func setup(t *testing.T) (*store.DB, *smtptest.Server, *testClock) {
 	t.Helper()
-	return testdb.Open(t).Ent, smtptest.Start(t), &testClock{t: time.Now().UTC()}
+	return testdb.Open(t), smtptest.Start(t), &testClock{t: time.Now().UTC()}
 }
 
-func newTestDispatcher(t *testing.T, client *ent.Client, s *smtptest.Server, clk *testClock) *Dispatcher {
-	sender, err := NewSMTPSender(SMTPConfig{Host: s.Host, Port: s.Port, From: "no-reply@placebrain.test", TLS: TLSNone, Timeout: 5 * time.Second})
+// options are the dispatcher's options for the tests: 3 attempts, retries
+// after 5 s doubling up to a minute, batches of 4 leased for a minute.
+func options(clk *testClock) mail.DispatcherOptions {
+	return mail.DispatcherOptions{Now: clk.Now, PollInterval: 50 * time.Millisecond, SendTimeout: 5 * time.Second,
+		MaxAttempts: 3, RetryBase: 5 * time.Second, RetryMax: time.Minute, BatchSize: 4, Lease: time.Minute}
+}
+
+func smtpSender(t *testing.T, port int) *mail.SMTPSender {
+	t.Helper()
+	sender, err := mail.NewSMTPSender(mail.SMTPConfig{Host: "127.0.0.1", Port: port, From: "no-reply@placebrain.test", TLS: mail.TLSNone, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewDispatcher(client, sender, DispatcherOptions{Now: clk.Now, BatchSize: 4, Lease: time.Minute})
+	return sender
 }
 
-func enqueue(t *testing.T, client *ent.Client, to string, now time.Time) {
+func newTestDispatcher(t *testing.T, db *store.DB, s *smtptest.Server, clk *testClock) *mail.Dispatcher {
+	return mail.NewDispatcher(db, smtpSender(t, s.Port), options(clk))
+}
+
+func enqueue(t *testing.T, db *store.DB, to string, now time.Time) {
 	t.Helper()
-	err := store.WithTx(context.Background(), client, func(tx *ent.Tx) error {
-		return Enqueue(context.Background(), tx, Message{UserID: uuid.New(), To: to, Template: TemplateOTP,
+	err := db.InTx(context.Background(), func(tx auth.Tx) error {
+		return tx.EnqueueMail(context.Background(), mail.Message{UserID: uuid.New(), To: to, Template: mail.TemplateOTP,
 			Data: map[string]string{"code": "123456", "username": "u", "expiresMinutes": "10"}}, now)
 	})
 	if err != nil {
@@ -97,7 +110,7 @@ func TestConcurrentDispatchersDeliverOnce(t *testing.T) {
 			t.Errorf("%s got %d messages", to, c)
 		}
 	}
-	if sent := client.OutboxMessage.Query().Where(outboxmessage.StatusEQ(outboxmessage.StatusSent), outboxmessage.Attempts(1)).CountX(context.Background()); sent != n {
+	if sent := client.Ent.OutboxMessage.Query().Where(outboxmessage.StatusEQ(outboxmessage.StatusSent), outboxmessage.Attempts(1)).CountX(context.Background()); sent != n {
 		t.Errorf("sent after one attempt = %d, want %d", sent, n)
 	}
 }
@@ -107,8 +120,7 @@ func TestConcurrentDispatchersDeliverOnce(t *testing.T) {
 func TestClaimedMessageOfDeadSenderIsRedelivered(t *testing.T) {
 	client, s, clk := setup(t)
 	enqueue(t, client, "crash@example.com", clk.Now())
-	dead := newTestDispatcher(t, client, s, clk)
-	claimed, err := dead.claim(context.Background())
+	claimed, err := client.ClaimOutbox(context.Background(), clk.Now(), time.Minute, 4) // a dispatcher that dies
 	if err != nil || len(claimed) != 1 {
 		t.Fatalf("claim = %d, %v", len(claimed), err)
 	}
@@ -121,7 +133,7 @@ func TestClaimedMessageOfDeadSenderIsRedelivered(t *testing.T) {
 		t.Fatalf("after lease: %d, %v", n, err)
 	}
 	s.WaitFor(t, "crash@example.com", 5*time.Second)
-	m := client.OutboxMessage.Query().OnlyX(context.Background())
+	m := client.Ent.OutboxMessage.Query().OnlyX(context.Background())
 	if m.Status != outboxmessage.StatusSent || m.Attempts != 2 {
 		t.Errorf("status=%s attempts=%d", m.Status, m.Attempts)
 	}
@@ -150,17 +162,19 @@ func TestRunDeliversAndStops(t *testing.T) {
 func TestPermanentRejectionFailsAtOnce(t *testing.T) {
 	client, s, clk := setup(t)
 	var logs strings.Builder
-	sender, err := NewSMTPSender(SMTPConfig{Host: s.Host, Port: s.Port, From: "no-reply@placebrain.test", TLS: TLSNone, Timeout: 5 * time.Second})
+	sender, err := mail.NewSMTPSender(mail.SMTPConfig{Host: s.Host, Port: s.Port, From: "no-reply@placebrain.test", TLS: mail.TLSNone, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := NewDispatcher(client, sender, DispatcherOptions{Now: clk.Now, Log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	o := options(clk)
+	o.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+	d := mail.NewDispatcher(client, sender, o)
 	enqueue(t, client, "reject-me@example.com", clk.Now())
 	enqueue(t, client, "tempfail-me@example.com", clk.Now())
 	if _, err := d.DispatchOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range client.OutboxMessage.Query().AllX(context.Background()) {
+	for _, m := range client.Ent.OutboxMessage.Query().AllX(context.Background()) {
 		want := outboxmessage.StatusPending
 		if m.Recipient == "reject-me@example.com" {
 			want = outboxmessage.StatusFailed
@@ -194,13 +208,13 @@ func TestHungRelayTimesOut(t *testing.T) {
 			defer c.Close() // hold it open, say nothing
 		}
 	}()
-	sender, err := NewSMTPSender(SMTPConfig{Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port, From: "a@b.c", TLS: TLSNone, Timeout: 300 * time.Millisecond})
+	sender, err := mail.NewSMTPSender(mail.SMTPConfig{Host: "127.0.0.1", Port: l.Addr().(*net.TCPAddr).Port, From: "a@b.c", TLS: mail.TLSNone, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- sender.Send(context.Background(), Envelope{To: "x@example.com"}, Rendered{Subject: "s", Text: "t", HTML: "h"})
+		done <- sender.Send(context.Background(), mail.Envelope{To: "x@example.com"}, mail.Rendered{Subject: "s", Text: "t", HTML: "h"})
 	}()
 	select {
 	case err := <-done:
@@ -216,11 +230,11 @@ func TestHungRelayTimesOut(t *testing.T) {
 // cancelAfterFirst cancels the dispatcher's context during the first
 // delivery, as a shutdown would.
 type cancelAfterFirst struct {
-	Sender
+	mail.Sender
 	cancel context.CancelFunc
 }
 
-func (c cancelAfterFirst) Send(ctx context.Context, env Envelope, r Rendered) error {
+func (c cancelAfterFirst) Send(ctx context.Context, env mail.Envelope, r mail.Rendered) error {
 	c.cancel()
 	return c.Sender.Send(ctx, env, r)
 }
@@ -232,19 +246,79 @@ func TestShutdownReleasesTheBatch(t *testing.T) {
 	for i := range 3 {
 		enqueue(t, client, fmt.Sprintf("batch%d@example.com", i), clk.Now())
 	}
-	sender, err := NewSMTPSender(SMTPConfig{Host: s.Host, Port: s.Port, From: "a@b.c", TLS: TLSNone, Timeout: 5 * time.Second})
+	sender, err := mail.NewSMTPSender(mail.SMTPConfig{Host: s.Host, Port: s.Port, From: "a@b.c", TLS: mail.TLSNone, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := NewDispatcher(client, cancelAfterFirst{sender, cancel}, DispatcherOptions{Now: clk.Now, BatchSize: 3})
+	o := options(clk)
+	o.BatchSize = 3
+	d := mail.NewDispatcher(client, cancelAfterFirst{sender, cancel}, o)
 	if n, err := d.DispatchOnce(ctx); n != 3 || err != nil {
 		t.Fatalf("DispatchOnce = %d, %v", n, err)
 	}
-	sent := client.OutboxMessage.Query().Where(outboxmessage.StatusEQ(outboxmessage.StatusSent)).CountX(context.Background())
-	due := client.OutboxMessage.Query().Where(outboxmessage.StatusEQ(outboxmessage.StatusPending),
+	sent := client.Ent.OutboxMessage.Query().Where(outboxmessage.StatusEQ(outboxmessage.StatusSent)).CountX(context.Background())
+	due := client.Ent.OutboxMessage.Query().Where(outboxmessage.StatusEQ(outboxmessage.StatusPending),
 		outboxmessage.Attempts(0), outboxmessage.NextAttemptAtLTE(clk.Now())).CountX(context.Background())
 	if sent != 1 || due != 2 {
 		t.Errorf("sent=%d due-again=%d, want 1 and 2", sent, due)
+	}
+}
+
+// While the relay is down a message waits and is retried with backoff;
+// once it is up the message is delivered, and its data erased.
+func TestOutboxSurvivesSMTPOutage(t *testing.T) {
+	db, _, clk := setup(t)
+	ctx := context.Background()
+	port := smtptest.FreePort(t)
+	d := mail.NewDispatcher(db, smtpSender(t, port), options(clk))
+	enqueue(t, db, "olga@example.com", clk.Now())
+	if _, err := d.DispatchOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := db.Ent.OutboxMessage.Query().OnlyX(ctx)
+	if m.Status != outboxmessage.StatusPending || m.Attempts != 1 || m.LastError == "" || !m.NextAttemptAt.After(clk.Now()) {
+		t.Fatalf("after failed delivery: status=%s attempts=%d last_error=%q next=%v", m.Status, m.Attempts, m.LastError, m.NextAttemptAt)
+	}
+	// Not due yet: nothing is claimed.
+	if n, _ := d.DispatchOnce(ctx); n != 0 {
+		t.Errorf("claimed %d before the retry delay", n)
+	}
+
+	// SMTP comes up; after the backoff the e-mail is delivered.
+	s := smtptest.StartOn(t, port)
+	clk.Advance(5 * time.Second)
+	if n, err := d.DispatchOnce(ctx); n != 1 || err != nil {
+		t.Fatalf("DispatchOnce after the delay = %d, %v", n, err)
+	}
+	s.WaitFor(t, "olga@example.com", 5*time.Second)
+	m = db.Ent.OutboxMessage.Query().OnlyX(ctx)
+	if m.Status != outboxmessage.StatusSent || m.Attempts != 2 || len(m.Data) != 0 {
+		t.Errorf("after delivery: status=%s attempts=%d data=%d keys", m.Status, m.Attempts, len(m.Data))
+	}
+	if got := len(s.Messages()); got != 1 {
+		t.Errorf("messages delivered = %d, want 1", got)
+	}
+}
+
+// After MaxAttempts failed deliveries a message fails for good, loses its
+// data and is never claimed again.
+func TestOutboxGivesUpAfterMaxAttempts(t *testing.T) {
+	db, _, clk := setup(t)
+	ctx := context.Background()
+	d := mail.NewDispatcher(db, smtpSender(t, smtptest.FreePort(t)), options(clk))
+	enqueue(t, db, "pia@example.com", clk.Now())
+	for range 3 { // MaxAttempts
+		if _, err := d.DispatchOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Minute)
+	}
+	m := db.Ent.OutboxMessage.Query().OnlyX(ctx)
+	if m.Status != outboxmessage.StatusFailed || m.Attempts != 3 || len(m.Data) != 0 {
+		t.Fatalf("status=%s attempts=%d data=%d keys", m.Status, m.Attempts, len(m.Data))
+	}
+	if n, _ := d.DispatchOnce(ctx); n != 0 {
+		t.Errorf("failed message claimed again")
 	}
 }

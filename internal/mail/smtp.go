@@ -74,15 +74,12 @@ type SMTPSender struct {
 	useLogin bool
 }
 
-// NewSMTPSender returns a sender for c. It fails when c.From is not an
-// address.
+// NewSMTPSender returns a sender for c, whose Timeout must be positive. It
+// fails when c.From is not an address.
 func NewSMTPSender(c SMTPConfig) (*SMTPSender, error) {
 	from, err := netmail.ParseAddress(c.From)
 	if err != nil {
 		return nil, fmt.Errorf("SMTP__FROM is not an address: %w", err)
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = 15 * time.Second
 	}
 	return &SMTPSender{
 		c:        c,

@@ -9,8 +9,9 @@ import (
 )
 
 // Pool runs password hashing on a fixed number of workers with a bounded
-// queue. Each worker owns an OS thread in Linux's SCHED_IDLE class (or at
-// nice 19 where that is refused), the lowest scheduling priority: while
+// queue. With LowPriority each worker owns an OS thread in Linux's
+// SCHED_IDLE class (or at nice 19 where that is refused), the lowest
+// scheduling priority: while
 // hashing saturates the CPU, the kernel runs cheap RPCs (token validation,
 // look-ups) first, preempting a hash as soon as one wakes. With
 // `authbench -only loaded` on a 2-CPU VM, ValidateToken's p99 while Login
@@ -31,8 +32,9 @@ type Pool struct {
 	jobs  chan job
 	slots chan struct{}
 
-	workers  int
-	ownProcs bool
+	workers     int
+	ownProcs    bool
+	lowPriority bool
 	mu       sync.Mutex
 	running  int // jobs running now
 	base     int // GOMAXPROCS before the pool raised it
@@ -51,6 +53,10 @@ type PoolOption func(*Pool)
 // change stops the world for
 // microseconds, at most twice per busy period.
 func OwnProcs() PoolOption { return func(p *Pool) { p.ownProcs = true } }
+
+// LowPriority runs each worker on an OS thread of its own in SCHED_IDLE
+// (nice 19 where that is refused); see Pool.
+func LowPriority() PoolOption { return func(p *Pool) { p.lowPriority = true } }
 
 type job struct {
 	fn   func()
@@ -77,11 +83,14 @@ func NewPool(workers, queue int, opts ...PoolOption) *Pool {
 }
 
 func (p *Pool) work() {
-	// The goroutine keeps its thread for good, so the lowered priority
-	// stays with this work only. Pid 0 is the calling thread.
-	runtime.LockOSThread()
-	if unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0) != nil {
-		_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+	if p.lowPriority {
+		// The goroutine keeps its thread for good, so the lowered
+		// priority stays with this work only. Pid 0 is the calling
+		// thread.
+		runtime.LockOSThread()
+		if unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0) != nil {
+			_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+		}
 	}
 	for j := range p.jobs {
 		j.fn()

@@ -33,7 +33,7 @@ func TestPoolWorkersLowestPriority(t *testing.T) {
 		t.Skip("the test runs at the lowest priority already")
 	}
 	var worker prio
-	if err := NewPool(1, 0).Do(context.Background(), func() { worker = read() }); err != nil {
+	if err := NewPool(1, 0, LowPriority()).Do(context.Background(), func() { worker = read() }); err != nil {
 		t.Fatal(err)
 	}
 	if !worker.idle && worker.nice != 19 {

@@ -1,12 +1,15 @@
-// Package server assembles authd from its parts: database, migrations,
-// domain service, outbox dispatcher and the gRPC server with health and
-// reflection, and runs them until the context ends.
+// Package server assembles authd from its parts (New): database,
+// migrations, domain service, password hashing pool, e-mail outbox
+// dispatcher and the gRPC server with health and reflection; App.Serve runs
+// them until the context ends. Production, the integration tests and the
+// benchmarks all build through New.
 package server
 
 import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -42,195 +45,299 @@ import (
 // before they are cancelled.
 const ShutdownGrace = 20 * time.Second
 
-// OpenDB opens the configured database.
-func OpenDB(ctx context.Context, c *config.Config) (*store.DB, error) {
-	return store.Open(ctx, store.Config{
-		URL:     c.Database.URL,
-		DataDir: c.DataDir,
-		Pool: store.PoolConfig{
-			MaxOpenConns:    c.Database.MaxOpenConns,
-			MaxIdleConns:    c.Database.MaxIdleConns,
-			ConnMaxLifetime: time.Duration(c.Database.ConnMaxLifetimeMinutes) * time.Minute,
-		},
-	})
+// Options are what New takes besides the configuration: the parts that
+// tests and benchmarks vary. The zero value is production's.
+type Options struct {
+	// Log receives the JSON log (discarded when nil).
+	Log *slog.Logger
+	// Now is the clock of the service, the access tokens and the outbox
+	// (time.Now when nil).
+	Now func() time.Time
+	// Listener, when set, serves gRPC instead of a new listener on
+	// GRPC__LISTEN_ADDR.
+	Listener net.Listener
+	// PlainHashing runs the hashing pool's workers at normal priority and
+	// on the Go processors everything else runs on (see
+	// password.LowPriority and password.OwnProcs): for tests, which run
+	// many services in one process.
+	PlainHashing bool
+	// WrapConnector, when set, wraps the database driver (a test that
+	// counts statements).
+	WrapConnector func(driver.Connector) driver.Connector
 }
 
-// Run serves until ctx is cancelled, then shuts down gracefully: health
-// turns NOT_SERVING, in-flight RPCs finish (up to ShutdownGrace), and the
-// dispatcher finishes the delivery in progress.
+// App is an assembled authd, ready to Serve.
+type App struct {
+	// DB is the open database; Serve closes it when it returns.
+	DB         *store.DB
+	Service    *auth.Service
+	Dispatcher *mail.Dispatcher
+
+	cfg    *config.Config
+	log    *slog.Logger
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+	// stopping is closed when shutdown starts, ending open streams.
+	stopping chan struct{}
+}
+
+// Run assembles authd from c and serves until ctx is cancelled (see
+// App.Serve).
 func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
-	if c.Dev {
-		log.Warn("DEVELOPMENT MODE: do not use in production. The JWT secret may be generated and kept in the data directory, and without SMTP__HOST e-mails (with their codes) are written to this log instead of being sent.",
-			"data_dir", c.DataDir)
-	}
-	db, err := OpenDB(ctx, c)
+	app, err := New(ctx, c, Options{Log: log})
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	client := db.Ent
+	return app.Serve(ctx)
+}
+
+// New builds authd from c: it opens the database and applies pending
+// migrations (or, with DATABASE__AUTO_MIGRATE=false, refuses a database
+// with pending ones), builds the token issuer, hashing pool, OTP keys,
+// e-mail sender and outbox dispatcher, the domain service, and the gRPC
+// server with health and reflection, and listens. Nothing runs until
+// Serve; Close releases an App that is never served.
+func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if c.Dev {
+		log.Warn("DEVELOPMENT MODE: do not use in production. The JWT secret may be generated and kept in the data directory, and without SMTP__HOST e-mails (with their codes) are written to this log instead of being sent.",
+			"data_dir", c.Data.Dir)
+	}
+	db, err := OpenDB(ctx, c, o.WrapConnector)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
 	log.Info("database open", "database", db.Location)
-	m := migrate.New(db.SQL, db.Dialect, migrations.For(db.Dialect), log)
-	if c.Database.AutoMigrate {
-		applied, err := m.Apply(ctx)
-		if err != nil {
-			return err
-		}
-		log.Info("migrations up to date", "applied", len(applied))
-	} else {
-		st, err := m.Status(ctx)
-		if err != nil {
-			return err
-		}
-		if len(st.Pending) > 0 {
-			return fmt.Errorf("database has %d pending migrations and DATABASE__AUTO_MIGRATE=false: run `authd migrate apply` or `atlas migrate apply`", len(st.Pending))
-		}
+	if err := migrateAtStart(ctx, db, c.Database.AutoMigrate, log); err != nil {
+		return nil, err
 	}
 
 	var previous [][]byte
 	for _, p := range c.JWT.PreviousSecrets {
 		previous = append(previous, []byte(p))
 	}
-	access, err := token.NewIssuer([]byte(c.JWT.Secret), c.JWT.Issuer, c.JWT.AccessTokenTTL(), nil,
-		token.Options{Previous: previous, Leeway: time.Duration(c.JWT.LeewaySeconds) * time.Second, CacheSize: c.JWT.ValidationCacheSize})
+	access, err := token.NewIssuer([]byte(c.JWT.Secret), c.JWT.Issuer, c.JWT.AccessTokenTTL, o.Now,
+		token.Options{Previous: previous, Leeway: c.JWT.Leeway, CacheSize: c.JWT.ValidationCacheSize})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Hashing workers run at the lowest OS priority and, while they hash,
-	// on processors of their own on top of GOMAXPROCS (see password.Pool).
-	workers := c.Password.HashWorkers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	hasher, err := password.NewHasher(c.Password.BcryptCost, password.NewPool(workers, c.Password.HashQueue, password.OwnProcs()))
+	hasher, err := newHasher(c.Password, o.PlainHashing)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	keys, err := otp.NewKeyer([]byte(c.OTP.Secret), []byte(c.JWT.Secret))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	throttleKey, err := deriveKey([]byte(c.JWT.Secret), "placebrain-auth login throttle v1")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var sender mail.Sender = mail.LogSender{Log: log}
-	sendTimeout := time.Duration(c.SMTP.TimeoutSeconds) * time.Second
 	if c.SMTP.Host != "" {
 		if sender, err = mail.NewSMTPSender(mail.SMTPConfig{
 			Host: c.SMTP.Host, Port: c.SMTP.Port, Username: c.SMTP.Username, Password: c.SMTP.Password,
-			From: c.SMTP.From, TLS: c.SMTP.TLS, Timeout: sendTimeout,
+			From: c.SMTP.From, TLS: c.SMTP.TLS, Timeout: c.SMTP.Timeout,
 		}); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	dispatcher := mail.NewDispatcher(client, sender, mail.DispatcherOptions{
-		PollInterval: time.Duration(c.Outbox.PollIntervalMillis) * time.Millisecond,
-		SendTimeout:  sendTimeout,
+	dispatcher := mail.NewDispatcher(db, sender, mail.DispatcherOptions{
+		PollInterval: c.Outbox.PollInterval,
+		SendTimeout:  c.SMTP.Timeout,
 		MaxAttempts:  c.Outbox.MaxAttempts,
-		RetryBase:    time.Duration(c.Outbox.RetryBaseSeconds) * time.Second,
-		RetryMax:     time.Duration(c.Outbox.RetryMaxSeconds) * time.Second,
+		RetryBase:    c.Outbox.RetryBase,
+		RetryMax:     c.Outbox.RetryMax,
+		Now:          o.Now,
 		Log:          log,
 	})
 	svc := auth.New(db, auth.Options{
 		AccessTokens:      access,
 		Passwords:         hasher,
 		OTPKeys:           keys,
-		RefreshTokenTTL:   c.JWT.RefreshTokenTTL(),
-		OTPTTL:            time.Duration(c.OTP.ExpireMinutes) * time.Minute,
-		OTPMaxAttempts:    c.OTP.MaxAttempts,
-		OTPCooldown:       time.Duration(c.OTP.ResendCooldownSeconds) * time.Second,
-		OTPDailyLimit:     c.OTP.DailyLimit,
-		RefreshReuseGrace: time.Duration(c.JWT.RefreshReuseGraceSeconds) * time.Second,
+		RefreshTokenTTL:   c.JWT.RefreshTokenTTL,
+		RefreshReuseGrace: c.JWT.RefreshReuseGrace,
+		OTP: auth.OTPPolicy{
+			TTL:         c.OTP.TTL,
+			MaxAttempts: c.OTP.MaxAttempts,
+			Cooldown:    c.OTP.ResendCooldown,
+			DailyLimit:  c.OTP.DailyLimit,
+		},
 		Login: auth.LoginPolicy{
 			MaxFailures: c.Login.MaxFailures,
-			Window:      time.Duration(c.Login.WindowMinutes) * time.Minute,
-			Lockout:     time.Duration(c.Login.LockoutMinutes) * time.Minute,
+			Window:      c.Login.Window,
+			Lockout:     c.Login.Lockout,
 			Key:         throttleKey,
 		},
-		AuditRetention: time.Duration(c.Audit.RetentionDays) * 24 * time.Hour,
+		AuditRetention: c.Audit.Retention,
+		Now:            o.Now,
 		MailQueued:     dispatcher.Wake,
 		Log:            log,
 	})
 
-	if c.PprofAddr != "" {
+	lis := o.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", c.GRPC.ListenAddr); err != nil {
+			return nil, fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.GRPC.ListenAddr, err)
+		}
+	}
+	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, cfg: c, log: log, lis: lis,
+		health: health.NewServer(), stopping: make(chan struct{})}
+	a.grpc = grpc.NewServer(append(grpcapi.ServerOptions(log), grpc.StreamInterceptor(a.endStreams))...)
+	grpcapi.Register(a.grpc, svc)
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	reflection.Register(a.grpc)
+	return a, nil
+}
+
+// OpenDB opens the database c's DATABASE__ and DATA__ sections name; wrap,
+// when set, wraps its driver.
+func OpenDB(ctx context.Context, c *config.Config, wrap func(driver.Connector) driver.Connector) (*store.DB, error) {
+	return store.Open(ctx, store.Config{
+		URL:     c.Database.URL,
+		DataDir: c.Data.Dir,
+		Pool: store.PoolConfig{
+			MaxOpenConns:    c.Database.MaxOpenConns,
+			MaxIdleConns:    c.Database.MaxIdleConns,
+			ConnMaxLifetime: c.Database.ConnMaxLifetime,
+		},
+		WrapConnector: wrap,
+	})
+}
+
+// migrateAtStart applies pending migrations, or with autoMigrate false
+// refuses a database that has pending ones.
+func migrateAtStart(ctx context.Context, db *store.DB, autoMigrate bool, log *slog.Logger) error {
+	m := migrate.New(db.SQL, db.Dialect, migrations.For(db.Dialect), log)
+	if autoMigrate {
+		applied, err := m.Apply(ctx)
+		if err != nil {
+			return err
+		}
+		log.Info("migrations up to date", "applied", len(applied))
+		return nil
+	}
+	st, err := m.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if len(st.Pending) > 0 {
+		return fmt.Errorf("database has %d pending migrations and DATABASE__AUTO_MIGRATE=false: run `authd migrate apply` or `atlas migrate apply`", len(st.Pending))
+	}
+	return nil
+}
+
+// newHasher builds the bcrypt hasher and its pool: PASSWORD__HASH_WORKERS
+// workers (one per Go processor when 0) that, unless plain, run at the
+// lowest OS priority and, while they hash, on processors of their own on
+// top of GOMAXPROCS (see password.Pool).
+func newHasher(c config.Password, plain bool) (*password.Hasher, error) {
+	workers := c.HashWorkers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var opts []password.PoolOption
+	if !plain {
+		opts = append(opts, password.OwnProcs(), password.LowPriority())
+	}
+	return password.NewHasher(c.BcryptCost, password.NewPool(workers, c.HashQueue, opts...))
+}
+
+// Addr is the address gRPC listens on.
+func (a *App) Addr() net.Addr { return a.lis.Addr() }
+
+// Close releases an App that was never served.
+func (a *App) Close() error {
+	a.lis.Close()
+	return a.DB.Close()
+}
+
+// endStreams ends streams (health Watch) when shutdown starts; otherwise
+// a watching load balancer would hold GracefulStop for the full grace
+// period.
+func (a *App) endStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-a.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	w := middleware.WrapServerStream(ss)
+	w.WrappedContext = ctx
+	return handler(srv, w)
+}
+
+// setHealth sets the serving status of the server and of AuthService.
+func (a *App) setHealth(s healthpb.HealthCheckResponse_ServingStatus) {
+	a.health.SetServingStatus("", s)
+	a.health.SetServingStatus(authpb.AuthService_ServiceDesc.ServiceName, s)
+}
+
+// Serve serves gRPC and runs the outbox dispatcher, the database watch and
+// the periodic pruning until ctx is cancelled, then shuts down gracefully:
+// health turns NOT_SERVING and open streams end, in-flight RPCs finish (up
+// to ShutdownGrace), the dispatcher finishes the delivery in progress, and
+// the database is closed.
+func (a *App) Serve(ctx context.Context) error {
+	defer a.DB.Close()
+	if addr := a.cfg.Debug.PprofAddr; addr != "" {
 		// net/http/pprof registers its handlers on http.DefaultServeMux.
-		pprofSrv := &http.Server{Addr: c.PprofAddr, ReadHeaderTimeout: 5 * time.Second}
+		pprofSrv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := pprofSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("pprof server", "error", err)
+				a.log.Error("pprof server", "error", err)
 			}
 		}()
 		defer pprofSrv.Close()
-		log.Warn("pprof enabled", "addr", c.PprofAddr)
-	}
-	lis, err := net.Listen("tcp", c.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.ListenAddr, err)
-	}
-	// Streams (health Watch) end when shutdown starts; otherwise a
-	// watching load balancer would hold GracefulStop for the full grace
-	// period.
-	stopping := make(chan struct{})
-	endStreams := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, cancel := context.WithCancel(ss.Context())
-		defer cancel()
-		go func() {
-			select {
-			case <-stopping:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		w := middleware.WrapServerStream(ss)
-		w.WrappedContext = ctx
-		return handler(srv, w)
-	}
-	gs := grpc.NewServer(append(grpcapi.ServerOptions(log), grpc.StreamInterceptor(endStreams))...)
-	grpcapi.Register(gs, svc)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
-	setHealth := func(s healthpb.HealthCheckResponse_ServingStatus) {
-		hs.SetServingStatus("", s)
-		hs.SetServingStatus(authpb.AuthService_ServiceDesc.ServiceName, s)
+		a.log.Warn("pprof enabled", "addr", addr)
 	}
 	// The database is reachable and migrated at this point.
-	setHealth(healthpb.HealthCheckResponse_SERVING)
+	a.setHealth(healthpb.HealthCheckResponse_SERVING)
 
 	runCtx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); dispatcher.Run(runCtx) }()
-	go func() { defer wg.Done(); watchDB(runCtx, db.SQL, setHealth, log) }()
-	go func() { defer wg.Done(); prune(runCtx, svc, log) }()
+	wg.Go(func() { a.Dispatcher.Run(runCtx) })
+	wg.Go(func() { watchDB(runCtx, a.DB.SQL, a.setHealth, a.log) })
+	wg.Go(func() { prune(runCtx, a.Service, a.log) })
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- gs.Serve(lis) }()
-	log.Info("authd serving", "addr", lis.Addr().String())
+	go func() { serveErr <- a.grpc.Serve(a.lis) }()
+	a.log.Info("authd serving", "addr", a.lis.Addr().String())
 
 	select {
-	case err = <-serveErr:
+	case err := <-serveErr:
 		stopWorkers()
 		wg.Wait()
 		return fmt.Errorf("grpc serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	hs.Shutdown()
-	close(stopping)
+	a.log.Info("shutting down")
+	a.health.Shutdown()
+	close(a.stopping)
 	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
+	go func() { a.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(ShutdownGrace):
-		log.Warn("grace period over; cancelling in-flight RPCs")
-		gs.Stop()
+		a.log.Warn("grace period over; cancelling in-flight RPCs")
+		a.grpc.Stop()
 	}
 	stopWorkers()
 	wg.Wait()
-	log.Info("stopped")
+	a.log.Info("stopped")
 	if err := <-serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return err
 	}

@@ -1,12 +1,16 @@
-// Package store opens the auth database, PostgreSQL or embedded SQLite, and
-// runs units of work on it: ent transactions that roll back on error or
-// panic, with an explicit way to commit a failure that must be recorded.
-// The differences between the two databases live here and nowhere else.
+// Package store is the auth database: it opens PostgreSQL or the embedded
+// SQLite file, runs units of work on it (ent transactions that roll back on
+// error or panic, with an explicit way to commit a failure that must be
+// recorded), and owns every query and statement of the service, ent
+// builders and prebuilt SQL alike, as methods that take and return domain
+// types (it implements auth.Store and mail.Outbox). The differences between
+// the two databases live here and nowhere else.
 package store
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -21,7 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	pgxuuid "github.com/vgarvardt/pgx-google-uuid/v5"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver (pure Go)
+	"modernc.org/sqlite"
 
 	"github.com/placebrain/auth/ent"
 )
@@ -46,11 +50,16 @@ type Config struct {
 	// DataDir holds the SQLite file when URL is empty.
 	DataDir string
 	Pool    PoolConfig
+	// WrapConnector, when set, wraps the database/sql connector: for a
+	// driver wrapper that traces or counts statements.
+	WrapConnector func(driver.Connector) driver.Connector
 }
 
 // DB is an open database: the database/sql handle, an ent client on it and
-// its dialect (dialect.Postgres or dialect.SQLite).
+// its dialect (dialect.Postgres or dialect.SQLite). Its methods are the
+// service's queries and statements (see queries.go, tx.go and outbox.go).
 type DB struct {
+	queries
 	SQL     *sql.DB
 	Ent     *ent.Client
 	Dialect string
@@ -83,7 +92,7 @@ type Target struct {
 func ParseURL(raw, dataDir string) (Target, error) {
 	if raw == "" {
 		if dataDir == "" {
-			dataDir = "data"
+			return Target{}, errors.New("DATABASE__URL is empty and so is DATA__DIR: no database to open")
 		}
 		return sqliteTarget(filepath.Join(dataDir, SQLiteFile))
 	}
@@ -170,7 +179,7 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openSQL(t)
+	db, err := openSQL(t, c.WrapConnector)
 	if err != nil {
 		return nil, err
 	}
@@ -202,9 +211,11 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: connect to %s: %w", t.Location, err)
 	}
+	client := ent.NewClient(ent.Driver(entsql.OpenDB(t.Dialect, db)))
 	return &DB{
+		queries:  queries{c: client, sql: statementsFor(t.Dialect)},
 		SQL:      db,
-		Ent:      ent.NewClient(ent.Driver(entsql.OpenDB(t.Dialect, db))),
+		Ent:      client,
 		Dialect:  t.Dialect,
 		Location: t.Location,
 	}, nil
@@ -213,38 +224,50 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 // openSQL opens t's database/sql handle: pgx's stdlib driver on
 // PostgreSQL, in READ COMMITTED, with google/uuid values encoded as binary
 // uuids (without it pgx formats each as text and parses it back), or
-// modernc's SQLite.
-func openSQL(t Target) (*sql.DB, error) {
+// modernc's SQLite; wrap, when set, wraps the connector.
+func openSQL(t Target, wrap func(driver.Connector) driver.Connector) (*sql.DB, error) {
+	var conn driver.Connector
 	if t.Dialect == dialect.SQLite {
 		if err := os.MkdirAll(filepath.Dir(t.Path), 0o700); err != nil {
 			return nil, fmt.Errorf("store: data directory: %w", err)
 		}
-		db, err := sql.Open("sqlite", t.DSN)
+		conn = dsnConnector{dsn: t.DSN, drv: &sqlite.Driver{}}
+	} else {
+		cfg, err := pgx.ParseConfig(t.DSN)
 		if err != nil {
 			return nil, fmt.Errorf("store: open: %w", err)
 		}
-		return db, nil
+		// Token rotation relies on READ COMMITTED: a statement that waited
+		// for a row lock reads the row's newest version (LockRefreshToken),
+		// where REPEATABLE READ or SERIALIZABLE would fail with a
+		// serialization error. A server or role default is overridden.
+		cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
+		conn = stdlib.GetConnector(*cfg, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+			pgxuuid.Register(c.TypeMap())
+			return nil
+		}))
 	}
-	cfg, err := pgx.ParseConfig(t.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("store: open: %w", err)
+	if wrap != nil {
+		conn = wrap(conn)
 	}
-	// Token rotation relies on READ COMMITTED: a statement that waited for
-	// a row lock reads the row's newest version (lockToken in
-	// internal/auth), where REPEATABLE READ or SERIALIZABLE would fail
-	// with a serialization error. A server or role default is overridden.
-	cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
-	return stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
-		pgxuuid.Register(c.TypeMap())
-		return nil
-	})), nil
+	return sql.OpenDB(conn), nil
 }
 
-// ForUpdate is a query modifier that locks the selected rows until the
+// dsnConnector opens connections of a driver that has no connector of its
+// own (modernc's SQLite) with a fixed DSN.
+type dsnConnector struct {
+	dsn string
+	drv driver.Driver
+}
+
+func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
+
+// forUpdate is a query modifier that locks the selected rows until the
 // transaction ends: SELECT ... FOR UPDATE on PostgreSQL. SQLite has no row
 // locks (ent refuses FOR UPDATE there); its transactions begin IMMEDIATE
 // and so already hold the write lock, and the modifier does nothing.
-func ForUpdate(opts ...entsql.LockOption) func(*entsql.Selector) {
+func forUpdate(opts ...entsql.LockOption) func(*entsql.Selector) {
 	return func(s *entsql.Selector) {
 		if s.Dialect() == dialect.Postgres {
 			s.ForUpdate(opts...)
@@ -252,50 +275,9 @@ func ForUpdate(opts ...entsql.LockOption) func(*entsql.Selector) {
 	}
 }
 
-// SkipLocked is ForUpdate that skips rows other transactions hold (FOR
+// skipLocked is forUpdate that skips rows other transactions hold (FOR
 // UPDATE SKIP LOCKED), for claiming work from a queue.
-func SkipLocked() func(*entsql.Selector) {
-	return ForUpdate(entsql.WithLockAction(entsql.SkipLocked))
+func skipLocked() func(*entsql.Selector) {
+	return forUpdate(entsql.WithLockAction(entsql.SkipLocked))
 }
 
-// commitError marks an error whose transaction must still be committed.
-type commitError struct{ err error }
-
-func (c commitError) Error() string { return c.err.Error() }
-func (c commitError) Unwrap() error { return c.err }
-
-// CommitAnd wraps err so that WithTx commits the transaction's writes
-// before returning err. Use it for failures that must be recorded: a counted
-// wrong OTP attempt, a token family revoked by reuse detection.
-func CommitAnd(err error) error { return commitError{err: err} }
-
-// WithTx runs fn in one ent transaction. It commits when fn returns nil,
-// rolls back when fn returns an error or panics (re-panicking after), and
-// commits then returns the inner error when fn returns CommitAnd(err).
-func WithTx(ctx context.Context, client *ent.Client, fn func(tx *ent.Tx) error) (err error) {
-	tx, err := client.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
-	}
-	defer func() {
-		if v := recover(); v != nil {
-			_ = tx.Rollback()
-			panic(v)
-		}
-	}()
-	ferr := fn(tx)
-	var ce commitError
-	if ferr != nil && !errors.As(ferr, &ce) {
-		if rerr := tx.Rollback(); rerr != nil {
-			return errors.Join(ferr, fmt.Errorf("store: rollback: %w", rerr))
-		}
-		return ferr
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
-	}
-	if ferr != nil {
-		return ce.err
-	}
-	return nil
-}

@@ -84,20 +84,37 @@ func (s *Server) Messages() []Message {
 // returns the newest such message.
 func (s *Server) WaitFor(t testing.TB, rcpt string, timeout time.Duration) Message {
 	t.Helper()
+	return s.WaitForCount(t, rcpt, 1, timeout)
+}
+
+// To returns the messages to rcpt received so far, oldest first.
+func (s *Server) To(rcpt string) []Message {
+	var out []Message
+	for _, m := range s.Messages() {
+		for _, to := range m.To {
+			if to == rcpt {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// WaitForCount waits up to timeout until n messages to rcpt have arrived
+// and returns the newest.
+func (s *Server) WaitForCount(t testing.TB, rcpt string, n int, timeout time.Duration) Message {
+	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		msgs := s.Messages()
-		for i := len(msgs) - 1; i >= 0; i-- {
-			for _, to := range msgs[i].To {
-				if to == rcpt {
-					return msgs[i]
-				}
-			}
+		if msgs := s.To(rcpt); len(msgs) >= n {
+			return msgs[len(msgs)-1]
 		}
 		select {
 		case <-s.got:
+		case <-time.After(50 * time.Millisecond): // another waiter took the signal
 		case <-deadline:
-			t.Fatalf("smtptest: no message to %s within %v", rcpt, timeout)
+			t.Fatalf("smtptest: %d messages to %s within %v, want %d", len(s.To(rcpt)), rcpt, timeout, n)
 		}
 	}
 }

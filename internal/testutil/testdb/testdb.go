@@ -36,6 +36,18 @@ func NewURL(t testing.TB) string {
 	return "sqlite:" + filepath.Join(t.TempDir(), "authd.db")
 }
 
+// URL returns a DATABASE__URL for a new database of the suite's backend,
+// removed when the test ends: on PostgreSQL cloned from the migrated
+// template, on SQLite a new file that whoever opens it first migrates (as
+// authd does at start).
+func URL(t testing.TB) string {
+	t.Helper()
+	if Backend() == dialect.Postgres {
+		return pgtest.NewDatabase(t)
+	}
+	return NewURL(t)
+}
+
 // Open returns a new migrated database, closed when the test ends.
 func Open(t testing.TB) *store.DB {
 	t.Helper()
@@ -48,12 +60,7 @@ func Open(t testing.TB) *store.DB {
 func OpenWithURL(t testing.TB) (*store.DB, string) {
 	t.Helper()
 	ctx := context.Background()
-	var url string
-	if Backend() == dialect.Postgres {
-		url = pgtest.NewDatabase(t)
-	} else {
-		url = NewURL(t)
-	}
+	url := URL(t)
 	db, err := store.Open(ctx, store.Config{URL: url, Pool: store.PoolConfig{MaxOpenConns: 20, MaxIdleConns: 20}})
 	if err != nil {
 		t.Fatalf("testdb: open: %v", err)

@@ -1,4 +1,4 @@
-package auth_test
+package main
 
 import (
 	"context"
@@ -10,37 +10,32 @@ import (
 
 	"entgo.io/ent/dialect"
 
-	"github.com/placebrain/auth/internal/auth"
-	"github.com/placebrain/auth/internal/ceiling"
 	"github.com/placebrain/auth/internal/store"
-	"github.com/placebrain/auth/internal/testutil/testdb"
+	"github.com/placebrain/auth/internal/testutil/authtest"
 	"github.com/placebrain/auth/internal/token"
 )
 
 // BenchmarkRefresh rotates refresh tokens in this process, without gRPC,
 // at 1 and 8 concurrent callers, each following its own chain of fresh
-// tokens as cmd/authbench's RefreshTokens scenario does:
+// tokens as the RefreshTokens scenario does:
 //
-//   - service: Service.Refresh (ent, database/sql, the audit event, the
-//     signed access token);
-//   - sql: the same transaction's statements issued directly
-//     (internal/ceiling: pgx on PostgreSQL, database/sql on SQLite), the
-//     load tool's ceiling (c).
+//   - service: Service.Refresh of a service assembled as production does
+//     (server.New: ent, database/sql, the audit event, the signed access
+//     token);
+//   - sql: the same transaction's statements issued directly (rotation.go:
+//     pgx on PostgreSQL, database/sql on SQLite), the load tool's ceiling
+//     (c).
 //
 // Their ratio is the service's own overhead on the rotation, apart from
 // the gRPC round trip. TEST_BACKEND=postgres runs it on PostgreSQL:
 //
-//	TEST_BACKEND=postgres go test -run '^$' -bench Refresh -count 6 ./internal/auth/
+//	TEST_BACKEND=postgres go test -run '^$' -bench Refresh -count 6 ./cmd/authbench/
 //
 // Results are named Refresh/sqlite/… or Refresh/postgres/….
 func BenchmarkRefresh(b *testing.B) {
-	db, url := testdb.OpenWithURL(b)
+	e := authtest.New(b)
+	db := e.DB
 	ctx := context.Background()
-	access, err := token.NewIssuer([]byte("refresh-benchmark-secret-0123456789"), "placebrain-auth", 15*time.Minute, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	svc := auth.New(db, auth.Options{AccessTokens: access, RefreshTokenTTL: 30 * 24 * time.Hour})
 	now := time.Now().UTC()
 	u, err := db.Ent.User.Create().SetUsername("bench").SetEmail("bench@example.com").SetEmailNormalized("bench@example.com").
 		SetPasswordHash("x").SetIsVerified(true).SetCreatedAt(now).SetUpdatedAt(now).Save(ctx)
@@ -60,7 +55,7 @@ func BenchmarkRefresh(b *testing.B) {
 		return rt, db.Ent.RefreshToken.Create().SetUserID(u.ID).SetFamilyID(fam.ID).SetTokenHash(hash).
 			SetCreatedAt(now).SetExpiresAt(now.Add(time.Hour)).Exec(ctx)
 	}
-	sqlRotate := sqlRotation(b, db, url)
+	sqlRotate := sqlRotation(b, db, e.URL)
 	// The backend is part of the name, so that benchstat keeps SQLite's
 	// and PostgreSQL's results apart.
 	backend := "sqlite"
@@ -71,7 +66,7 @@ func BenchmarkRefresh(b *testing.B) {
 		for _, conc := range []int{1, 8} {
 			b.Run(fmt.Sprintf("service/c=%d", conc), func(b *testing.B) {
 				rotate(b, conc, newChain, func(rt string) (string, error) {
-					p, err := svc.Refresh(ctx, rt)
+					p, err := e.Service.Refresh(ctx, rt)
 					return p.RefreshToken, err
 				})
 			})
@@ -82,19 +77,19 @@ func BenchmarkRefresh(b *testing.B) {
 	})
 }
 
-// sqlRotation returns a rotation through internal/ceiling on db.
+// sqlRotation returns the direct rotation (ceiling (c)) on db.
 func sqlRotation(b *testing.B, db *store.DB, url string) func(string) (string, error) {
 	ctx := context.Background()
-	r := ceiling.Rotator{DB: db.SQL}
+	r := rotator{db: db.SQL}
 	if db.Dialect == dialect.Postgres {
 		dsn, err := store.NormalizeURL(url)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if r.Pool, err = ceiling.OpenPG(ctx, dsn); err != nil {
+		if r.pool, err = openPG(ctx, dsn); err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(r.Pool.Close)
+		b.Cleanup(r.pool.Close)
 	}
 	return func(rt string) (string, error) { return r.Rotate(ctx, rt) }
 }
@@ -132,9 +127,7 @@ func rotate(b *testing.B, conc int, newChain func() (string, error), fn func(str
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	for i := range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			rt := chains[i]
 			for left.Add(-1) >= 0 {
 				next, err := fn(rt)
@@ -144,7 +137,7 @@ func rotate(b *testing.B, conc int, newChain func() (string, error), fn func(str
 				}
 				rt = next
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

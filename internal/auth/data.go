@@ -1,0 +1,233 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/placebrain/auth/internal/mail"
+)
+
+// This file is what the rules need from the database, in domain terms.
+// internal/store implements it: every query and statement lives there, and
+// this package imports no database code.
+
+// Store is the auth database.
+type Store interface {
+	Queries
+	// InTx runs fn in one transaction, the unit of work behind an RPC: it
+	// commits when fn returns nil, rolls back when fn returns an error or
+	// panics, and commits and then returns the cause when fn returns
+	// CommitAnd(cause). On SQLite the transaction holds the database's
+	// write lock from its start.
+	InTx(ctx context.Context, fn func(Tx) error) error
+	// DeleteAuditEventsBefore deletes audit events created before t and
+	// returns how many.
+	DeleteAuditEventsBefore(ctx context.Context, t time.Time) (int, error)
+	// DeleteIdleLoginThrottles deletes login throttles whose window
+	// started before windowStart and that lock nothing at now, and returns
+	// how many.
+	DeleteIdleLoginThrottles(ctx context.Context, windowStart, now time.Time) (int, error)
+}
+
+// Queries are the single statements that need no unit of work; on a Store
+// each runs on its own, on a Tx inside the transaction.
+type Queries interface {
+	// UserByID returns the account with id; ErrUserNotFound when there is
+	// none.
+	UserByID(ctx context.Context, id uuid.UUID) (Account, error)
+	// UserByEmail returns the account whose canonical address (see
+	// identity.Email) is canonical; ErrUserNotFound when there is none.
+	UserByEmail(ctx context.Context, canonical string) (Account, error)
+	// UserVerified reports whether the user's address is verified (false
+	// for an unknown user).
+	UserVerified(ctx context.Context, id uuid.UUID) (bool, error)
+	// LatestLiveOTP returns the user's newest code that is neither consumed
+	// nor superseded; ok is false when there is none.
+	LatestLiveOTP(ctx context.Context, userID uuid.UUID) (c OTPCode, ok bool, err error)
+	// RecordAudit records a security event.
+	RecordAudit(ctx context.Context, e AuditEvent) error
+	// DeleteLoginThrottle forgets the login attempts counted under key.
+	DeleteLoginThrottle(ctx context.Context, key []byte) error
+}
+
+// Tx is one unit of work: Queries and the changes that must commit
+// together.
+type Tx interface {
+	Queries
+	// CreateUser stores a new, unverified account and returns its id;
+	// ErrEmailTaken when the canonical address is registered.
+	CreateUser(ctx context.Context, a NewAccount) (uuid.UUID, error)
+	// LockUser reads the account with id and locks its row until the
+	// transaction ends; ErrUserNotFound when there is none.
+	LockUser(ctx context.Context, id uuid.UUID) (Account, error)
+	// SetPasswordHash replaces the user's password hash.
+	SetPasswordHash(ctx context.Context, id uuid.UUID, hash string, at time.Time) error
+	// MarkVerified marks the user's address verified.
+	MarkVerified(ctx context.Context, id uuid.UUID, at time.Time) error
+
+	// CreateTokenFamily starts a token family (a session) for the user and
+	// returns its id.
+	CreateTokenFamily(ctx context.Context, userID uuid.UUID, at time.Time) (uuid.UUID, error)
+	// LockRefreshToken reads the refresh token whose SHA-256 is hash, with
+	// what a rotation needs of its family and user, and locks the token's
+	// and the family's rows until the transaction ends; every later change
+	// to the family sees what committed before. ErrInvalidRefreshToken
+	// when there is no such token.
+	LockRefreshToken(ctx context.Context, hash []byte) (PresentedToken, error)
+	// MarkUsed records a refresh token's rotation.
+	MarkUsed(ctx context.Context, tokenID uuid.UUID, at time.Time) error
+	// InsertRefreshToken stores a refresh token (its hash only).
+	InsertRefreshToken(ctx context.Context, t RefreshToken) error
+	// RevokeFamily ends a (locked) token family: none of its tokens is
+	// accepted afterwards.
+	RevokeFamily(ctx context.Context, familyID uuid.UUID, reason string, at time.Time) error
+
+	// LockLoginThrottle reads the login attempts counted under key,
+	// creating a fresh record (no failures, window starting at now) when
+	// there is none, and locks it until the transaction ends.
+	LockLoginThrottle(ctx context.Context, key []byte, now time.Time) (LoginThrottle, error)
+	// SaveLoginThrottle writes the attempts counted under key.
+	SaveLoginThrottle(ctx context.Context, key []byte, th LoginThrottle, now time.Time) error
+
+	// OTPsSince returns when the user's codes created after since were
+	// created, oldest first.
+	OTPsSince(ctx context.Context, userID uuid.UUID, since time.Time) ([]time.Time, error)
+	// IssueOTP supersedes the user's live codes and stores c.
+	IssueOTP(ctx context.Context, c OTPCode) error
+	// CountOTPAttempt counts one attempt on a live code that has had fewer
+	// than max. It returns the code's attempts after the statement and
+	// whether this attempt was counted (false: the cap was reached, or the
+	// code was consumed or superseded meanwhile).
+	CountOTPAttempt(ctx context.Context, id uuid.UUID, max int) (attempts int, counted bool, err error)
+	// ConsumeOTP marks a live code used; false when it was consumed or
+	// superseded meanwhile.
+	ConsumeOTP(ctx context.Context, id uuid.UUID, at time.Time) (bool, error)
+
+	// EnqueueMail writes an e-mail to the outbox, due at at; the outbox
+	// dispatcher sends it after the transaction commits.
+	EnqueueMail(ctx context.Context, m mail.Message, at time.Time) error
+}
+
+// Account is a user as the rules see it.
+type Account struct {
+	ID       uuid.UUID
+	Username string
+	// Email is the address as the user typed it.
+	Email string
+	// PasswordHash is the bcrypt hash in modular crypt format.
+	PasswordHash string
+	Verified     bool
+}
+
+// NewAccount is an account to create.
+type NewAccount struct {
+	Username string
+	// Email is the address as typed; EmailCanonical its canonical form
+	// (identity.Email), unique among accounts.
+	Email          string
+	EmailCanonical string
+	PasswordHash   string
+	CreatedAt      time.Time
+}
+
+// PresentedToken is a presented refresh token with what a rotation needs
+// of its token family and its user.
+type PresentedToken struct {
+	ID       uuid.UUID
+	UserID   uuid.UUID
+	FamilyID uuid.UUID
+	// UsedAt is when the token was rotated; zero when it was not.
+	UsedAt    time.Time
+	ExpiresAt time.Time
+	// RevokedAt is when the family was revoked; zero when it was not.
+	RevokedAt time.Time
+	Email     string
+	Username  string
+}
+
+// RefreshToken is a refresh token to store.
+type RefreshToken struct {
+	ID       uuid.UUID
+	UserID   uuid.UUID
+	FamilyID uuid.UUID
+	// ParentID is the token it was rotated from; uuid.Nil for the first
+	// token of a family.
+	ParentID uuid.UUID
+	// Hash is the SHA-256 of the token's text (32 bytes).
+	Hash      []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// LoginThrottle is what is counted of the login attempts for one address.
+type LoginThrottle struct {
+	// Failures counts attempts since WindowStartedAt.
+	Failures        int
+	WindowStartedAt time.Time
+	// LockedUntil refuses logins until then; zero when not locked.
+	LockedUntil time.Time
+}
+
+// OTPCode is a verification code as stored: its HMAC, never the code.
+type OTPCode struct {
+	ID     uuid.UUID
+	UserID uuid.UUID
+	// MAC is otp.Keyer.MAC(ID, code).
+	MAC       []byte
+	Attempts  int
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// AuditEvent is one security event. It never holds a secret or an e-mail
+// address.
+type AuditEvent struct {
+	Event Event
+	// UserID is the account concerned; uuid.Nil when there is none (a
+	// login for an unknown address).
+	UserID uuid.UUID
+	// Reason is a short machine-readable detail (at most 64 bytes), or "".
+	Reason string
+	At     time.Time
+}
+
+// Event names a kind of security event.
+type Event string
+
+// The audit events.
+const (
+	EventRegister           Event = "register"
+	EventLoginSucceeded     Event = "login_succeeded"
+	EventLoginFailed        Event = "login_failed"
+	EventLoginThrottled     Event = "login_throttled"
+	EventTokenRefreshed     Event = "token_refreshed"
+	EventRefreshTokenReused Event = "refresh_token_reused"
+	EventTokenFamilyRevoked Event = "token_family_revoked"
+	EventLogout             Event = "logout"
+	EventOTPSent            Event = "otp_sent"
+	EventOTPVerified        Event = "otp_verified"
+	EventOTPFailed          Event = "otp_failed"
+)
+
+// committed marks the error of a unit of work whose writes must commit.
+type committed struct{ err error }
+
+func (c committed) Error() string { return c.err.Error() }
+func (c committed) Unwrap() error { return c.err }
+
+// CommitAnd wraps err so that Store.InTx commits the transaction's writes
+// before returning err: for failures that must be recorded, such as a
+// token family revoked by reuse detection.
+func CommitAnd(err error) error { return committed{err: err} }
+
+// CommitCause reports whether err came from CommitAnd, and its cause.
+func CommitCause(err error) (error, bool) {
+	var c committed
+	if errors.As(err, &c) {
+		return c.err, true
+	}
+	return nil, false
+}

@@ -1,0 +1,285 @@
+package auth_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/placebrain/auth/ent/tokenfamily"
+	"github.com/placebrain/auth/internal/auth"
+	"github.com/placebrain/auth/internal/testutil/authtest"
+)
+
+func refresh(e *authtest.Env, rt string) (auth.TokenPair, error) {
+	return e.Service.Refresh(context.Background(), rt)
+}
+
+func TestRefreshRotationAndReuseDetection(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.VerifiedUser(t, "dave", "dave@example.com", pw)
+	r0 := e.Login(t, "dave@example.com", pw).RefreshToken
+
+	// R0 -> R1 -> R2, each step after the grace window.
+	e.Clock.Advance(refreshGrace)
+	r1, err := refresh(e, r0)
+	if err != nil {
+		t.Fatalf("refresh r0: %v", err)
+	}
+	if r1.RefreshToken == r0 || r1.AccessToken == "" {
+		t.Fatalf("rotation returned %v", r1)
+	}
+	e.Clock.Advance(refreshGrace)
+	r2, err := refresh(e, r1.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh r1: %v", err)
+	}
+	// All three tokens are one family; r0 and r1 are used.
+	all := e.DB.Ent.RefreshToken.Query().AllX(ctx)
+	if len(all) != 3 {
+		t.Fatalf("tokens = %d, want 3", len(all))
+	}
+	for _, rt := range all[1:] {
+		if rt.FamilyID != all[0].FamilyID {
+			t.Fatalf("token outside the family")
+		}
+	}
+
+	// Reuse of r0 after the grace window is refused and revokes the whole
+	// family, r2 included.
+	e.Clock.Advance(refreshGrace)
+	_, err = refresh(e, r0)
+	wantErr(t, err, auth.ErrRefreshTokenReused, "Refresh token already used; sign in again")
+	if n := e.DB.Ent.TokenFamily.Query().Where(tokenfamily.RevokedAtIsNil()).CountX(ctx); n != 0 {
+		t.Errorf("unrevoked token families after reuse = %d, want 0", n)
+	}
+	_, err = refresh(e, r2.RefreshToken)
+	wantErr(t, err, auth.ErrRefreshTokenRevoked, "Refresh token revoked; sign in again")
+
+	// Another login opens a new family that the revocation did not touch.
+	r3 := e.Login(t, "dave@example.com", pw).RefreshToken
+	if _, err := refresh(e, r3); err != nil {
+		t.Fatalf("new family: %v", err)
+	}
+}
+
+func TestRefreshErrors(t *testing.T) {
+	e := newEnv(t)
+	e.VerifiedUser(t, "erin", "erin@example.com", pw)
+	r0 := e.Login(t, "erin@example.com", pw).RefreshToken
+
+	_, err := refresh(e, "")
+	wantErr(t, err, auth.ErrInvalidInput, "refresh_token is required")
+	_, err = refresh(e, "garbage")
+	wantErr(t, err, auth.ErrInvalidRefreshToken, "Invalid refresh token")
+	_, err = refresh(e, strings.Repeat("A", 43))
+	wantErr(t, err, auth.ErrInvalidRefreshToken, "Invalid refresh token")
+
+	e.Clock.Advance(refreshTTL)
+	_, err = refresh(e, r0)
+	wantErr(t, err, auth.ErrRefreshTokenExpired, "Refresh token expired; sign in again")
+}
+
+// refreshAtOnce presents the refresh token rt in n Refresh calls at once
+// and returns each call's answer and error, in call order.
+func refreshAtOnce(e *authtest.Env, rt string, n int) ([]auth.TokenPair, []error) {
+	var wg sync.WaitGroup
+	got := make([]auth.TokenPair, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { got[i], errs[i] = refresh(e, rt) })
+	}
+	wg.Wait()
+	return got, errs
+}
+
+// Login gives R0; five Refresh(R0) at the same moment all succeed (the
+// grace window), and a refresh with any returned token succeeds.
+func TestConcurrentRefreshWithinGrace(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.VerifiedUser(t, "fay", "fay@example.com", pw)
+	r0 := e.Login(t, "fay@example.com", pw).RefreshToken
+	const n = 5
+	got, errs := refreshAtOnce(e, r0, n)
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("concurrent refresh %d: %v", i, errs[i])
+		}
+	}
+	e.Clock.Advance(refreshGrace) // the follow-ups are ordinary rotations
+	for i, r := range got {
+		if _, err := refresh(e, r.RefreshToken); err != nil {
+			t.Errorf("refresh with returned token %d: %v", i, err)
+		}
+	}
+	if n := e.DB.Ent.TokenFamily.Query().Where(tokenfamily.RevokedAtIsNil()).CountX(ctx); n != 1 {
+		t.Errorf("live families = %d, want 1", n)
+	}
+}
+
+// Without a grace window, concurrent refreshes of one fresh token are
+// serialized by the token's row lock: exactly one rotates it, every other
+// one sees it used and revokes the family (reuse detection), and the token
+// the winner got is revoked with it.
+func TestConcurrentRefreshWithoutGrace(t *testing.T) {
+	e := newEnv(t, authtest.Set("JWT__REFRESH_REUSE_GRACE_SECONDS", "0"))
+	e.VerifiedUser(t, "gus", "gus@example.com", pw)
+	for round := range 5 {
+		r0 := e.Login(t, "gus@example.com", pw).RefreshToken
+		const n = 6
+		got, errs := refreshAtOnce(e, r0, n)
+		var winner string
+		for i := range n {
+			if errs[i] == nil {
+				if winner != "" {
+					t.Fatalf("round %d: two refreshes of one token succeeded", round)
+				}
+				winner = got[i].RefreshToken
+				continue
+			}
+			wantErr(t, errs[i], auth.ErrRefreshTokenReused, "")
+		}
+		if winner == "" {
+			t.Fatalf("round %d: no refresh succeeded: %v", round, errs)
+		}
+		_, err := refresh(e, winner)
+		wantErr(t, err, auth.ErrRefreshTokenRevoked, "")
+	}
+}
+
+// A client that lost the response carrying R1 retries with R0 (the parent
+// of the family's active token): within the grace window it gets another
+// token and R1 stays valid; after the window the retry is reuse and ends
+// the session.
+func TestLostResponseRecovery(t *testing.T) {
+	e := newEnv(t)
+	e.VerifiedUser(t, "lost", "lost@example.com", pw)
+
+	r0 := e.Login(t, "lost@example.com", pw).RefreshToken
+	r1, err := refresh(e, r0) // response "lost"
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(refreshGrace - time.Second)
+	retry, err := refresh(e, r0)
+	if err != nil {
+		t.Fatalf("retry within the grace window: %v", err)
+	}
+	for _, tok := range []string{retry.RefreshToken, r1.RefreshToken} {
+		if _, err := refresh(e, tok); err != nil {
+			t.Errorf("token after recovery: %v", err)
+		}
+	}
+
+	s0 := e.Login(t, "lost@example.com", pw).RefreshToken
+	s1, err := refresh(e, s0) // lost
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(refreshGrace)
+	_, err = refresh(e, s0)
+	wantErr(t, err, auth.ErrRefreshTokenReused, "")
+	_, err = refresh(e, s1.RefreshToken)
+	wantErr(t, err, auth.ErrRefreshTokenRevoked, "")
+}
+
+func TestLogout(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.VerifiedUser(t, "gus", "gus@example.com", pw)
+	lr := e.Login(t, "gus@example.com", pw)
+	other := e.Login(t, "gus@example.com", pw) // another session
+
+	if err := e.Service.Logout(ctx, lr.RefreshToken); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	_, err := refresh(e, lr.RefreshToken)
+	wantErr(t, err, auth.ErrRefreshTokenRevoked, "")
+
+	// A second Logout with the same token succeeds again (RFC 7009 §2.2):
+	// the token is unusable either way.
+	if err := e.Service.Logout(ctx, lr.RefreshToken); err != nil {
+		t.Fatalf("second Logout: %v", err)
+	}
+	if err := e.Service.Logout(ctx, "not-a-token"); err != nil {
+		t.Fatalf("Logout(garbage): %v", err)
+	}
+	err = e.Service.Logout(ctx, "")
+	wantErr(t, err, auth.ErrInvalidInput, "refresh_token is required")
+
+	// The other session is untouched.
+	if _, err := refresh(e, other.RefreshToken); err != nil {
+		t.Fatalf("other session: %v", err)
+	}
+}
+
+func TestLogoutAfterRotationEndsTheSession(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.VerifiedUser(t, "hal", "hal@example.com", pw)
+	r0 := e.Login(t, "hal@example.com", pw).RefreshToken
+	r1, err := refresh(e, r0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Service.Logout(ctx, r1.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.DB.Ent.TokenFamily.Query().Where(tokenfamily.RevokedAtIsNil()).CountX(ctx); n != 0 {
+		t.Errorf("unrevoked token families after logout = %d", n)
+	}
+}
+
+// A logout racing a rotation of the same session leaves nothing usable:
+// whatever the rotation returned is refused afterwards.
+func TestLogoutRacingRefreshEndsTheSession(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.VerifiedUser(t, "race", "race@example.com", pw)
+	for round := range 10 {
+		r0 := e.Login(t, "race@example.com", pw).RefreshToken
+		var wg sync.WaitGroup
+		var refreshed auth.TokenPair
+		var refreshErr, logoutErr error
+		wg.Go(func() { refreshed, refreshErr = refresh(e, r0) })
+		wg.Go(func() { logoutErr = e.Service.Logout(ctx, r0) })
+		wg.Wait()
+		if logoutErr != nil {
+			t.Fatalf("round %d: Logout: %v", round, logoutErr)
+		}
+		if refreshErr == nil {
+			_, err := refresh(e, refreshed.RefreshToken)
+			wantErr(t, err, auth.ErrRefreshTokenRevoked, "")
+		}
+	}
+}
+
+// Reuse detected while the thief rotates the current token: the thief's
+// new token is refused too.
+func TestReuseRacingRotationRevokesEverything(t *testing.T) {
+	e := newEnv(t)
+	e.VerifiedUser(t, "thief", "thief@example.com", pw)
+	for round := range 10 {
+		r0 := e.Login(t, "thief@example.com", pw).RefreshToken
+		r1, err := refresh(e, r0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Clock.Advance(refreshGrace)
+		var wg sync.WaitGroup
+		var thief auth.TokenPair
+		var thiefErr, ownerErr error
+		wg.Go(func() { thief, thiefErr = refresh(e, r1.RefreshToken) })
+		wg.Go(func() { _, ownerErr = refresh(e, r0) })
+		wg.Wait()
+		wantErr(t, ownerErr, auth.ErrRefreshTokenReused, "")
+		if thiefErr == nil {
+			if _, err := refresh(e, thief.RefreshToken); err == nil {
+				t.Fatalf("round %d: the family outlived reuse detection", round)
+			}
+		}
+	}
+}

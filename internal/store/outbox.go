@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/ent/outboxmessage"
+	"github.com/placebrain/auth/internal/mail"
+)
+
+// EnqueueMail implements auth.Tx: it writes m to the outbox, due at at.
+func (t *Tx) EnqueueMail(ctx context.Context, m mail.Message, at time.Time) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	err := t.c.OutboxMessage.Create().
+		SetUserID(m.UserID).
+		SetRecipient(m.To).
+		SetTemplate(m.Template).
+		SetData(m.Data).
+		SetCreatedAt(at).
+		SetNextAttemptAt(at).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("mail: enqueue: %w", err)
+	}
+	return nil
+}
+
+// ClaimOutbox implements mail.Outbox.
+func (db *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, n int) ([]mail.Pending, error) {
+	var claimed []mail.Pending
+	err := db.withTx(ctx, func(tx *Tx) error {
+		msgs, err := tx.c.OutboxMessage.Query().
+			Where(outboxmessage.StatusEQ(outboxmessage.StatusPending), outboxmessage.NextAttemptAtLTE(now)).
+			Order(ent.Asc(outboxmessage.FieldNextAttemptAt)).
+			Limit(n).
+			Modify(skipLocked()).
+			All(ctx)
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		ids := make([]uuid.UUID, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.ID
+			claimed = append(claimed, mail.Pending{ID: m.ID, UserID: m.UserID, Recipient: m.Recipient,
+				Template: m.Template, Data: m.Data, Attempts: m.Attempts + 1})
+		}
+		return tx.c.OutboxMessage.Update().
+			Where(outboxmessage.IDIn(ids...)).
+			AddAttempts(1).
+			SetNextAttemptAt(now.Add(lease)).
+			Exec(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
+// stillClaimed updates m while the claim is still the one the caller holds:
+// pending, with the claim's attempts.
+func (db *DB) stillClaimed(m mail.Pending) *ent.OutboxMessageUpdate {
+	return db.Ent.OutboxMessage.Update().
+		Where(outboxmessage.ID(m.ID), outboxmessage.Attempts(m.Attempts), outboxmessage.StatusEQ(outboxmessage.StatusPending))
+}
+
+// RecordDelivery implements mail.Outbox. Sent and failed messages lose
+// their data (it may hold a code).
+func (db *DB) RecordDelivery(ctx context.Context, m mail.Pending, o mail.Outcome) (bool, error) {
+	upd := db.stillClaimed(m)
+	switch o.Status {
+	case mail.StatusSent:
+		upd.SetStatus(outboxmessage.StatusSent).SetSentAt(o.At).ClearData().ClearLastError()
+	case mail.StatusFailed:
+		upd.SetStatus(outboxmessage.StatusFailed).ClearData().SetLastError(o.LastError)
+	default:
+		upd.SetNextAttemptAt(o.NextAttemptAt).SetLastError(o.LastError)
+	}
+	n, err := upd.Save(ctx)
+	if err != nil {
+		return false, fmt.Errorf("outbox: record delivery: %w", err)
+	}
+	return n == 1, nil
+}
+
+// ReleaseOutbox implements mail.Outbox.
+func (db *DB) ReleaseOutbox(ctx context.Context, m mail.Pending, now time.Time) error {
+	err := db.stillClaimed(m).
+		SetAttempts(m.Attempts - 1).
+		SetNextAttemptAt(now).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox: release: %w", err)
+	}
+	return nil
+}
+
+var _ mail.Outbox = (*DB)(nil)

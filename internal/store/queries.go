@@ -1,0 +1,348 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/ent/auditevent"
+	"github.com/placebrain/auth/ent/loginthrottle"
+	"github.com/placebrain/auth/ent/otprequest"
+	"github.com/placebrain/auth/ent/predicate"
+	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
+	"github.com/placebrain/auth/ent/user"
+	"github.com/placebrain/auth/internal/auth"
+)
+
+// queries run the service's statements on an ent client: the pool's (DB)
+// or a transaction's (Tx). They implement auth.Queries.
+type queries struct {
+	c   *ent.Client
+	sql *statements
+}
+
+func account(u *ent.User) auth.Account {
+	return auth.Account{ID: u.ID, Username: u.Username, Email: u.Email, PasswordHash: u.PasswordHash, Verified: u.IsVerified}
+}
+
+// UserByID implements auth.Queries.
+func (q queries) UserByID(ctx context.Context, id uuid.UUID) (auth.Account, error) {
+	u, err := q.c.User.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return auth.Account{}, auth.ErrUserNotFound
+	}
+	if err != nil {
+		return auth.Account{}, fmt.Errorf("get user: %w", err)
+	}
+	return account(u), nil
+}
+
+// UserByEmail implements auth.Queries.
+func (q queries) UserByEmail(ctx context.Context, canonical string) (auth.Account, error) {
+	u, err := q.c.User.Query().Where(user.EmailNormalized(canonical)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return auth.Account{}, auth.ErrUserNotFound
+	}
+	if err != nil {
+		return auth.Account{}, fmt.Errorf("find user: %w", err)
+	}
+	return account(u), nil
+}
+
+// UserVerified implements auth.Queries.
+func (q queries) UserVerified(ctx context.Context, id uuid.UUID) (bool, error) {
+	ok, err := q.c.User.Query().Where(user.ID(id), user.IsVerified(true)).Exist(ctx)
+	if err != nil {
+		return false, fmt.Errorf("read user: %w", err)
+	}
+	return ok, nil
+}
+
+// liveOTP selects codes that are neither consumed nor superseded.
+func liveOTP() predicate.OtpRequest {
+	return otprequest.And(otprequest.ConsumedAtIsNil(), otprequest.SupersededAtIsNil())
+}
+
+// LatestLiveOTP implements auth.Queries.
+func (q queries) LatestLiveOTP(ctx context.Context, userID uuid.UUID) (auth.OTPCode, bool, error) {
+	o, err := q.c.OtpRequest.Query().
+		Where(otprequest.UserID(userID), liveOTP()).
+		Order(ent.Desc(otprequest.FieldCreatedAt)).
+		First(ctx)
+	if ent.IsNotFound(err) {
+		return auth.OTPCode{}, false, nil
+	}
+	if err != nil {
+		return auth.OTPCode{}, false, fmt.Errorf("find code: %w", err)
+	}
+	return auth.OTPCode{ID: o.ID, UserID: o.UserID, MAC: o.CodeHmac, Attempts: o.Attempts,
+		CreatedAt: o.CreatedAt, ExpiresAt: o.ExpiresAt}, true, nil
+}
+
+// RecordAudit implements auth.Queries with a prebuilt statement (it runs
+// on every rotation), after the schema's checks that ent's builders would
+// run.
+func (q queries) RecordAudit(ctx context.Context, e auth.AuditEvent) error {
+	if err := errors.Join(auditevent.EventValidator(auditevent.Event(e.Event)), auditevent.ReasonValidator(e.Reason)); err != nil {
+		return fmt.Errorf("audit %s: %w", e.Event, err)
+	}
+	if _, err := q.c.ExecContext(ctx, q.sql.InsertAudit, uuid.New(), e.At, string(e.Event), nullable(e.UserID), nullable(e.Reason)); err != nil {
+		return fmt.Errorf("audit %s: %w", e.Event, err)
+	}
+	return nil
+}
+
+// DeleteLoginThrottle implements auth.Queries.
+func (q queries) DeleteLoginThrottle(ctx context.Context, key []byte) error {
+	if _, err := q.c.LoginThrottle.Delete().Where(loginthrottle.KeyHmac(key)).Exec(ctx); err != nil {
+		return fmt.Errorf("delete login throttle: %w", err)
+	}
+	return nil
+}
+
+// DeleteAuditEventsBefore implements auth.Store.
+func (db *DB) DeleteAuditEventsBefore(ctx context.Context, t time.Time) (int, error) {
+	n, err := db.Ent.AuditEvent.Delete().Where(auditevent.CreatedAtLT(t)).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune audit events: %w", err)
+	}
+	return n, nil
+}
+
+// DeleteIdleLoginThrottles implements auth.Store.
+func (db *DB) DeleteIdleLoginThrottles(ctx context.Context, windowStart, now time.Time) (int, error) {
+	n, err := db.Ent.LoginThrottle.Delete().Where(
+		loginthrottle.WindowStartedAtLT(windowStart),
+		loginthrottle.Or(loginthrottle.LockedUntilIsNil(), loginthrottle.LockedUntilLT(now)),
+	).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune login throttles: %w", err)
+	}
+	return n, nil
+}
+
+// CreateUser implements auth.Tx.
+func (t *Tx) CreateUser(ctx context.Context, a auth.NewAccount) (uuid.UUID, error) {
+	u, err := t.c.User.Create().
+		SetUsername(a.Username).
+		SetEmail(a.Email).
+		SetEmailNormalized(a.EmailCanonical).
+		SetPasswordHash(a.PasswordHash).
+		SetCreatedAt(a.CreatedAt).
+		SetUpdatedAt(a.CreatedAt).
+		Save(ctx)
+	if ent.IsConstraintError(err) {
+		return uuid.Nil, auth.ErrEmailTaken
+	}
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("create user: %w", err)
+	}
+	return u.ID, nil
+}
+
+// LockUser implements auth.Tx.
+func (t *Tx) LockUser(ctx context.Context, id uuid.UUID) (auth.Account, error) {
+	u, err := t.c.User.Query().Where(user.ID(id)).Modify(forUpdate()).Only(ctx)
+	if ent.IsNotFound(err) {
+		return auth.Account{}, auth.ErrUserNotFound
+	}
+	if err != nil {
+		return auth.Account{}, fmt.Errorf("lock user: %w", err)
+	}
+	return account(u), nil
+}
+
+// SetPasswordHash implements auth.Tx.
+func (t *Tx) SetPasswordHash(ctx context.Context, id uuid.UUID, hash string, at time.Time) error {
+	if err := t.c.User.UpdateOneID(id).SetPasswordHash(hash).SetUpdatedAt(at).Exec(ctx); err != nil {
+		return fmt.Errorf("set password hash: %w", err)
+	}
+	return nil
+}
+
+// MarkVerified implements auth.Tx.
+func (t *Tx) MarkVerified(ctx context.Context, id uuid.UUID, at time.Time) error {
+	if err := t.c.User.UpdateOneID(id).SetIsVerified(true).SetVerifiedAt(at).SetUpdatedAt(at).Exec(ctx); err != nil {
+		return fmt.Errorf("mark verified: %w", err)
+	}
+	return nil
+}
+
+// CreateTokenFamily implements auth.Tx.
+func (t *Tx) CreateTokenFamily(ctx context.Context, userID uuid.UUID, at time.Time) (uuid.UUID, error) {
+	f, err := t.c.TokenFamily.Create().SetUserID(userID).SetCreatedAt(at).Save(ctx)
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("create token family: %w", err)
+	}
+	return f.ID, nil
+}
+
+// LockRefreshToken implements auth.Tx with one prebuilt statement
+// (Rotation.LockToken): PostgreSQL locks the token's and the family's rows
+// with SELECT ... FOR UPDATE OF both; SQLite's transaction already holds
+// the write lock. Every change to an existing family or token (rotation,
+// reuse detection, logout) runs after this statement in its transaction,
+// and in READ COMMITTED PostgreSQL returns the newest version of a row it
+// had to wait for, so what is read reflects every change committed before.
+// Locking the token row matters: a rotation changes only the token, and two
+// refreshes of one token must not both see it unused.
+func (t *Tx) LockRefreshToken(ctx context.Context, hash []byte) (auth.PresentedToken, error) {
+	rows, err := t.c.QueryContext(ctx, t.sql.LockToken, hash)
+	if err != nil {
+		return auth.PresentedToken{}, fmt.Errorf("lock refresh token: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return auth.PresentedToken{}, fmt.Errorf("lock refresh token: %w", err)
+		}
+		return auth.PresentedToken{}, auth.ErrInvalidRefreshToken
+	}
+	var p auth.PresentedToken
+	var used, revoked sql.NullTime
+	if err := rows.Scan(&p.ID, &p.UserID, &p.FamilyID, &used, &p.ExpiresAt, &revoked, &p.Email, &p.Username); err != nil {
+		return auth.PresentedToken{}, fmt.Errorf("lock refresh token: %w", err)
+	}
+	p.UsedAt, p.RevokedAt = used.Time, revoked.Time
+	return p, rows.Close()
+}
+
+// MarkUsed implements auth.Tx with a prebuilt statement.
+func (t *Tx) MarkUsed(ctx context.Context, tokenID uuid.UUID, at time.Time) error {
+	if _, err := t.c.ExecContext(ctx, t.sql.MarkUsed, at, tokenID); err != nil {
+		return fmt.Errorf("mark refresh token used: %w", err)
+	}
+	return nil
+}
+
+// InsertRefreshToken implements auth.Tx with a prebuilt statement, after the
+// schema's check that ent's builder would run.
+func (t *Tx) InsertRefreshToken(ctx context.Context, r auth.RefreshToken) error {
+	if err := refreshtoken.TokenHashValidator(r.Hash); err != nil {
+		return fmt.Errorf("store refresh token: %w", err)
+	}
+	_, err := t.c.ExecContext(ctx, t.sql.InsertToken, r.ID, r.CreatedAt, r.UserID, r.FamilyID, nullable(r.ParentID), r.Hash, r.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("store refresh token: %w", err)
+	}
+	return nil
+}
+
+// RevokeFamily implements auth.Tx.
+func (t *Tx) RevokeFamily(ctx context.Context, familyID uuid.UUID, reason string, at time.Time) error {
+	err := t.c.TokenFamily.Update().Where(tokenfamily.ID(familyID)).SetRevokedAt(at).SetRevokeReason(reason).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("revoke token family: %w", err)
+	}
+	return nil
+}
+
+// LockLoginThrottle implements auth.Tx: the row is created if missing
+// (INSERT ... ON CONFLICT DO NOTHING) and then read and locked.
+func (t *Tx) LockLoginThrottle(ctx context.Context, key []byte, now time.Time) (auth.LoginThrottle, error) {
+	err := t.c.LoginThrottle.Create().
+		SetKeyHmac(key).SetWindowStartedAt(now).SetUpdatedAt(now).
+		OnConflictColumns(loginthrottle.FieldKeyHmac).DoNothing().
+		Exec(ctx)
+	// With DO NOTHING, a conflict returns no row, which ent reports as
+	// sql.ErrNoRows: the row exists, which is all we need.
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return auth.LoginThrottle{}, fmt.Errorf("create login throttle: %w", err)
+	}
+	th, err := t.c.LoginThrottle.Query().Where(loginthrottle.KeyHmac(key)).Modify(forUpdate()).Only(ctx)
+	if err != nil {
+		return auth.LoginThrottle{}, fmt.Errorf("lock login throttle: %w", err)
+	}
+	out := auth.LoginThrottle{Failures: th.Failures, WindowStartedAt: th.WindowStartedAt}
+	if th.LockedUntil != nil {
+		out.LockedUntil = *th.LockedUntil
+	}
+	return out, nil
+}
+
+// SaveLoginThrottle implements auth.Tx.
+func (t *Tx) SaveLoginThrottle(ctx context.Context, key []byte, th auth.LoginThrottle, now time.Time) error {
+	upd := t.c.LoginThrottle.Update().Where(loginthrottle.KeyHmac(key)).
+		SetFailures(th.Failures).SetWindowStartedAt(th.WindowStartedAt).SetUpdatedAt(now)
+	if th.LockedUntil.IsZero() {
+		upd.ClearLockedUntil()
+	} else {
+		upd.SetLockedUntil(th.LockedUntil)
+	}
+	if err := upd.Exec(ctx); err != nil {
+		return fmt.Errorf("save login throttle: %w", err)
+	}
+	return nil
+}
+
+// OTPsSince implements auth.Tx.
+func (t *Tx) OTPsSince(ctx context.Context, userID uuid.UUID, since time.Time) ([]time.Time, error) {
+	var rows []struct {
+		CreatedAt time.Time `json:"created_at"`
+	}
+	err := t.c.OtpRequest.Query().
+		Where(otprequest.UserID(userID), otprequest.CreatedAtGT(since)).
+		Order(ent.Asc(otprequest.FieldCreatedAt)).
+		Select(otprequest.FieldCreatedAt).
+		Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("read recent codes: %w", err)
+	}
+	created := make([]time.Time, len(rows))
+	for i, r := range rows {
+		created[i] = r.CreatedAt
+	}
+	return created, nil
+}
+
+// IssueOTP implements auth.Tx.
+func (t *Tx) IssueOTP(ctx context.Context, c auth.OTPCode) error {
+	if err := t.c.OtpRequest.Update().
+		Where(otprequest.UserID(c.UserID), liveOTP()).
+		SetSupersededAt(c.CreatedAt).
+		Exec(ctx); err != nil {
+		return fmt.Errorf("supersede codes: %w", err)
+	}
+	if err := t.c.OtpRequest.Create().
+		SetID(c.ID).
+		SetUserID(c.UserID).
+		SetCodeHmac(c.MAC).
+		SetCreatedAt(c.CreatedAt).
+		SetExpiresAt(c.ExpiresAt).
+		Exec(ctx); err != nil {
+		return fmt.Errorf("store code: %w", err)
+	}
+	return nil
+}
+
+// CountOTPAttempt implements auth.Tx: a conditional UPDATE admits the
+// attempt, and the row read after it tells the count.
+func (t *Tx) CountOTPAttempt(ctx context.Context, id uuid.UUID, max int) (int, bool, error) {
+	n, err := t.c.OtpRequest.Update().
+		Where(otprequest.ID(id), otprequest.AttemptsLT(max), liveOTP()).
+		AddAttempts(1).
+		Save(ctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("count attempt: %w", err)
+	}
+	o, err := t.c.OtpRequest.Get(ctx, id)
+	if err != nil {
+		return 0, false, fmt.Errorf("read attempt: %w", err)
+	}
+	return o.Attempts, n == 1, nil
+}
+
+// ConsumeOTP implements auth.Tx.
+func (t *Tx) ConsumeOTP(ctx context.Context, id uuid.UUID, at time.Time) (bool, error) {
+	n, err := t.c.OtpRequest.Update().Where(otprequest.ID(id), liveOTP()).SetConsumedAt(at).Save(ctx)
+	if err != nil {
+		return false, fmt.Errorf("consume code: %w", err)
+	}
+	return n == 1, nil
+}

@@ -1,0 +1,112 @@
+package store
+
+import (
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
+
+	"github.com/placebrain/auth/ent/auditevent"
+	"github.com/placebrain/auth/ent/refreshtoken"
+	"github.com/placebrain/auth/ent/tokenfamily"
+	"github.com/placebrain/auth/ent/user"
+)
+
+// Rotation holds the SQL text of the statements of a token rotation, the
+// service's most frequent write, in the order a rotation runs them. They
+// are built once per dialect with ent's SQL builder from the generated
+// schema constants and run on the ent transaction (the database driver
+// caches them as prepared statements on PostgreSQL): ent's per-call query
+// building, mutation objects and reflective scanning cost about as much CPU
+// as the statements themselves, so the methods that run them call the
+// schema's validators themselves. The load tool's ceiling (c) issues these
+// same texts directly.
+type Rotation struct {
+	// LockToken reads a refresh token with its family and user and locks
+	// the token's and the family's rows. Args: token_hash. Columns: id,
+	// user_id, family_id, used_at, expires_at, the family's revoked_at,
+	// the user's email and username.
+	LockToken string
+	// MarkUsed sets a refresh token's used_at. Args: used_at, id.
+	MarkUsed string
+	// InsertAudit records an audit event. Args: id, created_at, event,
+	// user_id, reason.
+	InsertAudit string
+	// InsertToken stores a refresh token. Args: id, created_at, user_id,
+	// family_id, parent_id, token_hash, expires_at.
+	InsertToken string
+}
+
+// statements are the prebuilt statements of one dialect.
+type statements struct {
+	Rotation
+}
+
+var (
+	postgresStatements = newStatements(dialect.Postgres)
+	sqliteStatements   = newStatements(dialect.SQLite)
+)
+
+// statementsFor returns the prebuilt statements of dialect d.
+func statementsFor(d string) *statements {
+	if d == dialect.Postgres {
+		return postgresStatements
+	}
+	return sqliteStatements
+}
+
+// RotationStatements returns the rotation's statements for dialect d
+// (dialect.Postgres or dialect.SQLite).
+func RotationStatements(d string) Rotation { return statementsFor(d).Rotation }
+
+// newStatements builds the statements for dialect d.
+func newStatements(d string) *statements {
+	b := entsql.Dialect(d)
+	t := entsql.Table(refreshtoken.Table).As("t")
+	f := entsql.Table(tokenfamily.Table).As("f")
+	u := entsql.Table(user.Table).As("u")
+	lock := b.Select(t.C(refreshtoken.FieldID), t.C(refreshtoken.FieldUserID), t.C(refreshtoken.FieldFamilyID),
+		t.C(refreshtoken.FieldUsedAt), t.C(refreshtoken.FieldExpiresAt), f.C(tokenfamily.FieldRevokedAt),
+		u.C(user.FieldEmail), u.C(user.FieldUsername)).
+		From(t).
+		Join(f).On(t.C(refreshtoken.FieldFamilyID), f.C(tokenfamily.FieldID)).
+		Join(u).On(t.C(refreshtoken.FieldUserID), u.C(user.FieldID)).
+		Where(entsql.EQ(t.C(refreshtoken.FieldTokenHash), []byte(nil)))
+	forUpdate(entsql.WithLockTables("t", "f"))(lock)
+	s := &statements{}
+	s.LockToken, _ = lock.Query()
+	s.MarkUsed, _ = b.Update(refreshtoken.Table).
+		Set(refreshtoken.FieldUsedAt, time.Time{}).
+		Where(entsql.EQ(refreshtoken.FieldID, uuid.Nil)).
+		Query()
+	s.InsertToken, _ = b.Insert(refreshtoken.Table).
+		Columns(refreshtoken.FieldID, refreshtoken.FieldCreatedAt, refreshtoken.FieldUserID, refreshtoken.FieldFamilyID,
+			refreshtoken.FieldParentID, refreshtoken.FieldTokenHash, refreshtoken.FieldExpiresAt).
+		Values(placeholders(7)...).
+		Query()
+	s.InsertAudit, _ = b.Insert(auditevent.Table).
+		Columns(auditevent.FieldID, auditevent.FieldCreatedAt, auditevent.FieldEvent, auditevent.FieldUserID, auditevent.FieldReason).
+		Values(placeholders(5)...).
+		Query()
+	return s
+}
+
+// placeholders returns n stand-in values: each becomes a bind parameter
+// ($1 or ?) in the built statement (nil would become a NULL literal).
+func placeholders(n int) []any {
+	v := make([]any, n)
+	for i := range v {
+		v[i] = 0
+	}
+	return v
+}
+
+// nullable returns v, or nil (SQL NULL) when v is its type's zero value.
+func nullable[T comparable](v T) any {
+	var zero T
+	if v == zero {
+		return nil
+	}
+	return v
+}

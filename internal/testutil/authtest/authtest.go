@@ -1,0 +1,269 @@
+// Package authtest runs the service as production assembles it
+// (server.New and App.Serve) for a test: on its own database of the suite's
+// backend (testdb), configured through the real configuration loader, with
+// an SMTP server in the test process, an injected clock, and a real gRPC
+// connection to it.
+package authtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/placebrain/auth/internal/auth"
+	"github.com/placebrain/auth/internal/config"
+	"github.com/placebrain/auth/internal/server"
+	"github.com/placebrain/auth/internal/store"
+	"github.com/placebrain/auth/internal/testutil/smtptest"
+	"github.com/placebrain/auth/internal/testutil/testdb"
+	"github.com/placebrain/auth/proto/authpb"
+)
+
+// Secret is the JWT__SECRET of every test service.
+const Secret = "test-secret-0123456789-abcdefghijklmnop"
+
+// Clock is a settable clock shared by the service, its tokens and its
+// outbox.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock set to now, to the millisecond (what both
+// databases keep).
+func NewClock() *Clock { return &Clock{t: time.Now().UTC().Truncate(time.Millisecond)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Log is a log sink safe for concurrent writes.
+type Log struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *Log) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *Log) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Env is one running service.
+type Env struct {
+	App     *server.App
+	Service *auth.Service
+	DB      *store.DB
+	Config  *config.Config
+	// URL is the database's DATABASE__URL.
+	URL    string
+	Clock  *Clock
+	Conn   *grpc.ClientConn
+	Client authpb.AuthServiceClient
+	// SMTP is the relay the service sends to; nil while SMTPDown holds.
+	SMTP     *smtptest.Server
+	SMTPPort int
+	Log      *Log
+
+	mu   sync.Mutex
+	seen map[string]int // e-mails to each address that Code has read
+}
+
+// Option varies a test service.
+type Option func(*settings)
+
+type settings struct {
+	vars     map[string]string
+	smtpDown bool
+	shared   *Env
+	opts     server.Options
+}
+
+// Set sets configuration variables (name, value, name, value, ...), e.g.
+// Set("LOGIN__MAX_FAILURES", "5").
+func Set(kv ...string) Option {
+	return func(s *settings) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			s.vars[kv[i]] = kv[i+1]
+		}
+	}
+}
+
+// SMTPDown starts the service with no SMTP server listening on its relay's
+// port; StartSMTP starts one there.
+func SMTPDown() Option { return func(s *settings) { s.smtpDown = true } }
+
+// SameDatabaseAs makes the service a second instance on other's database
+// and clock.
+func SameDatabaseAs(other *Env) Option { return func(s *settings) { s.shared = other } }
+
+// ServerOptions sets the assembly's options besides the clock, the log and
+// the listener.
+func ServerOptions(o server.Options) Option { return func(s *settings) { s.opts = o } }
+
+// Defaults are the configuration every test service starts from, besides
+// the database and the SMTP relay: bcrypt at its minimum cost and a quick
+// outbox poll; everything else is the service's default.
+var Defaults = map[string]string{
+	"JWT__SECRET":                  Secret,
+	"PASSWORD__BCRYPT_COST":        "4",
+	"OUTBOX__POLL_INTERVAL_MILLIS": "50",
+	"SMTP__TLS":                    "none",
+	"SMTP__FROM":                   "PlaceBrain <no-reply@placebrain.test>",
+	"SMTP__TIMEOUT_SECONDS":        "5",
+	"LOG__LEVEL":                   "debug",
+}
+
+// New starts a service for t, stopped when the test ends.
+func New(t testing.TB, opts ...Option) *Env {
+	t.Helper()
+	s := settings{vars: maps.Clone(Defaults)}
+	for _, o := range opts {
+		o(&s)
+	}
+	e := &Env{Log: &Log{}, seen: map[string]int{}}
+	if s.shared != nil {
+		e.URL, e.Clock = s.shared.URL, s.shared.Clock
+	} else {
+		e.URL, e.Clock = testdb.URL(t), NewClock()
+	}
+	if s.smtpDown {
+		e.SMTPPort = smtptest.FreePort(t)
+	} else {
+		e.SMTP = smtptest.Start(t)
+		e.SMTPPort = e.SMTP.Port
+	}
+	vars := maps.Clone(s.vars)
+	vars["DATABASE__URL"] = e.URL
+	vars["SMTP__HOST"] = "127.0.0.1"
+	vars["SMTP__PORT"] = strconv.Itoa(e.SMTPPort)
+	ctx := context.Background()
+	c, err := config.Load(ctx, envconfig.MapLookuper(vars), config.Options{})
+	if err != nil {
+		t.Fatalf("authtest: %v", err)
+	}
+	e.Config = c
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.opts
+	o.Log = slog.New(slog.NewJSONHandler(e.Log, &slog.HandlerOptions{Level: c.Log.Level}))
+	o.Now, o.Listener, o.PlainHashing = e.Clock.Now, lis, true
+	app, err := server.New(ctx, c, o)
+	if err != nil {
+		lis.Close()
+		t.Fatalf("authtest: %v", err)
+	}
+	e.App, e.Service, e.DB = app, app.Service, app.DB
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("authtest: serve: %v", err)
+		}
+	})
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.Conn, e.Client = conn, authpb.NewAuthServiceClient(conn)
+	return e
+}
+
+// StartSMTP starts the SMTP relay on the service's relay port (after
+// SMTPDown).
+func (e *Env) StartSMTP(t testing.TB) {
+	t.Helper()
+	e.SMTP = smtptest.StartOn(t, e.SMTPPort)
+}
+
+var codeRE = regexp.MustCompile(`\b(\d{6})\b`)
+
+// Code waits for the next e-mail to addr that the test has not read yet
+// (sent by the service's outbox dispatcher, as in production) and returns
+// the code in the newest e-mail to addr.
+func (e *Env) Code(t testing.TB, addr string) string {
+	t.Helper()
+	e.mu.Lock()
+	n := e.seen[addr] + 1
+	e.mu.Unlock()
+	msg := e.SMTP.WaitForCount(t, addr, n, 10*time.Second)
+	e.mu.Lock()
+	e.seen[addr] = len(e.SMTP.To(addr))
+	e.mu.Unlock()
+	m := codeRE.FindStringSubmatch(string(msg.Email.Text))
+	if m == nil {
+		t.Fatalf("authtest: no code in e-mail text: %q", msg.Email.Text)
+	}
+	if !bytes.Contains(msg.Email.HTML, []byte(m[1])) {
+		t.Fatalf("authtest: HTML body lacks the code")
+	}
+	return m[1]
+}
+
+// Register registers a user through the service and returns its id.
+func (e *Env) Register(t testing.TB, username, addr, pw string) string {
+	t.Helper()
+	id, err := e.Service.Register(context.Background(), username, addr, pw)
+	if err != nil {
+		t.Fatalf("authtest: Register(%s): %v", addr, err)
+	}
+	return id.String()
+}
+
+// VerifiedUser registers a user, verifies it with the code from its
+// e-mail, and returns its id.
+func (e *Env) VerifiedUser(t testing.TB, username, addr, pw string) string {
+	t.Helper()
+	id := e.Register(t, username, addr, pw)
+	if err := e.Service.VerifyOTP(context.Background(), addr, e.Code(t, addr)); err != nil {
+		t.Fatalf("authtest: VerifyOTP(%s): %v", addr, err)
+	}
+	return id
+}
+
+// Login logs in through the service and fails the test on error.
+func (e *Env) Login(t testing.TB, addr, pw string) auth.TokenPair {
+	t.Helper()
+	p, err := e.Service.Login(context.Background(), addr, pw)
+	if err != nil {
+		t.Fatalf("authtest: Login(%s): %v", addr, err)
+	}
+	return p
+}
+
+// String names the env's backend and database for failure messages.
+func (e *Env) String() string { return fmt.Sprintf("%s (%s)", e.DB.Dialect, e.DB.Location) }
