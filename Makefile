@@ -44,8 +44,8 @@ bench: build ## Load test authd on PostgreSQL and SQLite, measure the ceilings, 
 bench-go: ## Go benchmarks (token, OTP, normalization, error mapping; the rotation in process on SQLite and PostgreSQL vs its direct SQL), benchstat format
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./internal/token/ ./internal/otp/ ./internal/identity/
 	$(GO) test -run '^$$' -bench ToStatus -benchmem -count 6 ./internal/grpcapi/
-	$(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./internal/auth/
-	TEST_BACKEND=postgres $(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./internal/auth/
+	$(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./cmd/authbench/
+	TEST_BACKEND=postgres $(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./cmd/authbench/
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzNormalizeEmail:./internal/identity FuzzNormalizeUsername:./internal/identity \
@@ -94,5 +94,12 @@ vet: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^ent/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^ent/'); echo "gofmt needed"; exit 1; }
 
+# database/sql/driver (interfaces only) comes with github.com/google/uuid,
+# whose UUID is a driver.Valuer; database/sql itself must not.
+.PHONY: layering-check
+layering-check: ## Fail when the domain package (internal/auth) depends on ent, database/sql or a database driver
+	@bad=$$($(GO) list -deps ./internal/auth | grep -E '^(entgo\.io/ent(/|$$)|database/sql$$|github\.com/jackc/pgx|modernc\.org/sqlite)' || true); \
+	test -z "$$bad" || { echo "internal/auth must not depend on database code; it does, through:"; echo "$$bad"; exit 1; }
+
 .PHONY: check
-check: vet generate-check migrate-check ## Everything CI checks besides the tests
+check: vet layering-check generate-check migrate-check ## Everything CI checks besides the tests

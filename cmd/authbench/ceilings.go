@@ -7,7 +7,6 @@ import (
 
 	"entgo.io/ent/dialect"
 	"golang.org/x/crypto/bcrypt"
-
 )
 
 // timeBcrypt is ceiling (b)'s unit: the time of one bcrypt comparison at

@@ -443,10 +443,11 @@ func TestConfigErrorsStopTheStart(t *testing.T) {
 }
 
 // TestMigrateCommand runs `authd migrate plan|apply|status` on a fresh
-// database of the suite's backend.
+// database of the suite's backend, with nothing configured but
+// DATABASE__URL and DATA__DIR: no secret, no SMTP relay.
 func TestMigrateCommand(t *testing.T) {
 	bin := buildAuthd(t)
-	env := []string{"PATH=" + os.Getenv("PATH"), "DATABASE__URL=" + testdb.NewURL(t)}
+	env := []string{"PATH=" + os.Getenv("PATH"), "DATABASE__URL=" + testdb.NewURL(t), "DATA__DIR=" + t.TempDir()}
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, append([]string{"migrate"}, args...)...)
@@ -480,5 +481,13 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if out := run("plan"); !strings.Contains(out, "no pending migrations") {
 		t.Errorf("plan after:\n%s", out)
+	}
+
+	// DATA__DIR alone: the embedded SQLite file there.
+	dir := t.TempDir()
+	env = []string{"PATH=" + os.Getenv("PATH"), "DATA__DIR=" + dir}
+	sqliteFiles, _ := fs.Glob(migrations.SQLite(), "*.sql")
+	if out := run("status"); !strings.Contains(out, "pending: "+strconv.Itoa(len(sqliteFiles))) || !strings.Contains(out, filepath.Join(dir, "authd.db")) {
+		t.Errorf("status on DATA__DIR's SQLite file:\n%s", out)
 	}
 }

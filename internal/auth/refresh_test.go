@@ -7,9 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"entgo.io/ent/dialect"
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/internal/auth"
+	"github.com/placebrain/auth/internal/server"
 	"github.com/placebrain/auth/internal/testutil/authtest"
+	"github.com/placebrain/auth/internal/testutil/sqlcount"
 )
 
 func refresh(e *authtest.Env, rt string) (auth.TokenPair, error) {
@@ -280,6 +285,32 @@ func TestReuseRacingRotationRevokesEverything(t *testing.T) {
 			if _, err := refresh(e, thief.RefreshToken); err == nil {
 				t.Fatalf("round %d: the family outlived reuse detection", round)
 			}
+		}
+	}
+}
+
+// A rotation is one transaction of six round trips on each backend:
+// BEGIN, the locking read of token, family and user, marking the token
+// used, the audit event, the new token, COMMIT. A change that adds a
+// statement to the hot path fails here and has to say so.
+func TestRotationRoundTrips(t *testing.T) {
+	var counter sqlcount.Counter
+	e := newEnv(t, authtest.ServerOptions(server.Options{WrapConnector: counter.Wrap}))
+	e.VerifiedUser(t, "trips", "trips@example.com", pw)
+	rt := e.Login(t, "trips@example.com", pw).RefreshToken
+	want := map[string][]string{
+		dialect.Postgres: {"begin", "query", "exec", "exec", "exec", "commit"},
+		dialect.SQLite:   {"begin", "query", "exec", "exec", "exec", "commit"},
+	}[e.DB.Dialect]
+	for i := range 3 { // the first rotation (new prepared statements on PostgreSQL) and later ones
+		counter.Reset()
+		p, err := e.Service.Refresh(counter.Mark(context.Background()), rt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt = p.RefreshToken
+		if diff := cmp.Diff(want, counter.Calls()); diff != "" {
+			t.Errorf("rotation %d on %s: round trips (-want +got):\n%s", i+1, e.DB.Dialect, diff)
 		}
 	}
 }

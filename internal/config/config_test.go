@@ -2,8 +2,8 @@ package config_test
 
 import (
 	"context"
-	"maps"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"

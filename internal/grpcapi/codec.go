@@ -80,16 +80,14 @@ const MaxRequestBytes = 64 << 10
 //
 // The workers (16 per GOMAXPROCS) serve requests on goroutines whose stacks
 // have already grown to what a request needs; without them every request
-// starts a goroutine that grows its stack by copying, which took 9% of
-// authd's CPU in a pprof profile of RefreshTokens under cmd/authbench. When all workers
-// are busy grpc-go starts a goroutine as usual, so the pool never queues.
+// starts a goroutine that grows its stack by copying. When all workers are
+// busy grpc-go starts a goroutine as usual, so the pool never queues.
 //
 // The HTTP/2 flow-control windows are static (128 KiB per stream, twice
 // the largest request; 1 MiB per connection). With grpc-go's default
 // dynamic windows the server sends a BDP-estimation ping, and reads its
 // acknowledgement, for nearly every request, since requests are small and
-// far apart; that cost authd 1.3 read and write system calls per refresh
-// out of 25 (cmd/authbench's syscalls per call, /proc/PID/io).
+// far apart. The README's Performance section gives what each saves.
 func ServerOptions(log *slog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(NewCodec()),

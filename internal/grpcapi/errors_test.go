@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,25 +77,50 @@ func details(t *testing.T, st *status.Status) (*errdetails.ErrorInfo, *errdetail
 	return info, retry
 }
 
+// Every domain error's gRPC code, reason and message, as the gateway and
+// the web client see them: this table changes only when the contract does.
 func TestToStatusDomainErrors(t *testing.T) {
 	tests := []struct {
-		name     string
-		err      *auth.Error
-		wantCode codes.Code
+		name                string
+		err                 *auth.Error
+		wantCode            codes.Code
+		wantReason, wantMsg string
 	}{
-		{"ErrInvalidCredentials", auth.ErrInvalidCredentials, codes.Unauthenticated},
-		{"ErrEmailNotVerified", auth.ErrEmailNotVerified, codes.FailedPrecondition},
-		{"ErrEmailTaken", auth.ErrEmailTaken, codes.AlreadyExists},
-		{"ErrUserNotFound", auth.ErrUserNotFound, codes.NotFound},
-		{"ErrInvalidRefreshToken", auth.ErrInvalidRefreshToken, codes.Unauthenticated},
-		{"ErrRefreshTokenExpired", auth.ErrRefreshTokenExpired, codes.Unauthenticated},
-		{"ErrRefreshTokenRevoked", auth.ErrRefreshTokenRevoked, codes.Unauthenticated},
-		{"ErrRefreshTokenReused", auth.ErrRefreshTokenReused, codes.Unauthenticated},
-		{"ErrInvalidOTP", auth.ErrInvalidOTP, codes.InvalidArgument},
-		{"ErrOTPExpired", auth.ErrOTPExpired, codes.InvalidArgument},
-		{"ErrOTPAttemptsExhausted", auth.ErrOTPAttemptsExhausted, codes.ResourceExhausted},
-		{"ErrOTPCooldown", auth.ErrOTPCooldown, codes.ResourceExhausted},
-		{"ErrInvalidInput", auth.ErrInvalidInput, codes.InvalidArgument},
+		{"ErrInvalidCredentials", auth.ErrInvalidCredentials, codes.Unauthenticated, "INVALID_CREDENTIALS", "Invalid email or password"},
+		{"ErrEmailNotVerified", auth.ErrEmailNotVerified, codes.FailedPrecondition, "EMAIL_NOT_VERIFIED", "Email not verified"},
+		{"ErrEmailTaken", auth.ErrEmailTaken, codes.AlreadyExists, "EMAIL_TAKEN", "Email already registered"},
+		{"ErrUserNotFound", auth.ErrUserNotFound, codes.NotFound, "USER_NOT_FOUND", "User not found"},
+		{"ErrInvalidRefreshToken", auth.ErrInvalidRefreshToken, codes.Unauthenticated, "INVALID_REFRESH_TOKEN", "Invalid refresh token"},
+		{"ErrRefreshTokenExpired", auth.ErrRefreshTokenExpired, codes.Unauthenticated, "REFRESH_TOKEN_EXPIRED", "Refresh token expired; sign in again"},
+		{"ErrRefreshTokenRevoked", auth.ErrRefreshTokenRevoked, codes.Unauthenticated, "REFRESH_TOKEN_REVOKED", "Refresh token revoked; sign in again"},
+		{"ErrRefreshTokenReused", auth.ErrRefreshTokenReused, codes.Unauthenticated, "REFRESH_TOKEN_REUSED", "Refresh token already used; sign in again"},
+		{"ErrInvalidOTP", auth.ErrInvalidOTP, codes.InvalidArgument, "OTP_INVALID", "Invalid code"},
+		{"ErrOTPExpired", auth.ErrOTPExpired, codes.InvalidArgument, "OTP_EXPIRED", "Code expired; request a new one"},
+		{"ErrOTPAttemptsExhausted", auth.ErrOTPAttemptsExhausted, codes.ResourceExhausted, "OTP_ATTEMPTS_EXHAUSTED", "Too many wrong codes; request a new one"},
+		{"ErrServerBusy", auth.ErrServerBusy, codes.ResourceExhausted, "SERVER_BUSY", "Server busy; try again shortly"},
+		{"ErrLoginThrottled", auth.ErrLoginThrottled, codes.ResourceExhausted, "LOGIN_THROTTLED", "Too many failed sign-in attempts; try again later"},
+		{"ErrOTPDailyLimit", auth.ErrOTPDailyLimit, codes.ResourceExhausted, "OTP_DAILY_LIMIT", "Too many codes requested today; try again later"},
+		{"ErrOTPCooldown", auth.ErrOTPCooldown, codes.ResourceExhausted, "OTP_COOLDOWN", "A code was sent recently; wait before requesting another"},
+		{"ErrMalformedRequest", auth.ErrMalformedRequest, codes.InvalidArgument, "MALFORMED_REQUEST", "Malformed request: every string field must be valid UTF-8"},
+		{"ErrInvalidInput", auth.ErrInvalidInput, codes.InvalidArgument, "INVALID_INPUT", "Invalid input"},
+	}
+	// The table names every domain error auth declares.
+	src, err := os.ReadFile("../auth/errors.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := regexp.MustCompile(`(?m)^\t(Err\w+)\s+= &Error\{`).FindAllStringSubmatch(string(src), -1)
+	var names []string
+	for _, tt := range tests {
+		names = append(names, tt.name)
+	}
+	for _, d := range declared {
+		if !slices.Contains(names, d[1]) {
+			t.Errorf("auth.%s is not in this table", d[1])
+		}
+	}
+	if len(declared) != len(tests) {
+		t.Errorf("auth declares %d errors, the table has %d", len(declared), len(tests))
 	}
 	for _, tt := range tests {
 		// A domain error is mapped the same way bare or wrapped.
@@ -113,11 +141,11 @@ func TestToStatusDomainErrors(t *testing.T) {
 				if diff := cmp.Diff(tt.wantCode, st.Code()); diff != "" {
 					t.Errorf("code mismatch (-want +got):\n%s", diff)
 				}
-				if diff := cmp.Diff(tt.err.Message, st.Message()); diff != "" {
+				if diff := cmp.Diff(tt.wantMsg, st.Message()); diff != "" {
 					t.Errorf("message mismatch (-want +got):\n%s", diff)
 				}
 				info, retry := details(t, st)
-				wantInfo := &errdetails.ErrorInfo{Reason: tt.err.Reason, Domain: ErrorDomain}
+				wantInfo := &errdetails.ErrorInfo{Reason: tt.wantReason, Domain: "auth.placebrain"}
 				if diff := cmp.Diff(wantInfo, info, protocmp.Transform()); diff != "" {
 					t.Errorf("ErrorInfo mismatch (-want +got):\n%s", diff)
 				}

@@ -11,13 +11,10 @@ import (
 // Pool runs password hashing on a fixed number of workers with a bounded
 // queue. With LowPriority each worker owns an OS thread in Linux's
 // SCHED_IDLE class (or at nice 19 where that is refused), the lowest
-// scheduling priority: while
-// hashing saturates the CPU, the kernel runs cheap RPCs (token validation,
-// look-ups) first, preempting a hash as soon as one wakes. With
-// `authbench -only loaded` on a 2-CPU VM, ValidateToken's p99 while Login
-// saturated the CPU was 2.5–3.1× its idle p99 on PostgreSQL and 2.4–3.4× on
-// SQLite at nice 19 (four runs), 1.5–1.8× and 1.9–2.6× with SCHED_IDLE
-// (three runs).
+// scheduling priority: while hashing saturates the CPU, the kernel runs
+// cheap RPCs (token validation, look-ups) first, preempting a hash as soon
+// as one wakes (the README's Performance section compares SCHED_IDLE with
+// nice 19).
 //
 // The price: SCHED_IDLE has no aging. While normal-priority work keeps
 // every CPU busy (a flood of cheap RPCs, or other processes on the host),
@@ -26,8 +23,8 @@ import (
 // collection) must also wait for a hashing thread to take its preemption
 // signal, which on a host saturated by other processes can lengthen the
 // pause. Give authd CPUs of its own (a container CPU request) in
-// production. With OwnProcs the workers
-// also never take the Go scheduler's processors away from the rest.
+// production. With OwnProcs the workers also never take the Go
+// scheduler's processors away from the rest.
 type Pool struct {
 	jobs  chan job
 	slots chan struct{}
@@ -35,9 +32,9 @@ type Pool struct {
 	workers     int
 	ownProcs    bool
 	lowPriority bool
-	mu       sync.Mutex
-	running  int // jobs running now
-	base     int // GOMAXPROCS before the pool raised it
+	mu          sync.Mutex
+	running     int // jobs running now
+	base        int // GOMAXPROCS before the pool raised it
 }
 
 // PoolOption configures a Pool.
@@ -45,13 +42,11 @@ type PoolOption func(*Pool)
 
 // OwnProcs makes the pool raise GOMAXPROCS by its number of workers while
 // any job runs and lower it back when the last one ends. Hashing then has
-// processors of its own instead of holding the ones RPCs run on for 10 ms
+// processors of its own instead of holding the ones RPCs run on for whole
 // time slices; and while no one hashes there are no extra idle
 // processors, each of which makes the Go scheduler wake a sleeping thread
-// more often (on a 2-CPU host, 4 processors cost 4-18% more CPU per token
-// rotation than 2, measured with cmd/authbench -only RefreshTokens). Each
-// change stops the world for
-// microseconds, at most twice per busy period.
+// more often (the README's Performance section gives the cost). Each
+// change stops the world for microseconds, at most twice per busy period.
 func OwnProcs() PoolOption { return func(p *Pool) { p.ownProcs = true } }
 
 // LowPriority runs each worker on an OS thread of its own in SCHED_IDLE

@@ -280,4 +280,3 @@ func forUpdate(opts ...entsql.LockOption) func(*entsql.Selector) {
 func skipLocked() func(*entsql.Selector) {
 	return forUpdate(entsql.WithLockAction(entsql.SkipLocked))
 }
-
