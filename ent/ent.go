@@ -16,6 +16,7 @@ import (
 	"github.com/placebrain/auth/ent/loginthrottle"
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/outboxmessage"
+	"github.com/placebrain/auth/ent/ratelimit"
 	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
@@ -83,6 +84,7 @@ func checkColumn(t, c string) error {
 			loginthrottle.Table: loginthrottle.ValidColumn,
 			otprequest.Table:    otprequest.ValidColumn,
 			outboxmessage.Table: outboxmessage.ValidColumn,
+			ratelimit.Table:     ratelimit.ValidColumn,
 			refreshtoken.Table:  refreshtoken.ValidColumn,
 			tokenfamily.Table:   tokenfamily.ValidColumn,
 			user.Table:          user.ValidColumn,

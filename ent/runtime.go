@@ -10,6 +10,7 @@ import (
 	"github.com/placebrain/auth/ent/loginthrottle"
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/outboxmessage"
+	"github.com/placebrain/auth/ent/ratelimit"
 	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
@@ -176,6 +177,39 @@ func init() {
 	outboxmessageDescID := outboxmessageMixinFields0[0].Descriptor()
 	// outboxmessage.DefaultID holds the default value on creation for the id field.
 	outboxmessage.DefaultID = outboxmessageDescID.Default.(func() uuid.UUID)
+	ratelimitMixin := schema.RateLimit{}.Mixin()
+	ratelimitMixinFields0 := ratelimitMixin[0].Fields()
+	_ = ratelimitMixinFields0
+	ratelimitFields := schema.RateLimit{}.Fields()
+	_ = ratelimitFields
+	// ratelimitDescKeyHmac is the schema descriptor for key_hmac field.
+	ratelimitDescKeyHmac := ratelimitFields[0].Descriptor()
+	// ratelimit.KeyHmacValidator is a validator for the "key_hmac" field. It is called by the builders before save.
+	ratelimit.KeyHmacValidator = func() func([]byte) error {
+		validators := ratelimitDescKeyHmac.Validators
+		fns := [...]func([]byte) error{
+			validators[0].(func([]byte) error),
+			validators[1].(func([]byte) error),
+		}
+		return func(key_hmac []byte) error {
+			for _, fn := range fns {
+				if err := fn(key_hmac); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// ratelimitDescCount is the schema descriptor for count field.
+	ratelimitDescCount := ratelimitFields[2].Descriptor()
+	// ratelimit.DefaultCount holds the default value on creation for the count field.
+	ratelimit.DefaultCount = ratelimitDescCount.Default.(int)
+	// ratelimit.CountValidator is a validator for the "count" field. It is called by the builders before save.
+	ratelimit.CountValidator = ratelimitDescCount.Validators[0].(func(int) error)
+	// ratelimitDescID is the schema descriptor for id field.
+	ratelimitDescID := ratelimitMixinFields0[0].Descriptor()
+	// ratelimit.DefaultID holds the default value on creation for the id field.
+	ratelimit.DefaultID = ratelimitDescID.Default.(func() uuid.UUID)
 	refreshtokenMixin := schema.RefreshToken{}.Mixin()
 	refreshtokenMixinFields0 := refreshtokenMixin[0].Fields()
 	_ = refreshtokenMixinFields0

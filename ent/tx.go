@@ -22,6 +22,8 @@ type Tx struct {
 	OtpRequest *OtpRequestClient
 	// OutboxMessage is the client for interacting with the OutboxMessage builders.
 	OutboxMessage *OutboxMessageClient
+	// RateLimit is the client for interacting with the RateLimit builders.
+	RateLimit *RateLimitClient
 	// RefreshToken is the client for interacting with the RefreshToken builders.
 	RefreshToken *RefreshTokenClient
 	// TokenFamily is the client for interacting with the TokenFamily builders.
@@ -163,6 +165,7 @@ func (tx *Tx) init() {
 	tx.LoginThrottle = NewLoginThrottleClient(tx.config)
 	tx.OtpRequest = NewOtpRequestClient(tx.config)
 	tx.OutboxMessage = NewOutboxMessageClient(tx.config)
+	tx.RateLimit = NewRateLimitClient(tx.config)
 	tx.RefreshToken = NewRefreshTokenClient(tx.config)
 	tx.TokenFamily = NewTokenFamilyClient(tx.config)
 	tx.User = NewUserClient(tx.config)

@@ -5,10 +5,10 @@ import (
 	"entgo.io/ent/schema/field"
 )
 
-// LoginThrottle counts failed logins for one e-mail address, known or not,
-// in the database so the limit holds across instances. The address is kept
-// only as an HMAC (key_hmac), so addresses that have no account leave no
-// readable trace.
+// LoginThrottle counted failed logins per e-mail address before the
+// limiter (RateLimit) replaced it. Nothing writes it any more; it stays so
+// that instances of the previous release keep working during a rolling
+// deploy, and a later migration drops it.
 type LoginThrottle struct{ ent.Schema }
 
 func (LoginThrottle) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}} }

@@ -109,6 +109,30 @@ var (
 			},
 		},
 	}
+	// RateLimitsColumns holds the columns for the "rate_limits" table.
+	RateLimitsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "key_hmac", Type: field.TypeBytes, Unique: true, Size: 32},
+		{Name: "purpose", Type: field.TypeEnum, Enums: []string{"login", "login_account", "signed_in", "code_check", "code_check_account", "code_send", "code_send_account", "register"}},
+		{Name: "count", Type: field.TypeInt, Default: 0},
+		{Name: "window_started_at", Type: field.TypeTime},
+		{Name: "locked_until", Type: field.TypeTime, Nullable: true},
+		{Name: "last_at", Type: field.TypeTime, Nullable: true},
+		{Name: "updated_at", Type: field.TypeTime},
+	}
+	// RateLimitsTable holds the schema information for the "rate_limits" table.
+	RateLimitsTable = &schema.Table{
+		Name:       "rate_limits",
+		Columns:    RateLimitsColumns,
+		PrimaryKey: []*schema.Column{RateLimitsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "ratelimit_purpose_updated_at",
+				Unique:  false,
+				Columns: []*schema.Column{RateLimitsColumns[2], RateLimitsColumns[7]},
+			},
+		},
+	}
 	// RefreshTokensColumns holds the columns for the "refresh_tokens" table.
 	RefreshTokensColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -205,6 +229,7 @@ var (
 		LoginThrottlesTable,
 		OtpRequestsTable,
 		OutboxMessagesTable,
+		RateLimitsTable,
 		RefreshTokensTable,
 		TokenFamiliesTable,
 		UsersTable,

@@ -26,10 +26,10 @@ type Store interface {
 	// DeleteAuditEventsBefore deletes audit events created before t and
 	// returns how many.
 	DeleteAuditEventsBefore(ctx context.Context, t time.Time) (int, error)
-	// DeleteIdleLoginThrottles deletes login throttles whose window
-	// started before windowStart and that lock nothing at now, and returns
-	// how many.
-	DeleteIdleLoginThrottles(ctx context.Context, windowStart, now time.Time) (int, error)
+	// DeleteIdleCounters deletes the limiter counters of purpose whose
+	// last event was before last (or that have none) and that lock nothing
+	// at now, and returns how many.
+	DeleteIdleCounters(ctx context.Context, purpose Purpose, last, now time.Time) (int, error)
 }
 
 // Queries are the single statements that need no unit of work; on a Store
@@ -49,8 +49,11 @@ type Queries interface {
 	LatestLiveOTP(ctx context.Context, userID uuid.UUID) (c OTPCode, ok bool, err error)
 	// RecordAudit records a security event.
 	RecordAudit(ctx context.Context, e AuditEvent) error
-	// DeleteLoginThrottle forgets the login attempts counted under key.
-	DeleteLoginThrottle(ctx context.Context, key []byte) error
+	// ReadCounter reads the limiter counter named key, without locking it;
+	// ok is false when there is none.
+	ReadCounter(ctx context.Context, key []byte) (c Counter, ok bool, err error)
+	// DeleteCounter forgets the limiter counter named key.
+	DeleteCounter(ctx context.Context, key []byte) error
 }
 
 // Tx is one unit of work: Queries and the changes that must commit
@@ -85,23 +88,19 @@ type Tx interface {
 	// accepted afterwards.
 	RevokeFamily(ctx context.Context, familyID uuid.UUID, reason string, at time.Time) error
 
-	// LockLoginThrottle reads the login attempts counted under key,
-	// creating a fresh record (no failures, window starting at now) when
-	// there is none, and locks it until the transaction ends.
-	LockLoginThrottle(ctx context.Context, key []byte, now time.Time) (LoginThrottle, error)
-	// SaveLoginThrottle writes the attempts counted under key.
-	SaveLoginThrottle(ctx context.Context, key []byte, th LoginThrottle, now time.Time) error
+	// LockCounter reads the limiter counter of purpose named key, creating
+	// an empty one (no events, window starting at now) when there is none,
+	// and locks it until the transaction ends, in one statement, so that
+	// concurrent events on one key are counted one by one.
+	LockCounter(ctx context.Context, purpose Purpose, key []byte, now time.Time) (Counter, error)
+	// SaveCounter writes the limiter counter named key.
+	SaveCounter(ctx context.Context, key []byte, c Counter, now time.Time) error
 
-	// OTPsSince returns when the user's codes created after since were
-	// created, oldest first.
-	OTPsSince(ctx context.Context, userID uuid.UUID, since time.Time) ([]time.Time, error)
 	// IssueOTP supersedes the user's live codes and stores c.
 	IssueOTP(ctx context.Context, c OTPCode) error
-	// CountOTPAttempt counts one attempt on a live code that has had fewer
-	// than max. It returns the code's attempts after the statement and
-	// whether this attempt was counted (false: the cap was reached, or the
-	// code was consumed or superseded meanwhile).
-	CountOTPAttempt(ctx context.Context, id uuid.UUID, max int) (attempts int, counted bool, err error)
+	// CountOTPAttempt counts one attempt on a live code; false when the
+	// code was consumed or superseded meanwhile.
+	CountOTPAttempt(ctx context.Context, id uuid.UUID) (bool, error)
 	// ConsumeOTP marks a live code used; false when it was consumed or
 	// superseded meanwhile.
 	ConsumeOTP(ctx context.Context, id uuid.UUID, at time.Time) (bool, error)
@@ -162,22 +161,12 @@ type RefreshToken struct {
 	ExpiresAt time.Time
 }
 
-// LoginThrottle is what is counted of the login attempts for one address.
-type LoginThrottle struct {
-	// Failures counts attempts since WindowStartedAt.
-	Failures        int
-	WindowStartedAt time.Time
-	// LockedUntil refuses logins until then; zero when not locked.
-	LockedUntil time.Time
-}
-
 // OTPCode is a verification code as stored: its HMAC, never the code.
 type OTPCode struct {
 	ID     uuid.UUID
 	UserID uuid.UUID
 	// MAC is otp.Keyer.MAC(ID, code).
 	MAC       []byte
-	Attempts  int
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
@@ -203,6 +192,8 @@ const (
 	EventLoginSucceeded     Event = "login_succeeded"
 	EventLoginFailed        Event = "login_failed"
 	EventLoginThrottled     Event = "login_throttled"
+	EventRegisterThrottled  Event = "register_throttled"
+	EventServerBusy         Event = "server_busy"
 	EventTokenRefreshed     Event = "token_refreshed"
 	EventRefreshTokenReused Event = "refresh_token_reused"
 	EventTokenFamilyRevoked Event = "token_family_revoked"

@@ -65,6 +65,7 @@ var (
 	ErrOTPAttemptsExhausted = &Error{Kind: KindResourceExhausted, Reason: "OTP_ATTEMPTS_EXHAUSTED", Message: "Too many wrong codes; request a new one"}
 	ErrServerBusy           = &Error{Kind: KindResourceExhausted, Reason: "SERVER_BUSY", Message: "Server busy; try again shortly"}
 	ErrLoginThrottled       = &Error{Kind: KindResourceExhausted, Reason: "LOGIN_THROTTLED", Message: "Too many failed sign-in attempts; try again later"}
+	ErrRegisterThrottled    = &Error{Kind: KindResourceExhausted, Reason: "REGISTER_THROTTLED", Message: "Too many sign-ups from your network; try again later"}
 	ErrOTPDailyLimit        = &Error{Kind: KindResourceExhausted, Reason: "OTP_DAILY_LIMIT", Message: "Too many codes requested today; try again later"}
 	ErrOTPCooldown          = &Error{Kind: KindResourceExhausted, Reason: "OTP_COOLDOWN", Message: "A code was sent recently; wait before requesting another"}
 	ErrMalformedRequest     = &Error{Kind: KindInvalidArgument, Reason: "MALFORMED_REQUEST", Message: "Malformed request: every string field must be valid UTF-8"}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -14,65 +15,52 @@ import (
 	"github.com/placebrain/auth/internal/otp"
 )
 
-// OTPPolicy limits verification codes.
+// OTPPolicy limits verification codes. Codes are counted per (account,
+// source) when the source is known, and per account otherwise; the
+// account-wide caps hold whatever the sources.
 type OTPPolicy struct {
 	// TTL is how long a code is valid.
 	TTL time.Duration
-	// MaxAttempts is how many attempts one code allows.
+	// MaxAttempts is how many attempts one code allows from one source;
+	// the code burns for that source at the cap.
 	MaxAttempts int
-	// Cooldown is the least time between two codes for one user.
+	// Cooldown is the least time between two codes requested from one
+	// source.
 	Cooldown time.Duration
-	// DailyLimit caps the codes one user can be sent in 24 hours, which
-	// caps guesses at DailyLimit*MaxAttempts a day. Zero: no cap.
+	// DailyLimit caps the codes one source can have sent to one account in
+	// 24 hours. Zero: no cap.
 	DailyLimit int
+	// AccountDailyLimit caps the codes mailed to one address in 24 hours,
+	// whatever the sources (mail bombing). Zero: no cap.
+	AccountDailyLimit int
+	// AccountDailyFailures caps the codes checked against one account in 24
+	// hours, whatever the sources: at most that many guesses, each with a
+	// one-in-a-million chance. Zero: no cap.
+	AccountDailyFailures int
 }
 
-// otpDay is the period of OTPPolicy.DailyLimit.
+// otpDay is the period of the daily limits.
 const otpDay = 24 * time.Hour
 
-// historySince is how far back issuable needs to see a user's codes.
-func (p OTPPolicy) historySince(now time.Time) time.Time {
-	return now.Add(-max(otpDay, p.Cooldown))
-}
+func (p OTPPolicy) perSourceSends() Limit   { return Limit{Max: p.DailyLimit, Window: otpDay} }
+func (p OTPPolicy) perAccountSends() Limit  { return Limit{Max: p.AccountDailyLimit, Window: otpDay} }
+func (p OTPPolicy) perSourceChecks() Limit  { return Limit{Max: p.MaxAttempts, Window: p.TTL} }
+func (p OTPPolicy) perAccountChecks() Limit { return Limit{Max: p.AccountDailyFailures, Window: otpDay} }
 
-// issuable decides whether a new code may be issued at now to a user whose
-// codes since historySince(now) were created at created (oldest first):
-// ErrOTPCooldown, with the wait, when the newest is younger than Cooldown;
-// ErrOTPDailyLimit, with the wait until the oldest counted code leaves the
-// 24 hours, when DailyLimit codes were created in the last 24 hours; nil
-// otherwise.
-func (p OTPPolicy) issuable(created []time.Time, now time.Time) error {
-	if n := len(created); n > 0 {
-		if next := created[n-1].Add(p.Cooldown); now.Before(next) {
-			return withRetry(ErrOTPCooldown, next.Sub(now))
-		}
-	}
-	if p.DailyLimit <= 0 {
-		return nil
-	}
-	day := now.Add(-otpDay)
-	var recent []time.Time
-	for _, c := range created {
-		if c.After(day) {
-			recent = append(recent, c)
-		}
-	}
-	if len(recent) >= p.DailyLimit {
-		oldest := recent[len(recent)-p.DailyLimit]
-		return withRetry(ErrOTPDailyLimit, oldest.Sub(day))
+// cooling decides whether a source whose last code request counted at last
+// (zero: never) must wait at now: ErrOTPCooldown with the wait, or nil.
+func (p OTPPolicy) cooling(last, now time.Time) error {
+	if next := last.Add(p.Cooldown); !last.IsZero() && now.Before(next) {
+		return withRetry(ErrOTPCooldown, next.Sub(now))
 	}
 	return nil
 }
 
-// checkable decides whether code c may be checked at now, before its
-// attempt is counted: ErrOTPExpired once it has expired, the exhausted
-// error once it has had MaxAttempts attempts, nil otherwise.
+// checkable decides whether code c may be checked at now: ErrOTPExpired
+// once it has expired, nil otherwise.
 func (p OTPPolicy) checkable(c OTPCode, now time.Time) error {
 	if !now.Before(c.ExpiresAt) {
 		return ErrOTPExpired
-	}
-	if c.Attempts >= p.MaxAttempts {
-		return p.exhausted(c, now)
 	}
 	return nil
 }
@@ -83,24 +71,9 @@ func (p OTPPolicy) exhausted(c OTPCode, now time.Time) error {
 	return withRetry(ErrOTPAttemptsExhausted, c.CreatedAt.Add(p.Cooldown).Sub(now))
 }
 
-// counted decides an attempt on code c whose count returned attempts and
-// whether it was counted (Tx.CountOTPAttempt): a counted attempt may
-// compare (nil); one refused at the cap is exhausted; one refused because
-// the code was consumed or superseded meanwhile is ErrInvalidOTP.
-func (p OTPPolicy) counted(c OTPCode, attempts int, ok bool, now time.Time) error {
-	switch {
-	case ok:
-		return nil
-	case attempts >= p.MaxAttempts:
-		return p.exhausted(c, now)
-	default:
-		return ErrInvalidOTP
-	}
-}
-
-// mismatch is the answer to a wrong code on its attempt-th attempt: the
-// code burns at the cap, otherwise ErrInvalidOTP says how many attempts
-// are left.
+// mismatch is the answer to a wrong code on its source's attempt-th
+// attempt: the code burns for the source at the cap, otherwise
+// ErrInvalidOTP says how many attempts are left.
 func (p OTPPolicy) mismatch(c OTPCode, attempt int, now time.Time) error {
 	if attempt >= p.MaxAttempts {
 		return p.exhausted(c, now)
@@ -111,8 +84,8 @@ func (p OTPPolicy) mismatch(c OTPCode, attempt int, now time.Time) error {
 // SendOTP issues a new verification code for the address and queues its
 // e-mail. An unknown or already verified address gets the same success and
 // nothing is sent (this does not hide registration: Register and
-// GetUserByEmail tell by design). Errors: INVALID_INPUT, and those of
-// OTPPolicy.issuable.
+// GetUserByEmail tell by design). Errors: INVALID_INPUT, ErrOTPCooldown and
+// ErrOTPDailyLimit (see issueOTP).
 func (s *Service) SendOTP(ctx context.Context, email string) error {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -125,10 +98,11 @@ func (s *Service) SendOTP(ctx context.Context, email string) error {
 	if err != nil {
 		return err
 	}
+	source, _ := SourceFrom(ctx)
 	var issued bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
 		var err error
-		issued, err = s.issueOTP(ctx, tx, u.ID, s.now())
+		issued, err = s.issueOTP(ctx, tx, u.ID, addr.Canonical, source, s.now())
 		return err
 	})
 	if err != nil {
@@ -141,12 +115,16 @@ func (s *Service) SendOTP(ctx context.Context, email string) error {
 	return nil
 }
 
-// issueOTP creates a code for the user, supersedes older ones and queues
-// the e-mail, unless the user is verified (issued false, no error) or a
-// limit applies (OTPPolicy.issuable). The user row is locked and read
-// again under the lock, so concurrent requests for one user serialize and
-// see each other's codes.
-func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, now time.Time) (bool, error) {
+// issueOTP creates a code for the user whose canonical address is
+// canonical, at the request of source (none: invalid prefix), supersedes
+// older ones and queues the e-mail, unless the user is verified (issued
+// false, no error) or a limit applies: ErrOTPCooldown when the source's
+// last code is younger than Cooldown, ErrOTPDailyLimit when the source's
+// (DailyLimit) or the address's (AccountDailyLimit) codes of the day are
+// used up. The user row is locked and read again under the lock, so
+// concurrent requests for one user serialize and see each other's codes;
+// a refusal rolls the unit of work back, so it counts nothing.
+func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, canonical string, source netip.Prefix, now time.Time) (bool, error) {
 	u, err := tx.LockUser(ctx, userID)
 	if err != nil {
 		return false, err
@@ -154,11 +132,29 @@ func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, now tim
 	if u.Verified {
 		return false, nil
 	}
-	created, err := tx.OTPsSince(ctx, u.ID, s.o.OTP.historySince(now))
+	p := s.o.OTP
+	send := s.counter(PurposeCodeSend, canonical, source)
+	c, err := tx.LockCounter(ctx, send.purpose, send.key, now)
 	if err != nil {
 		return false, err
 	}
-	if err := s.o.OTP.issuable(created, now); err != nil {
+	if err := p.cooling(c.Last, now); err != nil {
+		return false, err
+	}
+	next, until, _ := p.perSourceSends().take(c, now)
+	if !until.IsZero() {
+		return false, withRetry(ErrOTPDailyLimit, until.Sub(now))
+	}
+	if p.DailyLimit <= 0 {
+		next.Last = now // the cooldown still counts from this code
+	}
+	if err := tx.SaveCounter(ctx, send.key, next, now); err != nil {
+		return false, err
+	}
+	if _, until, _, err := takeIn(ctx, tx, s.counter(PurposeCodeSendAccount, canonical, netip.Prefix{}), p.perAccountSends(), time.Time{}, now); err != nil || !until.IsZero() {
+		if err == nil {
+			err = withRetry(ErrOTPDailyLimit, until.Sub(now))
+		}
 		return false, err
 	}
 	code, err := otp.NewCode()
@@ -167,7 +163,7 @@ func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, now tim
 	}
 	id := uuid.New()
 	if err := tx.IssueOTP(ctx, OTPCode{ID: id, UserID: u.ID, MAC: s.o.OTPKeys.MAC(id, code),
-		CreatedAt: now, ExpiresAt: now.Add(s.o.OTP.TTL)}); err != nil {
+		CreatedAt: now, ExpiresAt: now.Add(p.TTL)}); err != nil {
 		return false, err
 	}
 	if err := auditTx(ctx, tx, EventOTPSent, u.ID, "", now); err != nil {
@@ -180,7 +176,7 @@ func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, now tim
 		Data: map[string]string{
 			"code":           code,
 			"username":       u.Username,
-			"expiresMinutes": strconv.Itoa(int(s.o.OTP.TTL / time.Minute)),
+			"expiresMinutes": strconv.Itoa(int(p.TTL / time.Minute)),
 		},
 	}, now)
 	return err == nil, err
@@ -188,12 +184,17 @@ func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, now tim
 
 // VerifyOTP checks a code for the address and marks the user verified.
 // The attempt is counted and committed before the comparison, so at most
-// MaxAttempts comparisons ever run for one code, however many requests
-// arrive at once; the code is burned at the cap. Errors: INVALID_INPUT (code
-// not 6 digits), ErrInvalidOTP (wrong code, or no live code for the
-// address), ErrOTPExpired, ErrOTPAttemptsExhausted (with RetryAfter until a
-// new code may be requested). An already verified address succeeds, also
-// when it got verified by a concurrent request with the same code.
+// MaxAttempts comparisons ever run for one code from one source (or, when
+// sources are unknown, at all), however many requests arrive at once, and
+// at most AccountDailyFailures for the account in a day; the code burns for
+// the source at the cap, and another source's attempts are not used up.
+// Errors: INVALID_INPUT (code not 6 digits), ErrInvalidOTP (wrong code, or
+// no live code for the address), ErrOTPExpired, ErrOTPAttemptsExhausted
+// (with RetryAfter until a new code may be requested, or until the
+// account's day ends). An already verified address succeeds, also when it
+// got verified by a concurrent request with the same code. Only
+// comparisons that failed, and the refusal that first hits the account's
+// cap, are audited.
 func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -212,14 +213,12 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 	if u.Verified {
 		return nil
 	}
-	err = s.verifyOTP(ctx, u.ID, code)
+	source, _ := SourceFrom(ctx)
+	err = s.verifyOTP(ctx, u.ID, addr.Canonical, source, code)
 	if err != nil {
 		// A concurrent request with the right code may have won.
 		if v, verr := s.db.UserVerified(ctx, u.ID); verr == nil && v {
 			return nil
-		}
-		if de, ok := AsError(err); ok {
-			s.audit(ctx, EventOTPFailed, u.ID, strings.ToLower(de.Reason), s.now())
 		}
 		return err
 	}
@@ -227,7 +226,7 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 	return nil
 }
 
-func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, code string) error {
+func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, canonical string, source netip.Prefix, code string) error {
 	now := s.now()
 	p := s.o.OTP
 	c, ok, err := s.db.LatestLiveOTP(ctx, userID)
@@ -241,23 +240,50 @@ func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, code string) 
 		return err
 	}
 	// Count the attempt and commit it before comparing: at most
-	// MaxAttempts attempts are admitted, even concurrently, and the count
-	// tells this attempt's number.
+	// MaxAttempts attempts per source and AccountDailyFailures per account
+	// are admitted, even concurrently, and the count tells this attempt's
+	// number.
 	var attempt int
+	var capped bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
-		n, ok, err := tx.CountOTPAttempt(ctx, c.ID, p.MaxAttempts)
+		_, until, locked, err := takeIn(ctx, tx, s.counter(PurposeCodeCheckAccount, canonical, netip.Prefix{}), p.perAccountChecks(), time.Time{}, now)
 		if err != nil {
 			return err
 		}
-		attempt = n
-		return p.counted(c, n, ok, now)
+		if !until.IsZero() {
+			// Commit the account's lock (its first refusal is audited).
+			capped = locked
+			return CommitAnd(withRetry(ErrOTPAttemptsExhausted, until.Sub(now)))
+		}
+		n, until, _, err := takeIn(ctx, tx, s.counter(PurposeCodeCheck, canonical, source), p.perSourceChecks(), c.CreatedAt, now)
+		if err != nil {
+			return err
+		}
+		if !until.IsZero() {
+			return p.exhausted(c, now) // rolls the account's count back
+		}
+		attempt = n.Count
+		live, err := tx.CountOTPAttempt(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if !live {
+			return ErrInvalidOTP // consumed or superseded meanwhile
+		}
+		return nil
 	})
+	if capped {
+		s.audit(ctx, EventOTPFailed, userID, "account_daily_cap", now)
+	}
 	if err != nil {
 		return err
 	}
 	if !s.o.OTPKeys.Verify(c.ID, code, c.MAC) {
 		s.o.Log.InfoContext(ctx, "otp verification failed", "user_id", userID, "attempt", attempt)
-		return p.mismatch(c, attempt, now)
+		err := p.mismatch(c, attempt, now)
+		de, _ := AsError(err)
+		s.audit(ctx, EventOTPFailed, userID, strings.ToLower(de.Reason), now)
+		return err
 	}
 	return s.db.InTx(ctx, func(tx Tx) error {
 		ok, err := tx.ConsumeOTP(ctx, c.ID, now)

@@ -49,92 +49,122 @@ func TestDecideRefresh(t *testing.T) {
 	}
 }
 
-func TestLoginPolicyAdmit(t *testing.T) {
-	p := LoginPolicy{MaxFailures: 3, Window: 15 * time.Minute, Lockout: 10 * time.Minute}
-	fresh := LoginThrottle{WindowStartedAt: t0}
+func TestLimitTake(t *testing.T) {
+	lock := Limit{Max: 3, Window: 15 * time.Minute, Lock: 10 * time.Minute}
+	daily := Limit{Max: 3, Window: 24 * time.Hour}
+	fresh := Counter{WindowStart: t0}
 	tests := []struct {
 		name       string
-		th         LoginThrottle
+		l          Limit
+		c          Counter
 		now        time.Time
-		want       LoginThrottle
+		want       Counter
 		wantLocked time.Time
+		wantSet    bool
 	}{
-		{"first attempt", fresh, t0, LoginThrottle{Failures: 1, WindowStartedAt: t0}, time.Time{}},
-		{"below the cap", LoginThrottle{Failures: 2, WindowStartedAt: t0}, t0.Add(time.Minute), LoginThrottle{Failures: 3, WindowStartedAt: t0}, time.Time{}},
-		{"at the cap: locks", LoginThrottle{Failures: 3, WindowStartedAt: t0}, t0.Add(time.Minute),
-			LoginThrottle{WindowStartedAt: t0.Add(time.Minute), LockedUntil: t0.Add(11 * time.Minute)}, t0.Add(11 * time.Minute)},
-		{"window over: counts anew", LoginThrottle{Failures: 3, WindowStartedAt: t0}, t0.Add(15 * time.Minute),
-			LoginThrottle{Failures: 1, WindowStartedAt: t0.Add(15 * time.Minute)}, time.Time{}},
-		{"locked: refused, nothing changes", LoginThrottle{WindowStartedAt: t0, LockedUntil: t0.Add(10 * time.Minute)}, t0.Add(time.Minute),
-			LoginThrottle{WindowStartedAt: t0, LockedUntil: t0.Add(10 * time.Minute)}, t0.Add(10 * time.Minute)},
-		{"lock over: counts anew", LoginThrottle{Failures: 0, WindowStartedAt: t0, LockedUntil: t0.Add(10 * time.Minute)}, t0.Add(10 * time.Minute),
-			LoginThrottle{Failures: 1, WindowStartedAt: t0.Add(10 * time.Minute)}, time.Time{}},
+		{"first event", lock, fresh, t0, Counter{Count: 1, WindowStart: t0, Last: t0}, time.Time{}, false},
+		{"below the cap", lock, Counter{Count: 2, WindowStart: t0}, t0.Add(time.Minute),
+			Counter{Count: 3, WindowStart: t0, Last: t0.Add(time.Minute)}, time.Time{}, false},
+		{"at the cap: locks for Lock", lock, Counter{Count: 3, WindowStart: t0, Last: t0}, t0.Add(time.Minute),
+			Counter{WindowStart: t0.Add(time.Minute), LockedUntil: t0.Add(11 * time.Minute), Last: t0}, t0.Add(11 * time.Minute), true},
+		{"at the cap, no Lock: refused until the window ends", daily, Counter{Count: 3, WindowStart: t0}, t0.Add(time.Hour),
+			Counter{WindowStart: t0.Add(time.Hour), LockedUntil: t0.Add(24 * time.Hour)}, t0.Add(24 * time.Hour), true},
+		{"window over: counts anew", lock, Counter{Count: 3, WindowStart: t0}, t0.Add(15 * time.Minute),
+			Counter{Count: 1, WindowStart: t0.Add(15 * time.Minute), Last: t0.Add(15 * time.Minute)}, time.Time{}, false},
+		{"locked: refused, nothing changes", lock, Counter{WindowStart: t0, LockedUntil: t0.Add(10 * time.Minute)}, t0.Add(time.Minute),
+			Counter{WindowStart: t0, LockedUntil: t0.Add(10 * time.Minute)}, t0.Add(10 * time.Minute), false},
+		{"lock over: counts anew", lock, Counter{WindowStart: t0, LockedUntil: t0.Add(10 * time.Minute)}, t0.Add(10 * time.Minute),
+			Counter{Count: 1, WindowStart: t0.Add(10 * time.Minute), Last: t0.Add(10 * time.Minute)}, time.Time{}, false},
+		{"no limit: admits, counts nothing", Limit{}, Counter{Count: 7, WindowStart: t0}, t0, Counter{Count: 7, WindowStart: t0}, time.Time{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, locked := p.admit(tt.th, tt.now)
+			got, until, set := tt.l.take(tt.c, tt.now)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("admit state mismatch (-want +got):\n%s", diff)
+				t.Errorf("take state mismatch (-want +got):\n%s", diff)
 			}
-			if !locked.Equal(tt.wantLocked) {
-				t.Errorf("admit locked until %v, want %v", locked, tt.wantLocked)
+			if !until.Equal(tt.wantLocked) || set != tt.wantSet {
+				t.Errorf("take: locked until %v (set %v), want %v (set %v)", until, set, tt.wantLocked, tt.wantSet)
 			}
 		})
 	}
-	// Attempts one after another: MaxFailures are admitted, the next locks.
-	th := fresh
-	for i := range p.MaxFailures {
-		var locked time.Time
-		if th, locked = p.admit(th, t0); !locked.IsZero() {
-			t.Fatalf("attempt %d refused", i+1)
+	// Events one after another: Max are admitted, the next locks.
+	c := fresh
+	for i := range lock.Max {
+		var until time.Time
+		if c, until, _ = lock.take(c, t0); !until.IsZero() {
+			t.Fatalf("event %d refused", i+1)
 		}
 	}
-	if _, locked := p.admit(th, t0); !locked.Equal(t0.Add(p.Lockout)) {
-		t.Errorf("attempt %d: locked until %v, want %v", p.MaxFailures+1, locked, t0.Add(p.Lockout))
+	if !lock.full(c, t0) {
+		t.Errorf("full after %d events = false", lock.Max)
+	}
+	if _, until, _ := lock.take(c, t0); !until.Equal(t0.Add(lock.Lock)) {
+		t.Errorf("event %d: locked until %v, want %v", lock.Max+1, until, t0.Add(lock.Lock))
+	}
+	// A counter whose window began before a code was issued starts anew.
+	if got := (Counter{Count: 5, WindowStart: t0}).since(t0.Add(time.Minute)); got != (Counter{WindowStart: t0.Add(time.Minute)}) {
+		t.Errorf("since = %+v", got)
+	}
+	if got := refund(Counter{Count: 0}); got.Count != 0 {
+		t.Errorf("refund below zero: %+v", got)
 	}
 }
 
-func TestOTPPolicyIssuable(t *testing.T) {
-	p := OTPPolicy{Cooldown: time.Minute, DailyLimit: 3}
-	tests := []struct {
-		name      string
-		created   []time.Time
-		now       time.Time
-		want      error
-		wantRetry time.Duration
+func TestLoginPolicy(t *testing.T) {
+	p := LoginPolicy{MaxFailures: 10, Window: 15 * time.Minute, Lockout: 15 * time.Minute,
+		AccountDailyFailures: 100, AccountDelay: 2 * time.Second, TrustedFor: 90 * 24 * time.Hour}
+	if !p.trusted(t0, t0.Add(89*24*time.Hour)) || p.trusted(t0, t0.Add(90*24*time.Hour)) || p.trusted(time.Time{}, t0) {
+		t.Errorf("trusted: a sign-in trusts its source for TrustedFor, and no sign-in trusts nothing")
+	}
+	for _, tt := range []struct {
+		attempts       int
+		trusted, known bool
+		want           time.Duration
 	}{
-		{"no codes", nil, t0, nil, 0},
-		{"last within cooldown", []time.Time{t0}, t0.Add(5 * time.Second), ErrOTPCooldown, 55 * time.Second},
-		{"cooldown over", []time.Time{t0}, t0.Add(time.Minute), nil, 0},
-		{"daily limit reached", []time.Time{t0, t0.Add(time.Hour), t0.Add(2 * time.Hour)}, t0.Add(3 * time.Hour), ErrOTPDailyLimit, 21 * time.Hour},
-		{"oldest left the day", []time.Time{t0, t0.Add(time.Hour), t0.Add(2 * time.Hour)}, t0.Add(24 * time.Hour), nil, 0},
-		{"cooldown before daily limit", []time.Time{t0, t0.Add(time.Hour), t0.Add(2 * time.Hour)}, t0.Add(2*time.Hour + time.Second), ErrOTPCooldown, 59 * time.Second},
+		{10, false, true, 0},
+		{11, false, true, 2 * time.Second},
+		{11, true, true, 0},   // the owner's source is not slowed
+		{11, false, false, 0}, // no source: the per-account lock is the limit
+	} {
+		if got := p.delay(tt.attempts, tt.trusted, tt.known); got != tt.want {
+			t.Errorf("delay(%d, trusted %v, known %v) = %v, want %v", tt.attempts, tt.trusted, tt.known, got, tt.want)
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := p.issuable(tt.created, tt.now)
-			checkErr(t, err, tt.want, tt.wantRetry)
-		})
+	if p.pair() != (Limit{Max: 10, Window: 15 * time.Minute, Lock: 15 * time.Minute}) || p.account() != (Limit{Max: 100, Window: 24 * time.Hour}) {
+		t.Errorf("limits: pair %+v, account %+v", p.pair(), p.account())
 	}
-	if err := (OTPPolicy{Cooldown: time.Minute}).issuable([]time.Time{t0, t0, t0, t0}, t0.Add(time.Hour)); err != nil {
-		t.Errorf("no daily limit: %v", err)
+}
+
+func TestOTPPolicyCodesSent(t *testing.T) {
+	p := OTPPolicy{Cooldown: time.Minute, DailyLimit: 3}
+	checkErr(t, p.cooling(time.Time{}, t0), nil, 0)
+	checkErr(t, p.cooling(t0, t0.Add(5*time.Second)), ErrOTPCooldown, 55*time.Second)
+	checkErr(t, p.cooling(t0, t0.Add(time.Minute)), nil, 0)
+	// The daily limit: the fourth code of a window is refused until the
+	// window ends.
+	c := Counter{WindowStart: t0}
+	for i := range 3 {
+		var until time.Time
+		if c, until, _ = p.perSourceSends().take(c, t0.Add(time.Duration(i)*time.Hour)); !until.IsZero() {
+			t.Fatalf("code %d refused", i+1)
+		}
+	}
+	if _, until, _ := p.perSourceSends().take(c, t0.Add(3*time.Hour)); !until.Equal(t0.Add(24 * time.Hour)) {
+		t.Errorf("fourth code: refused until %v, want %v", until, t0.Add(24*time.Hour))
 	}
 }
 
 func TestOTPPolicyAttempts(t *testing.T) {
-	p := OTPPolicy{MaxAttempts: 5, Cooldown: time.Minute}
+	p := OTPPolicy{MaxAttempts: 5, Cooldown: time.Minute, TTL: 10 * time.Minute}
 	c := OTPCode{CreatedAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
 	now := t0.Add(10 * time.Second)
 	checkErr(t, p.checkable(c, now), nil, 0)
 	checkErr(t, p.checkable(c, t0.Add(10*time.Minute)), ErrOTPExpired, 0)
-	spent := c
-	spent.Attempts = 5
-	checkErr(t, p.checkable(spent, now), ErrOTPAttemptsExhausted, 50*time.Second)
-
-	checkErr(t, p.counted(c, 3, true, now), nil, 0)
-	checkErr(t, p.counted(c, 5, false, now), ErrOTPAttemptsExhausted, 50*time.Second)
-	checkErr(t, p.counted(c, 2, false, now), ErrInvalidOTP, 0) // consumed or superseded meanwhile
-
+	checkErr(t, p.exhausted(c, now), ErrOTPAttemptsExhausted, 50*time.Second)
+	if p.perSourceChecks() != (Limit{Max: 5, Window: 10 * time.Minute}) {
+		t.Errorf("per-source checks: %+v", p.perSourceChecks())
+	}
 	for attempt := 1; attempt < 5; attempt++ {
 		err := p.mismatch(c, attempt, now)
 		checkErr(t, err, ErrInvalidOTP, 0)

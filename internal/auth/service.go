@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,8 +36,15 @@ type Options struct {
 	RefreshReuseGrace time.Duration
 	// OTP limits verification codes.
 	OTP OTPPolicy
-	// Login throttles failed logins.
+	// Login limits login attempts.
 	Login LoginPolicy
+	// Register limits registrations per source.
+	Register RegisterPolicy
+	// LimiterKey keys the HMAC that names limiter counters (32 bytes).
+	LimiterKey []byte
+	// Sleep waits d or until ctx ends (a real timer when nil); the login
+	// slowdown uses it.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// AuditRetention is how long audit events are kept (zero: forever).
 	AuditRetention time.Duration
 	// Now is the clock (time.Now when nil).
@@ -53,6 +61,8 @@ type Options struct {
 type Service struct {
 	db Store
 	o  Options
+	// busyAudited is when a busy refusal was last audited.
+	busyAudited atomic.Pointer[time.Time]
 }
 
 // New returns a Service on db.
@@ -65,6 +75,9 @@ func New(db Store, o Options) *Service {
 	}
 	if o.MailQueued == nil {
 		o.MailQueued = func() {}
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
 	}
 	return &Service{db: db, o: o}
 }
@@ -89,6 +102,18 @@ type TokenPair struct {
 
 func (s *Service) now() time.Time { return s.o.Now().UTC() }
 
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // audit records a security event outside a unit of work. A failure to
 // record is logged by the store and ignored: it must not fail the
 // operation.
@@ -105,11 +130,24 @@ func auditTx(ctx context.Context, tx Tx, event Event, userID uuid.UUID, reason s
 	return tx.RecordAudit(ctx, AuditEvent{Event: event, UserID: userID, Reason: reason, At: now})
 }
 
+// RegisterPolicy limits registrations per source (none is counted when
+// the source is unknown).
+type RegisterPolicy struct {
+	// MaxPerSource registrations from one source within Window; zero
+	// disables the limit.
+	MaxPerSource int
+	Window       time.Duration
+}
+
+func (p RegisterPolicy) limit() Limit { return Limit{Max: p.MaxPerSource, Window: p.Window} }
+
 // Register creates an unverified user, its first OTP and the outbox e-mail
 // that carries it, in one transaction, and returns the user's id. Errors:
 // INVALID_INPUT for a bad username, e-mail or password (8 to 72 bytes),
-// ErrEmailTaken when the normalized e-mail is registered, ErrServerBusy
-// when the hashing pool is full.
+// ErrEmailTaken when the normalized e-mail is registered,
+// ErrRegisterThrottled when the request's source has used up its
+// registrations (RegisterPolicy), the errors of OTPPolicy's limits, and
+// ErrServerBusy when the hashing pool is full.
 func (s *Service) Register(ctx context.Context, username, email, pw string) (uuid.UUID, error) {
 	name, err := identity.NormalizeUsername(username)
 	if err != nil {
@@ -122,18 +160,38 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	if err := password.Validate(pw); err != nil {
 		return uuid.Nil, invalidInput("password", err.Error())
 	}
-	hctx, release, err := s.o.Passwords.Reserve(ctx)
-	if err != nil {
-		return uuid.Nil, busy(err)
+	source, _ := SourceFrom(ctx)
+	var perSource counterRef
+	if source.IsValid() {
+		// Refuse a source that has used up its registrations before
+		// hashing; the registration counts in the unit of work below.
+		perSource = s.counter(PurposeRegister, "", source)
+		c, ok, err := s.db.ReadCounter(ctx, perSource.key)
+		if err != nil {
+			return uuid.Nil, err
+		}
+		if l := s.o.Register.limit(); ok && l.full(c, s.now()) {
+			return uuid.Nil, withRetry(ErrRegisterThrottled, retryUntil(c, l, s.now()))
+		}
 	}
-	hash, err := s.o.Passwords.Hash(hctx, pw)
-	release()
+	hash, err := s.o.Passwords.Hash(ctx, "register\x00"+addr.Canonical, pw)
 	if err != nil {
-		return uuid.Nil, busy(err)
+		return uuid.Nil, s.busy(ctx, err)
 	}
 	now := s.now()
 	var id uuid.UUID
+	var throttled bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
+		if perSource.key != nil {
+			_, until, locked, err := takeIn(ctx, tx, perSource, s.o.Register.limit(), time.Time{}, now)
+			if err != nil {
+				return err
+			}
+			if !until.IsZero() {
+				throttled = locked
+				return withRetry(ErrRegisterThrottled, until.Sub(now))
+			}
+		}
 		var err error
 		id, err = tx.CreateUser(ctx, NewAccount{Username: name, Email: addr.Address, EmailCanonical: addr.Canonical, PasswordHash: hash, CreatedAt: now})
 		if err != nil {
@@ -142,9 +200,12 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 		if err := auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
 			return err
 		}
-		_, err = s.issueOTP(ctx, tx, id, now)
+		_, err = s.issueOTP(ctx, tx, id, addr.Canonical, source, now)
 		return err
 	})
+	if throttled {
+		s.audit(ctx, EventRegisterThrottled, uuid.Nil, "", now)
+	}
 	if err != nil {
 		return uuid.Nil, err
 	}
@@ -153,16 +214,24 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	return id, nil
 }
 
+// retryUntil is how long until counter c of limit l admits again at now.
+func retryUntil(c Counter, l Limit, now time.Time) time.Duration {
+	if now.Before(c.LockedUntil) {
+		return c.LockedUntil.Sub(now)
+	}
+	return c.WindowStart.Add(l.Window).Sub(now)
+}
+
 // Login checks an e-mail and password and starts a new token family.
-// Unknown e-mail and wrong password both give ErrInvalidCredentials after
-// one bcrypt comparison at the same cost; a correct password on an
-// unverified account gives ErrEmailNotVerified. Attempts are counted per
-// address (known or not) before the password is checked (see
-// LoginPolicy.admit): past Login.MaxFailures within Login.Window the
-// address is locked for Login.Lockout and every login for it, right or
-// wrong, gets ErrLoginThrottled without a password check (OWASP
-// Authentication Cheat Sheet, "Account Lockout"). A correct password
-// resets the count; a success rehashes a password stored at another cost.
+// Unknown e-mail and wrong password both give ErrInvalidCredentials; a
+// correct password on an unverified account gives ErrEmailNotVerified.
+// The attempt is counted before the password is checked (LoginPolicy); a
+// refused one gets ErrLoginThrottled without a check, for a known address
+// and an unknown one alike. A known address's password is compared in the
+// hashing pool, shared fairly between (account, source) pairs; an unknown
+// address takes no hashing capacity and waits as long as a comparison
+// takes (password.Hasher.WaitLikeCompare), so without a flood both answer
+// in the same time. A success rehashes a password stored at another cost.
 func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error) {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -171,49 +240,47 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	if err := password.Validate(pw); err != nil {
 		return TokenPair{}, invalidInput("password", err.Error())
 	}
-	// Take a hashing place first: when hashing is saturated, refuse before
-	// any database work.
-	ctx, release, err := s.o.Passwords.Reserve(ctx)
-	if err != nil {
-		return TokenPair{}, busy(err)
-	}
-	defer release()
 	now := s.now()
-	key := s.o.Login.key(addr.Canonical)
+	source, _ := SourceFrom(ctx)
 	u, err := s.db.UserByEmail(ctx, addr.Canonical)
 	known := err == nil
 	if err != nil && !errors.Is(err, ErrUserNotFound) {
 		return TokenPair{}, err
 	}
-	until, err := s.admitLogin(ctx, key, now)
+	g, err := s.admitLogin(ctx, addr.Canonical, source, u.ID, now)
 	if err != nil {
 		return TokenPair{}, err
 	}
-	if !until.IsZero() {
-		s.audit(ctx, EventLoginThrottled, u.ID, "", now)
-		return TokenPair{}, withRetry(ErrLoginThrottled, until.Sub(now))
+	if g.delay > 0 {
+		if err := s.o.Sleep(ctx, g.delay); err != nil {
+			s.loginRefund(ctx, g, now)
+			return TokenPair{}, err
+		}
 	}
 	fail := func(reason string) (TokenPair, error) {
 		s.audit(ctx, EventLoginFailed, u.ID, reason, now)
 		return TokenPair{}, ErrInvalidCredentials
 	}
 	if !known {
-		if err := s.o.Passwords.CompareDummy(ctx, pw); !errors.Is(err, password.ErrMismatch) {
-			return TokenPair{}, busy(err)
+		if err := s.o.Passwords.WaitLikeCompare(ctx); err != nil {
+			s.loginRefund(ctx, g, now)
+			return TokenPair{}, err
 		}
 		return fail("unknown_email")
 	}
-	if err := s.o.Passwords.Compare(ctx, u.PasswordHash, pw); err != nil {
+	if err := s.o.Passwords.Compare(ctx, g.hashKey, u.PasswordHash, pw); err != nil {
 		if errors.Is(err, password.ErrMismatch) {
 			s.o.Log.InfoContext(ctx, "login failed", "user_id", u.ID, "reason", "wrong_password")
 			return fail("wrong_password")
 		}
-		if errors.Is(err, password.ErrBusy) {
-			return TokenPair{}, busy(err)
+		// The comparison never ran: the attempt is not a failure.
+		s.loginRefund(ctx, g, now)
+		if errors.Is(err, password.ErrBusy) || ctx.Err() != nil {
+			return TokenPair{}, s.busy(ctx, err)
 		}
 		return TokenPair{}, fmt.Errorf("compare password: %w", err)
 	}
-	if err := s.resetFailures(ctx, key); err != nil {
+	if err := s.loginSucceeded(ctx, g, addr.Canonical, source, now); err != nil {
 		return TokenPair{}, err
 	}
 	if !u.Verified {
@@ -222,8 +289,8 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	}
 	var rehash string
 	if s.o.Passwords.NeedsRehash(u.PasswordHash) {
-		if rehash, err = s.o.Passwords.Hash(ctx, pw); err != nil {
-			return TokenPair{}, busy(err)
+		if rehash, err = s.o.Passwords.Hash(ctx, g.hashKey, pw); err != nil {
+			return TokenPair{}, s.busy(ctx, err)
 		}
 	}
 	var refresh string
@@ -250,12 +317,20 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	return s.pair(token.Subject{UserID: u.ID, Email: u.Email, Username: u.Username}, refresh)
 }
 
-// busy maps a saturated hashing pool to ErrServerBusy; other errors pass.
-func busy(err error) error {
-	if errors.Is(err, password.ErrBusy) {
-		return withRetry(ErrServerBusy, time.Second)
+// busy maps a full hashing pool to ErrServerBusy, recording the refusal at
+// most once a minute (a flood must not write an audit row per request);
+// other errors pass.
+func (s *Service) busy(ctx context.Context, err error) error {
+	if !errors.Is(err, password.ErrBusy) {
+		return err
 	}
-	return err
+	now := s.now()
+	if last := s.busyAudited.Load(); last == nil || now.Sub(*last) >= time.Minute {
+		if s.busyAudited.CompareAndSwap(last, &now) {
+			s.audit(ctx, EventServerBusy, uuid.Nil, "", now)
+		}
+	}
+	return withRetry(ErrServerBusy, time.Second)
 }
 
 // GetUser returns the user with the given id, a UUID in its canonical
@@ -310,9 +385,9 @@ func (s *Service) ValidateToken(_ context.Context, raw string) (token.Subject, b
 	return sub, true, nil
 }
 
-// Prune deletes audit events older than the retention and login throttles
-// that no longer count or lock anything. It returns how many rows it
-// deleted. The server runs it periodically.
+// Prune deletes audit events older than the retention and limiter
+// counters that no longer count or lock anything. It returns how many rows
+// it deleted. The server runs it periodically.
 func (s *Service) Prune(ctx context.Context) (int, error) {
 	now := s.now()
 	var total int
@@ -323,6 +398,34 @@ func (s *Service) Prune(ctx context.Context) (int, error) {
 		}
 		total += n
 	}
-	n, err := s.db.DeleteIdleLoginThrottles(ctx, now.Add(-s.o.Login.Window), now)
-	return total + n, err
+	for _, c := range s.counterLifetimes() {
+		n, err := s.db.DeleteIdleCounters(ctx, c.purpose, now.Add(-c.idle), now)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// counterLifetimes says, per purpose, how long after its last event a
+// counter can no longer matter: the longest window it counts in.
+func (s *Service) counterLifetimes() []struct {
+	purpose Purpose
+	idle    time.Duration
+} {
+	day := 24 * time.Hour
+	return []struct {
+		purpose Purpose
+		idle    time.Duration
+	}{
+		{PurposeLogin, max(s.o.Login.Window, s.o.Login.Lockout)},
+		{PurposeLoginAccount, day},
+		{PurposeSignedIn, s.o.Login.TrustedFor},
+		{PurposeCodeCheck, s.o.OTP.TTL},
+		{PurposeCodeCheckAccount, day},
+		{PurposeCodeSend, max(day, s.o.OTP.Cooldown)},
+		{PurposeCodeSendAccount, day},
+		{PurposeRegister, s.o.Register.Window},
+	}
 }

@@ -2,92 +2,177 @@ package auth
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
+	"net/netip"
 	"time"
+
+	"github.com/google/uuid"
 )
 
-// LoginPolicy throttles failed logins per e-mail address, counted in the
-// database so that it holds across instances.
+// LoginPolicy limits login attempts (OWASP Authentication Cheat Sheet,
+// "Account Lockout"; NIST SP 800-63B §5.2.2, "Rate Limiting"). Every
+// attempt is counted before its password is checked, so concurrent
+// guesses cannot outrun a limit, and an attempt whose password was right
+// is taken back.
+//
+//   - Per pair: MaxFailures attempts within Window from one source for one
+//     account lock that pair for Lockout. When the gateway says no source,
+//     the pair is the account alone: the per-account lock of earlier
+//     versions, kept as the fallback. A stranger's failures therefore lock
+//     only the stranger's own source, never the owner out.
+//   - Per account: attempts from sources that have not signed in to the
+//     account before (and from unknown sources) are capped at
+//     AccountDailyFailures a day whatever the sources, and past
+//     MaxFailures of them in the day, each such attempt from a known
+//     source waits AccountDelay before its password is checked.
+//   - A source the account signed in from within TrustedFor is the
+//     owner's: it is neither slowed nor capped per account (its own pair
+//     still locks like any other).
 type LoginPolicy struct {
-	// MaxFailures failed logins within Window lock the address for
-	// Lockout. Zero disables throttling.
+	// MaxFailures attempts per pair within Window lock the pair for
+	// Lockout. Zero disables the pair limit.
 	MaxFailures int
 	Window      time.Duration
 	Lockout     time.Duration
-	// Key keys the HMAC that names an address in the database.
-	Key []byte
+	// AccountDailyFailures caps an account's attempts from untrusted
+	// sources per 24 hours. Zero disables the cap.
+	AccountDailyFailures int
+	// AccountDelay slows untrusted attempts past MaxFailures a day.
+	AccountDelay time.Duration
+	// TrustedFor is how long a successful sign-in makes its source the
+	// owner's.
+	TrustedFor time.Duration
 }
 
-// key names an address (its canonical form) without storing it:
-// HMAC-SHA256 under p.Key, 32 bytes.
-func (p LoginPolicy) key(canonical string) []byte {
-	m := hmac.New(sha256.New, p.Key)
-	m.Write([]byte(canonical))
-	return m.Sum(nil)
+func (p LoginPolicy) pair() Limit {
+	return Limit{Max: p.MaxFailures, Window: p.Window, Lock: p.Lockout}
 }
 
-// admit counts one login attempt for an address whose attempts so far are
-// th, at now, before its password is checked. It returns what to store and,
-// when the attempt is refused, the end of the lock (zero when admitted):
-//
-//   - a lock that has not ended refuses the attempt and changes nothing;
-//   - after a lock ended, or once Window has passed since the window
-//     started, counting starts anew at now;
-//   - an attempt with MaxFailures attempts already in the window is
-//     refused and locks the address for Lockout from now (counting starts
-//     anew after it);
-//   - any other attempt is admitted and counted.
-//
-// Every attempt counts, right or wrong: a correct password then deletes the
-// record (Service.resetFailures), so the count is of failures and of
-// attempts still running.
-func (p LoginPolicy) admit(th LoginThrottle, now time.Time) (next LoginThrottle, lockedUntil time.Time) {
-	if now.Before(th.LockedUntil) {
-		return th, th.LockedUntil
-	}
-	failures, started := th.Failures, th.WindowStartedAt
-	if !th.LockedUntil.IsZero() || !now.Before(started.Add(p.Window)) {
-		failures, started = 0, now
-	}
-	if failures >= p.MaxFailures {
-		until := now.Add(p.Lockout)
-		return LoginThrottle{WindowStartedAt: now, LockedUntil: until}, until
-	}
-	return LoginThrottle{Failures: failures + 1, WindowStartedAt: started}, time.Time{}
+func (p LoginPolicy) account() Limit {
+	return Limit{Max: p.AccountDailyFailures, Window: 24 * time.Hour}
 }
 
-// admitLogin counts a login attempt for the address named key before the
-// password is checked (see LoginPolicy.admit), in a unit of work holding
-// the address's record locked, so attempts from any number of concurrent
-// requests and instances are counted one by one: at most MaxFailures
-// passwords are checked per address and lockout period. It returns the
-// end of the lock when refused, or the zero time when admitted.
-func (s *Service) admitLogin(ctx context.Context, key []byte, now time.Time) (time.Time, error) {
+// trusted reports whether a source whose last sign-in to the account is
+// signedIn (zero: never) is the owner's at now.
+func (p LoginPolicy) trusted(signedIn, now time.Time) bool {
+	return !signedIn.IsZero() && now.Sub(signedIn) < p.TrustedFor
+}
+
+// delay is how long an attempt waits before its password is checked: past
+// MaxFailures untrusted attempts in the day (counted, this one included),
+// AccountDelay for a known, untrusted source; nothing otherwise.
+func (p LoginPolicy) delay(accountAttempts int, trusted, knownSource bool) time.Duration {
+	if knownSource && !trusted && accountAttempts > p.MaxFailures {
+		return p.AccountDelay
+	}
+	return 0
+}
+
+// loginGate is what admitting a login attempt decided.
+type loginGate struct {
+	pair, account counterRef
+	trusted       bool
+	// counted says which counters counted the attempt, to take it back.
+	pairCounted, accountCounted bool
+	delay                       time.Duration
+	// hashKey shares the hashing pool fairly between pairs.
+	hashKey string
+}
+
+// admitLogin counts a login attempt for the canonical address from source
+// (none: invalid prefix) before the password is checked, in one unit of
+// work holding the counters locked. It returns ErrLoginThrottled (with the
+// wait) when a limit refuses the attempt; the refusal that sets a lock is
+// audited, the ones that find it set are not.
+func (s *Service) admitLogin(ctx context.Context, canonical string, source netip.Prefix, userID uuid.UUID, now time.Time) (loginGate, error) {
 	p := s.o.Login
-	if p.MaxFailures <= 0 {
-		return time.Time{}, nil
+	g := loginGate{
+		pair:    s.counter(PurposeLogin, canonical, source),
+		account: s.counter(PurposeLoginAccount, canonical, netip.Prefix{}),
+	}
+	g.hashKey = string(g.pair.key)
+	if source.IsValid() {
+		c, ok, err := s.db.ReadCounter(ctx, s.counter(PurposeSignedIn, canonical, source).key)
+		if err != nil {
+			return g, err
+		}
+		g.trusted = ok && p.trusted(c.Last, now)
 	}
 	var until time.Time
+	var locked bool
 	err := s.db.InTx(ctx, func(tx Tx) error {
-		th, err := tx.LockLoginThrottle(ctx, key, now)
-		if err != nil {
+		var err error
+		if _, until, locked, err = takeIn(ctx, tx, g.pair, p.pair(), time.Time{}, now); err != nil || !until.IsZero() {
 			return err
 		}
-		next, locked := p.admit(th, now)
-		until = locked
-		if next == th {
+		g.pairCounted = p.pair().Max > 0
+		if g.trusted {
 			return nil
 		}
-		return tx.SaveLoginThrottle(ctx, key, next, now)
+		var c Counter
+		if c, until, locked, err = takeIn(ctx, tx, g.account, p.account(), time.Time{}, now); err != nil || !until.IsZero() {
+			if err == nil && g.pairCounted {
+				// The pair counted an attempt that will not run.
+				g.pairCounted = false
+				err = refundIn(ctx, tx, g.pair, now)
+			}
+			return err
+		}
+		g.accountCounted = p.account().Max > 0
+		g.delay = p.delay(c.Count, false, source.IsValid())
+		return nil
 	})
-	return until, err
+	if err != nil {
+		return g, err
+	}
+	if !until.IsZero() {
+		if locked {
+			s.audit(ctx, EventLoginThrottled, userID, "", now)
+		}
+		return g, withRetry(ErrLoginThrottled, until.Sub(now))
+	}
+	return g, nil
 }
 
-// resetFailures forgets the address's attempts after a correct password.
-func (s *Service) resetFailures(ctx context.Context, key []byte) error {
-	if s.o.Login.MaxFailures <= 0 {
+// loginRefund takes back an attempt whose password was never checked (the
+// pool was busy, the caller went away).
+func (s *Service) loginRefund(ctx context.Context, g loginGate, now time.Time) {
+	ctx = context.WithoutCancel(ctx)
+	err := s.db.InTx(ctx, func(tx Tx) error {
+		if g.pairCounted {
+			if err := refundIn(ctx, tx, g.pair, now); err != nil {
+				return err
+			}
+		}
+		if g.accountCounted {
+			return refundIn(ctx, tx, g.account, now)
+		}
 		return nil
+	})
+	if err != nil {
+		s.o.Log.ErrorContext(ctx, "login: refund an attempt", "error", err)
 	}
-	return s.db.DeleteLoginThrottle(ctx, key)
+}
+
+// loginSucceeded forgets the pair's attempts, takes the attempt back from
+// the account's count, and records that the source signed in (so it is
+// the owner's from now on).
+func (s *Service) loginSucceeded(ctx context.Context, g loginGate, canonical string, source netip.Prefix, now time.Time) error {
+	return s.db.InTx(ctx, func(tx Tx) error {
+		if err := tx.DeleteCounter(ctx, g.pair.key); err != nil {
+			return err
+		}
+		if g.accountCounted {
+			if err := refundIn(ctx, tx, g.account, now); err != nil {
+				return err
+			}
+		}
+		if !source.IsValid() {
+			return nil
+		}
+		ref := s.counter(PurposeSignedIn, canonical, source)
+		if _, err := tx.LockCounter(ctx, ref.purpose, ref.key, now); err != nil {
+			return err
+		}
+		return tx.SaveCounter(ctx, ref.key, Counter{WindowStart: now, Last: now}, now)
+	})
 }

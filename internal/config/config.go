@@ -43,6 +43,7 @@ type Config struct {
 	JWT      JWT      `env:", prefix=JWT__"`
 	OTP      OTP      `env:", prefix=OTP__"`
 	Login    Login    `env:", prefix=LOGIN__"`
+	Register Register `env:", prefix=REGISTER__"`
 	Audit    Audit    `env:", prefix=AUDIT__"`
 	Password Password `env:", prefix=PASSWORD__"`
 	SMTP     SMTP     `env:", prefix=SMTP__"`
@@ -128,16 +129,42 @@ type OTP struct {
 	MaxAttempts int `env:"MAX_ATTEMPTS, default=5"`
 	// ResendCooldown is the least time between two codes.
 	ResendCooldown time.Duration `env:"RESEND_COOLDOWN_SECONDS, default=60"`
-	// DailyLimit caps the codes one user is sent in 24 hours (0: no cap).
+	// DailyLimit caps the codes one source can have sent to one address
+	// in 24 hours, or one address when sources are unknown (0: no cap).
 	DailyLimit int `env:"DAILY_LIMIT, default=10"`
+	// AccountDailyLimit caps the codes mailed to one address in 24 hours,
+	// whatever the sources (0: no cap).
+	AccountDailyLimit int `env:"ACCOUNT_DAILY_LIMIT, default=20"`
+	// AccountDailyFailures caps the codes checked against one account in
+	// 24 hours, whatever the sources (0: no cap).
+	AccountDailyFailures int `env:"ACCOUNT_DAILY_FAILURES, default=50"`
 }
 
-// Login configures login throttling: MaxFailures failed logins for one
-// address within Window lock it for Lockout.
+// Login configures login limits: MaxFailures failed logins for one
+// (address, source) pair, or one address when sources are unknown, within
+// Window lock the pair for Lockout; an address's attempts from sources
+// that have not signed in to it are capped per day and slowed.
 type Login struct {
 	MaxFailures int           `env:"MAX_FAILURES, default=10"`
 	Window      time.Duration `env:"WINDOW_MINUTES, default=15"`
 	Lockout     time.Duration `env:"LOCKOUT_MINUTES, default=15"`
+	// AccountDailyFailures caps an address's attempts from untrusted
+	// sources in 24 hours (0: no cap).
+	AccountDailyFailures int `env:"ACCOUNT_DAILY_FAILURES, default=100"`
+	// AccountDelay is how long an attempt from an untrusted source waits
+	// once the address has had MaxFailures of them in the day.
+	AccountDelay time.Duration `env:"ACCOUNT_DELAY_SECONDS, default=2"`
+	// TrustedSource is how long a source an account signed in from stays
+	// trusted (not slowed, not capped per account).
+	TrustedSource time.Duration `env:"TRUSTED_SOURCE_DAYS, default=90"`
+}
+
+// Register configures registration limits.
+type Register struct {
+	// MaxPerSource registrations from one source within Window (0: no
+	// limit); without sources, none is counted.
+	MaxPerSource int           `env:"MAX_PER_SOURCE, default=10"`
+	Window       time.Duration `env:"WINDOW_MINUTES, default=60"`
 }
 
 // Audit configures the security audit log.
@@ -212,6 +239,7 @@ const (
 	SectionJWT      Section = "JWT"
 	SectionOTP      Section = "OTP"
 	SectionLogin    Section = "LOGIN"
+	SectionRegister Section = "REGISTER"
 	SectionAudit    Section = "AUDIT"
 	SectionPassword Section = "PASSWORD"
 	SectionSMTP     Section = "SMTP"
@@ -220,7 +248,7 @@ const (
 
 // Serve is every section: what `authd serve` reads.
 var Serve = []Section{SectionGRPC, SectionLog, SectionDebug, SectionData, SectionDatabase, SectionJWT,
-	SectionOTP, SectionLogin, SectionAudit, SectionPassword, SectionSMTP, SectionOutbox}
+	SectionOTP, SectionLogin, SectionRegister, SectionAudit, SectionPassword, SectionSMTP, SectionOutbox}
 
 // Storage is what a command that only opens the database reads
 // (`authd migrate`): DATA__DIR and DATABASE__*.
@@ -318,6 +346,8 @@ func (c *Config) section(s Section) any {
 		return &c.OTP
 	case SectionLogin:
 		return &c.Login
+	case SectionRegister:
+		return &c.Register
 	case SectionAudit:
 		return &c.Audit
 	case SectionPassword:
@@ -458,11 +488,21 @@ func (c *Config) rules(s Section) []rule {
 			{c.OTP.MaxAttempts > 0, "OTP__MAX_ATTEMPTS must be positive"},
 			{c.OTP.ResendCooldown >= 0, "OTP__RESEND_COOLDOWN_SECONDS must not be negative"},
 			{c.OTP.DailyLimit >= 0, "OTP__DAILY_LIMIT must not be negative"},
+			{c.OTP.AccountDailyLimit >= 0, "OTP__ACCOUNT_DAILY_LIMIT must not be negative"},
+			{c.OTP.AccountDailyFailures >= 0, "OTP__ACCOUNT_DAILY_FAILURES must not be negative"},
 		}
 	case SectionLogin:
 		return []rule{
 			{c.Login.MaxFailures >= 0, "LOGIN__MAX_FAILURES must not be negative"},
 			{c.Login.MaxFailures == 0 || (c.Login.Window > 0 && c.Login.Lockout > 0), "LOGIN__WINDOW_MINUTES and LOGIN__LOCKOUT_MINUTES must be positive"},
+			{c.Login.AccountDailyFailures >= 0, "LOGIN__ACCOUNT_DAILY_FAILURES must not be negative"},
+			{c.Login.AccountDelay >= 0, "LOGIN__ACCOUNT_DELAY_SECONDS must not be negative"},
+			{c.Login.TrustedSource >= 0, "LOGIN__TRUSTED_SOURCE_DAYS must not be negative"},
+		}
+	case SectionRegister:
+		return []rule{
+			{c.Register.MaxPerSource >= 0, "REGISTER__MAX_PER_SOURCE must not be negative"},
+			{c.Register.MaxPerSource == 0 || c.Register.Window > 0, "REGISTER__WINDOW_MINUTES must be positive"},
 		}
 	case SectionAudit:
 		return []rule{{c.Audit.Retention >= 0, "AUDIT__RETENTION_DAYS must not be negative"}}

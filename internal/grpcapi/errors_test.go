@@ -99,6 +99,7 @@ func TestToStatusDomainErrors(t *testing.T) {
 		{"ErrOTPAttemptsExhausted", auth.ErrOTPAttemptsExhausted, codes.ResourceExhausted, "OTP_ATTEMPTS_EXHAUSTED", "Too many wrong codes; request a new one"},
 		{"ErrServerBusy", auth.ErrServerBusy, codes.ResourceExhausted, "SERVER_BUSY", "Server busy; try again shortly"},
 		{"ErrLoginThrottled", auth.ErrLoginThrottled, codes.ResourceExhausted, "LOGIN_THROTTLED", "Too many failed sign-in attempts; try again later"},
+		{"ErrRegisterThrottled", auth.ErrRegisterThrottled, codes.ResourceExhausted, "REGISTER_THROTTLED", "Too many sign-ups from your network; try again later"},
 		{"ErrOTPDailyLimit", auth.ErrOTPDailyLimit, codes.ResourceExhausted, "OTP_DAILY_LIMIT", "Too many codes requested today; try again later"},
 		{"ErrOTPCooldown", auth.ErrOTPCooldown, codes.ResourceExhausted, "OTP_COOLDOWN", "A code was sent recently; wait before requesting another"},
 		{"ErrMalformedRequest", auth.ErrMalformedRequest, codes.InvalidArgument, "MALFORMED_REQUEST", "Malformed request: every string field must be valid UTF-8"},

@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"sync"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -32,70 +35,65 @@ func Validate(pw string) error {
 	return nil
 }
 
-// ErrBusy reports that the hashing pool's queue is full: the request is
-// refused at once instead of waiting (and piling up goroutines).
+// ErrBusy reports that the hashing pool's queue is full (or the job was
+// shed for a lighter key's): the request is refused at once instead of
+// waiting (and piling up goroutines).
 var ErrBusy = errors.New("password hashing is saturated")
 
-// Hasher hashes passwords at a fixed bcrypt cost, optionally in a bounded
-// pool (see Pool).
+// Hasher hashes passwords at a fixed bcrypt cost in a Pool, and keeps the
+// durations of its recent comparisons so that a caller can wait as long as
+// one takes without doing one (WaitLikeCompare).
 type Hasher struct {
 	cost  int
-	dummy []byte
 	pool  *Pool
+	sleep func(context.Context, time.Duration) error
+
+	mu     sync.Mutex
+	recent [64]time.Duration // a ring of recent comparison durations
+	n      int               // comparisons recorded, at most len(recent) count
 }
 
 // NewHasher returns a Hasher at cost (bcrypt.MinCost to bcrypt.MaxCost)
-// that runs its work in pool, or inline when pool is nil. It computes one
-// dummy hash at that cost, used by CompareDummy.
-func NewHasher(cost int, pool ...*Pool) (*Hasher, error) {
+// that runs its work in pool. It times one comparison at that cost at
+// once, so WaitLikeCompare has a duration before the first login.
+func NewHasher(cost int, pool *Pool) (*Hasher, error) {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
-	dummy, err := bcrypt.GenerateFromPassword(b[:MaxBytes/3], cost)
+	hash, err := bcrypt.GenerateFromPassword(b[:MaxBytes/3], cost)
 	if err != nil {
-		return nil, fmt.Errorf("password: dummy hash: %w", err)
+		return nil, fmt.Errorf("password: calibration hash: %w", err)
 	}
-	h := &Hasher{cost: cost, dummy: dummy}
-	if len(pool) > 0 {
-		h.pool = pool[0]
-	}
+	h := &Hasher{cost: cost, pool: pool, sleep: sleep}
+	start := time.Now()
+	_ = bcrypt.CompareHashAndPassword(hash, b)
+	h.record(time.Since(start))
 	return h, nil
 }
 
-// run runs fn in the pool, or inline without one. Inside a Reserve, the
-// reservation's place is used.
-func (h *Hasher) run(ctx context.Context, fn func()) error {
-	if h.pool == nil {
-		fn()
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
 		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if reserved(ctx) {
-		return h.pool.run(ctx, fn)
-	}
-	return h.pool.Do(ctx, fn)
 }
 
-type reservedKey struct{}
-
-func reserved(ctx context.Context) bool { return ctx.Value(reservedKey{}) != nil }
-
-// Reserve takes a place in the hashing pool up front, without waiting:
-// ErrBusy when there is none. Hashing with the returned context uses that
-// place; release gives it back. Login reserves before touching the
-// database, so that a refused login costs next to nothing.
-func (h *Hasher) Reserve(ctx context.Context) (context.Context, func(), error) {
-	if h.pool == nil || reserved(ctx) {
-		return ctx, func() {}, nil
-	}
-	release, err := h.pool.Acquire()
-	if err != nil {
-		return ctx, nil, err
-	}
-	return context.WithValue(ctx, reservedKey{}, true), release, nil
+// record remembers one comparison's duration.
+func (h *Hasher) record(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recent[h.n%len(h.recent)] = d
+	h.n++
 }
 
-// Hash returns the bcrypt hash of pw in modular crypt format. pw must pass
-// Validate. Errors: ErrBusy, the context's error while queued.
-func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
+// Hash returns the bcrypt hash of pw in modular crypt format, computed in
+// the pool under key (see Pool). pw must pass Validate. Errors: ErrBusy,
+// the context's error while queued.
+func (h *Hasher) Hash(ctx context.Context, key, pw string) (string, error) {
 	if err := Validate(pw); err != nil {
 		return "", err
 	}
@@ -103,7 +101,7 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 		b   []byte
 		err error
 	)
-	if perr := h.run(ctx, func() { b, err = bcrypt.GenerateFromPassword([]byte(pw), h.cost) }); perr != nil {
+	if perr := h.pool.Do(ctx, key, func() { b, err = bcrypt.GenerateFromPassword([]byte(pw), h.cost) }); perr != nil {
 		return "", perr
 	}
 	if err != nil {
@@ -113,11 +111,16 @@ func (h *Hasher) Hash(ctx context.Context, pw string) (string, error) {
 }
 
 // Compare returns nil when pw matches hash, ErrMismatch when it does not,
-// ErrBusy when the pool is saturated, or another error for a malformed
-// hash.
-func (h *Hasher) Compare(ctx context.Context, hash, pw string) error {
+// ErrBusy when the pool refused or shed the job, the context's error while
+// queued, or another error for a malformed hash. It runs in the pool under
+// key (see Pool).
+func (h *Hasher) Compare(ctx context.Context, key, hash, pw string) error {
 	var err error
-	if perr := h.run(ctx, func() { err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw)) }); perr != nil {
+	if perr := h.pool.Do(ctx, key, func() {
+		start := time.Now()
+		err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw))
+		h.record(time.Since(start))
+	}); perr != nil {
 		return perr
 	}
 	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
@@ -126,16 +129,18 @@ func (h *Hasher) Compare(ctx context.Context, hash, pw string) error {
 	return err
 }
 
-// CompareDummy spends the time of one Compare at the configured cost, in
-// the same pool, and always fails (with ErrMismatch, or ErrBusy like
-// Compare). Login calls it for unknown e-mail addresses so that they cost
-// and answer what a wrong password does (OWASP Authentication Cheat Sheet,
-// "Authentication Responses").
-func (h *Hasher) CompareDummy(ctx context.Context, pw string) error {
-	if err := h.run(ctx, func() { _ = bcrypt.CompareHashAndPassword(h.dummy, []byte(pw)) }); err != nil {
-		return err
-	}
-	return ErrMismatch
+// WaitLikeCompare waits as long as a comparison takes, without doing one
+// and without a place in the pool: a duration drawn from the recent
+// comparisons (so the distribution, not only the median, matches). Login
+// calls it for unknown e-mail addresses, so that they answer in the time a
+// wrong password does (OWASP Authentication Cheat Sheet, "Authentication
+// Responses") while taking no hashing capacity from real logins. It
+// returns the context's error if ctx ends first.
+func (h *Hasher) WaitLikeCompare(ctx context.Context) error {
+	h.mu.Lock()
+	d := h.recent[mrand.IntN(min(h.n, len(h.recent)))]
+	h.mu.Unlock()
+	return h.sleep(ctx, d)
 }
 
 // NeedsRehash reports whether hash was made at a cost other than the
@@ -145,3 +150,6 @@ func (h *Hasher) NeedsRehash(hash string) bool {
 	cost, err := bcrypt.Cost([]byte(hash))
 	return err != nil || cost != h.cost
 }
+
+// Pool returns the hasher's pool.
+func (h *Hasher) Pool() *Pool { return h.pool }

@@ -3,9 +3,9 @@ package password_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -16,7 +16,7 @@ var ctx = context.Background()
 
 func newHasher(t *testing.T) *password.Hasher {
 	t.Helper()
-	h, err := password.NewHasher(bcrypt.MinCost)
+	h, err := password.NewHasher(bcrypt.MinCost, password.NewPool(1, 8))
 	if err != nil {
 		t.Fatalf("NewHasher: %v", err)
 	}
@@ -66,7 +66,7 @@ func TestHashCompare(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hash, err := h.Hash(ctx, tt.pw)
+			hash, err := h.Hash(ctx, "k", tt.pw)
 			if err != nil {
 				t.Fatalf("Hash: %v", err)
 			}
@@ -76,26 +76,26 @@ func TestHashCompare(t *testing.T) {
 			if strings.Contains(hash, tt.pw) {
 				t.Errorf("hash contains the password")
 			}
-			if err := h.Compare(ctx, hash, tt.pw); err != nil {
+			if err := h.Compare(ctx, "k", hash, tt.pw); err != nil {
 				t.Errorf("Compare(right password) = %v, want nil", err)
 			}
 			// Change the first byte: bcrypt ignores bytes past the 72nd.
 			wrong := "X" + tt.pw[1:]
-			if err := h.Compare(ctx, hash, wrong); !errors.Is(err, password.ErrMismatch) {
+			if err := h.Compare(ctx, "k", hash, wrong); !errors.Is(err, password.ErrMismatch) {
 				t.Errorf("Compare(wrong password) = %v, want ErrMismatch", err)
 			}
-			if err := h.Compare(ctx, hash, ""); !errors.Is(err, password.ErrMismatch) {
+			if err := h.Compare(ctx, "k", hash, ""); !errors.Is(err, password.ErrMismatch) {
 				t.Errorf("Compare(empty) = %v, want ErrMismatch", err)
 			}
 		})
 	}
 
 	t.Run("salted", func(t *testing.T) {
-		a, err := h.Hash(ctx, "same password")
+		a, err := h.Hash(ctx, "k", "same password")
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := h.Hash(ctx, "same password")
+		b, err := h.Hash(ctx, "k", "same password")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +118,7 @@ func TestCompareMalformedHash(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := h.Compare(ctx, tt.hash, "password123")
+			err := h.Compare(ctx, "k", tt.hash, "password123")
 			if err == nil {
 				t.Fatalf("Compare(%q) = nil, want an error", tt.hash)
 			}
@@ -141,7 +141,7 @@ func TestHashRefusesInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hash, err := h.Hash(ctx, tt.pw)
+			hash, err := h.Hash(ctx, "k", tt.pw)
 			if err == nil {
 				t.Fatalf("Hash(%d bytes) = %q, want an error", len(tt.pw), hash)
 			}
@@ -163,7 +163,7 @@ func TestNewHasherCost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := password.NewHasher(tt.cost)
+			_, err := password.NewHasher(tt.cost, password.NewPool(1, 8))
 			if gotErr := err != nil; gotErr != tt.wantErr {
 				t.Errorf("NewHasher(%d) err = %v, wantErr %v", tt.cost, err, tt.wantErr)
 			}
@@ -171,16 +171,35 @@ func TestNewHasherCost(t *testing.T) {
 	}
 }
 
-func TestCompareDummy(t *testing.T) {
-	h := newHasher(t)
-	for _, n := range []int{0, 1, 7, 8, 72, 73, 100} {
-		t.Run(fmt.Sprintf("%d bytes", n), func(t *testing.T) {
-			defer func() {
-				if p := recover(); p != nil {
-					t.Errorf("CompareDummy(%d bytes) panicked: %v", n, p)
-				}
-			}()
-			h.CompareDummy(ctx, strings.Repeat("p", n))
-		})
+// WaitLikeCompare waits a duration drawn from the comparisons the hasher
+// has timed, and needs no place in the pool.
+func TestWaitLikeCompare(t *testing.T) {
+	pool := password.NewPool(1, 0)
+	h, err := password.NewHasher(bcrypt.MinCost, pool)
+	if err != nil {
+		t.Fatal(err)
 	}
+	hash, err := h.Hash(ctx, "k", "some password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Hold the only worker: WaitLikeCompare still returns.
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go pool.Do(ctx, "holder", func() { close(held); <-release })
+	<-held
+	defer close(release)
+	start := time.Now()
+	if err := h.WaitLikeCompare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("WaitLikeCompare waited for the pool")
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := h.WaitLikeCompare(cancelled); !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitLikeCompare(cancelled) = %v", err)
+	}
+	_ = hash
 }

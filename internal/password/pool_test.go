@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync"
 	"testing"
+	"time"
 
-	"golang.org/x/crypto/bcrypt"
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +35,7 @@ func TestPoolWorkersLowestPriority(t *testing.T) {
 		t.Skip("the test runs at the lowest priority already")
 	}
 	var worker prio
-	if err := NewPool(1, 0, LowPriority()).Do(context.Background(), func() { worker = read() }); err != nil {
+	if err := NewPool(1, 0, LowPriority()).Do(context.Background(), "k", func() { worker = read() }); err != nil {
 		t.Fatal(err)
 	}
 	if !worker.idle && worker.nice != 19 {
@@ -41,6 +43,16 @@ func TestPoolWorkersLowestPriority(t *testing.T) {
 	}
 	if after := read(); after != caller {
 		t.Errorf("the caller's thread went from %+v to %+v", caller, after)
+	}
+}
+
+// waitFor spins until cond holds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
 	}
 }
 
@@ -52,12 +64,10 @@ func TestPoolBoundsAndFailsFast(t *testing.T) {
 	release := make(chan struct{})
 	results := make(chan error, 2)
 	for range 2 {
-		go func() { results <- pool.Do(ctx, func() { <-release }) }()
+		go func() { results <- pool.Do(ctx, "k", func() { <-release }) }()
 	}
-	for len(pool.slots) < 2 { // one job runs, one waits
-		runtime.Gosched()
-	}
-	if err := pool.Do(ctx, func() {}); !errors.Is(err, ErrBusy) {
+	waitFor(t, func() bool { s := pool.Stats(); return s.Running == 1 && s.Waiting == 1 })
+	if err := pool.Do(ctx, "k", func() {}); !errors.Is(err, ErrBusy) {
 		t.Fatalf("third job: %v, want ErrBusy", err)
 	}
 	close(release)
@@ -66,16 +76,81 @@ func TestPoolBoundsAndFailsFast(t *testing.T) {
 			t.Errorf("admitted job: %v", err)
 		}
 	}
-	if err := pool.Do(ctx, func() {}); err != nil {
+	if err := pool.Do(ctx, "k", func() {}); err != nil {
 		t.Errorf("after draining: %v", err)
 	}
-	h, err := NewHasher(bcrypt.MinCost, pool)
-	if err != nil {
-		t.Fatal(err)
+	if s := pool.Stats(); s.Shed != 1 {
+		t.Errorf("shed = %d, want 1", s.Shed)
 	}
-	hash, err := h.Hash(ctx, "pooled password")
-	if err != nil || h.Compare(ctx, hash, "pooled password") != nil || !errors.Is(h.CompareDummy(ctx, "x"), ErrMismatch) {
-		t.Errorf("hashing through the pool: %v", err)
+}
+
+// Waiting jobs run one key at a time in turn: a key with many jobs waiting
+// delays another key's job by one of its own, not by all of them.
+func TestPoolTakesKeysInTurn(t *testing.T) {
+	ctx := context.Background()
+	pool := NewPool(1, 16)
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go pool.Do(ctx, "holder", func() { close(held); <-release })
+	<-held
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	add := func(key string) {
+		wg.Add(1)
+		n := pool.Stats().Waiting
+		go func() {
+			defer wg.Done()
+			pool.Do(ctx, key, func() { mu.Lock(); order = append(order, key); mu.Unlock() })
+		}()
+		waitFor(t, func() bool { return pool.Stats().Waiting == n+1 })
+	}
+	for range 5 {
+		add("flood")
+	}
+	add("owner")
+	close(release)
+	wg.Wait()
+	if diff := cmp.Diff([]string{"flood", "owner", "flood", "flood", "flood", "flood"}, order); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+}
+
+// A full queue sheds the newest job of the key with the most jobs waiting
+// to admit a newcomer of a lighter key; a newcomer of the heaviest key is
+// refused instead.
+func TestPoolShedsTheHeaviestKey(t *testing.T) {
+	ctx := context.Background()
+	pool := NewPool(1, 3)
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go pool.Do(ctx, "holder", func() { close(held); <-release })
+	<-held
+	results := map[string]chan error{}
+	submit := func(name, key string) {
+		ch := make(chan error, 1)
+		results[name] = ch
+		n := pool.Stats().Waiting
+		go func() { ch <- pool.Do(ctx, key, func() {}) }()
+		if n < 3 {
+			waitFor(t, func() bool { return pool.Stats().Waiting == n+1 })
+		}
+	}
+	submit("a1", "a")
+	submit("a2", "a")
+	submit("b1", "b") // the queue is full now
+	if err := pool.Do(ctx, "a", func() {}); !errors.Is(err, ErrBusy) {
+		t.Errorf("newcomer of the heaviest key: %v, want ErrBusy", err)
+	}
+	submit("c1", "c") // sheds a2, the newest of the heaviest key
+	if err := <-results["a2"]; !errors.Is(err, ErrBusy) {
+		t.Errorf("a2 = %v, want ErrBusy (shed)", err)
+	}
+	close(release)
+	for _, name := range []string{"a1", "b1", "c1"} {
+		if err := <-results[name]; err != nil {
+			t.Errorf("%s = %v", name, err)
+		}
 	}
 }
 
@@ -83,13 +158,11 @@ func TestPoolBoundsAndFailsFast(t *testing.T) {
 func TestPoolQueuedJobHonoursContext(t *testing.T) {
 	pool := NewPool(1, 1)
 	release := make(chan struct{})
-	go pool.Do(context.Background(), func() { <-release })
-	for len(pool.slots) < 1 {
-		runtime.Gosched()
-	}
+	go pool.Do(context.Background(), "k", func() { <-release })
+	waitFor(t, func() bool { return pool.Stats().Running == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := pool.Do(ctx, func() { t.Error("ran a cancelled job") }); !errors.Is(err, context.Canceled) {
+	if err := pool.Do(ctx, "k", func() { t.Error("ran a cancelled job") }); !errors.Is(err, context.Canceled) {
 		t.Errorf("Do = %v, want context.Canceled", err)
 	}
 	close(release)
@@ -106,7 +179,7 @@ func TestPoolOwnProcs(t *testing.T) {
 	done := make(chan error, 2)
 	for range 2 {
 		go func() {
-			done <- pool.Do(ctx, func() { during <- runtime.GOMAXPROCS(0); <-release })
+			done <- pool.Do(ctx, "k", func() { during <- runtime.GOMAXPROCS(0); <-release })
 		}()
 	}
 	for range 2 {
@@ -123,7 +196,7 @@ func TestPoolOwnProcs(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != base {
 		t.Errorf("GOMAXPROCS after hashing = %d, want %d", got, base)
 	}
-	if err := pool.Do(ctx, func() { during <- runtime.GOMAXPROCS(0) }); err != nil || <-during != base+2 {
+	if err := pool.Do(ctx, "k", func() { during <- runtime.GOMAXPROCS(0) }); err != nil || <-during != base+2 {
 		t.Errorf("a later job does not get its processors back")
 	}
 }

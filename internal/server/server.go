@@ -64,6 +64,9 @@ type Options struct {
 	// WrapConnector, when set, wraps the database driver (a test that
 	// counts statements).
 	WrapConnector func(driver.Connector) driver.Connector
+	// Sleep, when set, replaces the timer of the login slowdown (a test
+	// that records the delays instead of waiting them).
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // App is an assembled authd, ready to Serve.
@@ -138,7 +141,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	throttleKey, err := deriveKey([]byte(c.JWT.Secret), "placebrain-auth login throttle v1")
+	limiterKey, err := deriveKey([]byte(c.JWT.Secret), "placebrain-auth limiter v1")
 	if err != nil {
 		return nil, err
 	}
@@ -167,17 +170,24 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		RefreshTokenTTL:   c.JWT.RefreshTokenTTL,
 		RefreshReuseGrace: c.JWT.RefreshReuseGrace,
 		OTP: auth.OTPPolicy{
-			TTL:         c.OTP.TTL,
-			MaxAttempts: c.OTP.MaxAttempts,
-			Cooldown:    c.OTP.ResendCooldown,
-			DailyLimit:  c.OTP.DailyLimit,
+			TTL:                  c.OTP.TTL,
+			MaxAttempts:          c.OTP.MaxAttempts,
+			Cooldown:             c.OTP.ResendCooldown,
+			DailyLimit:           c.OTP.DailyLimit,
+			AccountDailyLimit:    c.OTP.AccountDailyLimit,
+			AccountDailyFailures: c.OTP.AccountDailyFailures,
 		},
 		Login: auth.LoginPolicy{
-			MaxFailures: c.Login.MaxFailures,
-			Window:      c.Login.Window,
-			Lockout:     c.Login.Lockout,
-			Key:         throttleKey,
+			MaxFailures:          c.Login.MaxFailures,
+			Window:               c.Login.Window,
+			Lockout:              c.Login.Lockout,
+			AccountDailyFailures: c.Login.AccountDailyFailures,
+			AccountDelay:         c.Login.AccountDelay,
+			TrustedFor:           c.Login.TrustedSource,
 		},
+		Register:   auth.RegisterPolicy{MaxPerSource: c.Register.MaxPerSource, Window: c.Register.Window},
+		LimiterKey: limiterKey,
+		Sleep:      o.Sleep,
 		AuditRetention: c.Audit.Retention,
 		Now:            o.Now,
 		MailQueued:     dispatcher.Wake,

@@ -11,7 +11,6 @@ import (
 
 	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/ent/auditevent"
-	"github.com/placebrain/auth/ent/loginthrottle"
 	"github.com/placebrain/auth/ent/otprequest"
 	"github.com/placebrain/auth/ent/predicate"
 	"github.com/placebrain/auth/ent/refreshtoken"
@@ -81,8 +80,7 @@ func (q queries) LatestLiveOTP(ctx context.Context, userID uuid.UUID) (auth.OTPC
 	if err != nil {
 		return auth.OTPCode{}, false, fmt.Errorf("find code: %w", err)
 	}
-	return auth.OTPCode{ID: o.ID, UserID: o.UserID, MAC: o.CodeHmac, Attempts: o.Attempts,
-		CreatedAt: o.CreatedAt, ExpiresAt: o.ExpiresAt}, true, nil
+	return auth.OTPCode{ID: o.ID, UserID: o.UserID, MAC: o.CodeHmac, CreatedAt: o.CreatedAt, ExpiresAt: o.ExpiresAt}, true, nil
 }
 
 // RecordAudit implements auth.Queries with a prebuilt statement (it runs
@@ -98,31 +96,11 @@ func (q queries) RecordAudit(ctx context.Context, e auth.AuditEvent) error {
 	return nil
 }
 
-// DeleteLoginThrottle implements auth.Queries.
-func (q queries) DeleteLoginThrottle(ctx context.Context, key []byte) error {
-	if _, err := q.c.LoginThrottle.Delete().Where(loginthrottle.KeyHmac(key)).Exec(ctx); err != nil {
-		return fmt.Errorf("delete login throttle: %w", err)
-	}
-	return nil
-}
-
 // DeleteAuditEventsBefore implements auth.Store.
 func (db *DB) DeleteAuditEventsBefore(ctx context.Context, t time.Time) (int, error) {
 	n, err := db.Ent.AuditEvent.Delete().Where(auditevent.CreatedAtLT(t)).Exec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("prune audit events: %w", err)
-	}
-	return n, nil
-}
-
-// DeleteIdleLoginThrottles implements auth.Store.
-func (db *DB) DeleteIdleLoginThrottles(ctx context.Context, windowStart, now time.Time) (int, error) {
-	n, err := db.Ent.LoginThrottle.Delete().Where(
-		loginthrottle.WindowStartedAtLT(windowStart),
-		loginthrottle.Or(loginthrottle.LockedUntilIsNil(), loginthrottle.LockedUntilLT(now)),
-	).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("prune login throttles: %w", err)
 	}
 	return n, nil
 }
@@ -243,64 +221,6 @@ func (t *Tx) RevokeFamily(ctx context.Context, familyID uuid.UUID, reason string
 	return nil
 }
 
-// LockLoginThrottle implements auth.Tx: the row is created if missing
-// (INSERT ... ON CONFLICT DO NOTHING) and then read and locked.
-func (t *Tx) LockLoginThrottle(ctx context.Context, key []byte, now time.Time) (auth.LoginThrottle, error) {
-	err := t.c.LoginThrottle.Create().
-		SetKeyHmac(key).SetWindowStartedAt(now).SetUpdatedAt(now).
-		OnConflictColumns(loginthrottle.FieldKeyHmac).DoNothing().
-		Exec(ctx)
-	// With DO NOTHING, a conflict returns no row, which ent reports as
-	// sql.ErrNoRows: the row exists, which is all we need.
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return auth.LoginThrottle{}, fmt.Errorf("create login throttle: %w", err)
-	}
-	th, err := t.c.LoginThrottle.Query().Where(loginthrottle.KeyHmac(key)).Modify(forUpdate()).Only(ctx)
-	if err != nil {
-		return auth.LoginThrottle{}, fmt.Errorf("lock login throttle: %w", err)
-	}
-	out := auth.LoginThrottle{Failures: th.Failures, WindowStartedAt: th.WindowStartedAt}
-	if th.LockedUntil != nil {
-		out.LockedUntil = *th.LockedUntil
-	}
-	return out, nil
-}
-
-// SaveLoginThrottle implements auth.Tx.
-func (t *Tx) SaveLoginThrottle(ctx context.Context, key []byte, th auth.LoginThrottle, now time.Time) error {
-	upd := t.c.LoginThrottle.Update().Where(loginthrottle.KeyHmac(key)).
-		SetFailures(th.Failures).SetWindowStartedAt(th.WindowStartedAt).SetUpdatedAt(now)
-	if th.LockedUntil.IsZero() {
-		upd.ClearLockedUntil()
-	} else {
-		upd.SetLockedUntil(th.LockedUntil)
-	}
-	if err := upd.Exec(ctx); err != nil {
-		return fmt.Errorf("save login throttle: %w", err)
-	}
-	return nil
-}
-
-// OTPsSince implements auth.Tx.
-func (t *Tx) OTPsSince(ctx context.Context, userID uuid.UUID, since time.Time) ([]time.Time, error) {
-	var rows []struct {
-		CreatedAt time.Time `json:"created_at"`
-	}
-	err := t.c.OtpRequest.Query().
-		Where(otprequest.UserID(userID), otprequest.CreatedAtGT(since)).
-		Order(ent.Asc(otprequest.FieldCreatedAt)).
-		Select(otprequest.FieldCreatedAt).
-		Scan(ctx, &rows)
-	if err != nil {
-		return nil, fmt.Errorf("read recent codes: %w", err)
-	}
-	created := make([]time.Time, len(rows))
-	for i, r := range rows {
-		created[i] = r.CreatedAt
-	}
-	return created, nil
-}
-
 // IssueOTP implements auth.Tx.
 func (t *Tx) IssueOTP(ctx context.Context, c auth.OTPCode) error {
 	if err := t.c.OtpRequest.Update().
@@ -321,21 +241,13 @@ func (t *Tx) IssueOTP(ctx context.Context, c auth.OTPCode) error {
 	return nil
 }
 
-// CountOTPAttempt implements auth.Tx: a conditional UPDATE admits the
-// attempt, and the row read after it tells the count.
-func (t *Tx) CountOTPAttempt(ctx context.Context, id uuid.UUID, max int) (int, bool, error) {
-	n, err := t.c.OtpRequest.Update().
-		Where(otprequest.ID(id), otprequest.AttemptsLT(max), liveOTP()).
-		AddAttempts(1).
-		Save(ctx)
+// CountOTPAttempt implements auth.Tx.
+func (t *Tx) CountOTPAttempt(ctx context.Context, id uuid.UUID) (bool, error) {
+	n, err := t.c.OtpRequest.Update().Where(otprequest.ID(id), liveOTP()).AddAttempts(1).Save(ctx)
 	if err != nil {
-		return 0, false, fmt.Errorf("count attempt: %w", err)
+		return false, fmt.Errorf("count attempt: %w", err)
 	}
-	o, err := t.c.OtpRequest.Get(ctx, id)
-	if err != nil {
-		return 0, false, fmt.Errorf("read attempt: %w", err)
-	}
-	return o.Attempts, n == 1, nil
+	return n == 1, nil
 }
 
 // ConsumeOTP implements auth.Tx.

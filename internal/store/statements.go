@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/placebrain/auth/ent/auditevent"
+	"github.com/placebrain/auth/ent/ratelimit"
 	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/ent/user"
@@ -41,6 +42,11 @@ type Rotation struct {
 // statements are the prebuilt statements of one dialect.
 type statements struct {
 	Rotation
+	// lockCounter creates a limiter counter if missing and returns it,
+	// locked, in one statement (an upsert whose conflict branch touches
+	// the row, which locks it). Args: id, key_hmac, purpose, now.
+	// Columns: count, window_started_at, locked_until, last_at.
+	lockCounter string
 }
 
 var (
@@ -84,6 +90,14 @@ func newStatements(d string) *statements {
 		Columns(refreshtoken.FieldID, refreshtoken.FieldCreatedAt, refreshtoken.FieldUserID, refreshtoken.FieldFamilyID,
 			refreshtoken.FieldParentID, refreshtoken.FieldTokenHash, refreshtoken.FieldExpiresAt).
 		Values(placeholders(7)...).
+		Query()
+	s.lockCounter, _ = b.Insert(ratelimit.Table).
+		Columns(ratelimit.FieldID, ratelimit.FieldKeyHmac, ratelimit.FieldPurpose, ratelimit.FieldWindowStartedAt, ratelimit.FieldUpdatedAt).
+		Values(0, 0, 0, 0, 0).
+		OnConflict(entsql.ConflictColumns(ratelimit.FieldKeyHmac), entsql.ResolveWith(func(u *entsql.UpdateSet) {
+			u.SetIgnore(ratelimit.FieldKeyHmac)
+		})).
+		Returning(ratelimit.FieldCount, ratelimit.FieldWindowStartedAt, ratelimit.FieldLockedUntil, ratelimit.FieldLastAt).
 		Query()
 	s.InsertAudit, _ = b.Insert(auditevent.Table).
 		Columns(auditevent.FieldID, auditevent.FieldCreatedAt, auditevent.FieldEvent, auditevent.FieldUserID, auditevent.FieldReason).

@@ -94,8 +94,14 @@ type Env struct {
 	SMTPPort int
 	Log      *Log
 
+	read *readMail
+}
+
+// readMail counts the e-mails to each address that Code has read; the
+// instances of one deployment (SameDatabaseAs) share it with their relay.
+type readMail struct {
 	mu   sync.Mutex
-	seen map[string]int // e-mails to each address that Code has read
+	seen map[string]int
 }
 
 // Option varies a test service.
@@ -122,8 +128,8 @@ func Set(kv ...string) Option {
 // port; StartSMTP starts one there.
 func SMTPDown() Option { return func(s *settings) { s.smtpDown = true } }
 
-// SameDatabaseAs makes the service a second instance on other's database
-// and clock.
+// SameDatabaseAs makes the service a second instance of other's deployment:
+// on its database, clock and SMTP relay.
 func SameDatabaseAs(other *Env) Option { return func(s *settings) { s.shared = other } }
 
 // ServerOptions sets the assembly's options besides the clock, the log and
@@ -150,15 +156,16 @@ func New(t testing.TB, opts ...Option) *Env {
 	for _, o := range opts {
 		o(&s)
 	}
-	e := &Env{Log: &Log{}, seen: map[string]int{}}
-	if s.shared != nil {
-		e.URL, e.Clock = s.shared.URL, s.shared.Clock
-	} else {
-		e.URL, e.Clock = testdb.URL(t), NewClock()
-	}
-	if s.smtpDown {
+	e := &Env{Log: &Log{}}
+	switch {
+	case s.shared != nil:
+		o := s.shared
+		e.URL, e.Clock, e.SMTP, e.SMTPPort, e.read = o.URL, o.Clock, o.SMTP, o.SMTPPort, o.read
+	case s.smtpDown:
+		e.URL, e.Clock, e.read = testdb.URL(t), NewClock(), &readMail{seen: map[string]int{}}
 		e.SMTPPort = smtptest.FreePort(t)
-	} else {
+	default:
+		e.URL, e.Clock, e.read = testdb.URL(t), NewClock(), &readMail{seen: map[string]int{}}
 		e.SMTP = smtptest.Start(t)
 		e.SMTPPort = e.SMTP.Port
 	}
@@ -217,13 +224,13 @@ var codeRE = regexp.MustCompile(`\b(\d{6})\b`)
 // the code in the newest e-mail to addr.
 func (e *Env) Code(t testing.TB, addr string) string {
 	t.Helper()
-	e.mu.Lock()
-	n := e.seen[addr] + 1
-	e.mu.Unlock()
+	e.read.mu.Lock()
+	n := e.read.seen[addr] + 1
+	e.read.mu.Unlock()
 	msg := e.SMTP.WaitForCount(t, addr, n, 10*time.Second)
-	e.mu.Lock()
-	e.seen[addr] = len(e.SMTP.To(addr))
-	e.mu.Unlock()
+	e.read.mu.Lock()
+	e.read.seen[addr] = len(e.SMTP.To(addr))
+	e.read.mu.Unlock()
 	m := codeRE.FindStringSubmatch(string(msg.Email.Text))
 	if m == nil {
 		t.Fatalf("authtest: no code in e-mail text: %q", msg.Email.Text)

@@ -1,0 +1,111 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/placebrain/auth/ent"
+	"github.com/placebrain/auth/ent/ratelimit"
+	"github.com/placebrain/auth/internal/auth"
+)
+
+// counter turns a rate_limits row into the domain's counter.
+func counterOf(count int, window time.Time, locked, last *time.Time) auth.Counter {
+	c := auth.Counter{Count: count, WindowStart: window}
+	if locked != nil {
+		c.LockedUntil = *locked
+	}
+	if last != nil {
+		c.Last = *last
+	}
+	return c
+}
+
+// ReadCounter implements auth.Queries.
+func (q queries) ReadCounter(ctx context.Context, key []byte) (auth.Counter, bool, error) {
+	r, err := q.c.RateLimit.Query().Where(ratelimit.KeyHmac(key)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return auth.Counter{}, false, nil
+	}
+	if err != nil {
+		return auth.Counter{}, false, fmt.Errorf("read limiter counter: %w", err)
+	}
+	return counterOf(r.Count, r.WindowStartedAt, r.LockedUntil, r.LastAt), true, nil
+}
+
+// DeleteCounter implements auth.Queries.
+func (q queries) DeleteCounter(ctx context.Context, key []byte) error {
+	if _, err := q.c.RateLimit.Delete().Where(ratelimit.KeyHmac(key)).Exec(ctx); err != nil {
+		return fmt.Errorf("delete limiter counter: %w", err)
+	}
+	return nil
+}
+
+// LockCounter implements auth.Tx with one prebuilt upsert that returns the
+// row (see statements.lockCounter): on PostgreSQL its conflict branch
+// locks an existing row, and a concurrent creator waits for the first and
+// then gets its row, so no caller ever finds the row missing.
+func (t *Tx) LockCounter(ctx context.Context, purpose auth.Purpose, key []byte, now time.Time) (auth.Counter, error) {
+	if err := ratelimit.PurposeValidator(ratelimit.Purpose(purpose)); err != nil {
+		return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
+	}
+	if err := ratelimit.KeyHmacValidator(key); err != nil {
+		return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
+	}
+	rows, err := t.c.QueryContext(ctx, t.sql.lockCounter, uuid.New(), key, string(purpose), now, now)
+	if err != nil {
+		return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
+		}
+		return auth.Counter{}, fmt.Errorf("lock limiter counter: no row returned")
+	}
+	var count int
+	var window time.Time
+	var locked, last sql.NullTime
+	if err := rows.Scan(&count, &window, &locked, &last); err != nil {
+		return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
+	}
+	c := auth.Counter{Count: count, WindowStart: window, LockedUntil: locked.Time, Last: last.Time}
+	return c, rows.Close()
+}
+
+// SaveCounter implements auth.Tx.
+func (t *Tx) SaveCounter(ctx context.Context, key []byte, c auth.Counter, now time.Time) error {
+	upd := t.c.RateLimit.Update().Where(ratelimit.KeyHmac(key)).
+		SetCount(c.Count).SetWindowStartedAt(c.WindowStart).SetUpdatedAt(now)
+	if c.LockedUntil.IsZero() {
+		upd.ClearLockedUntil()
+	} else {
+		upd.SetLockedUntil(c.LockedUntil)
+	}
+	if c.Last.IsZero() {
+		upd.ClearLastAt()
+	} else {
+		upd.SetLastAt(c.Last)
+	}
+	if err := upd.Exec(ctx); err != nil {
+		return fmt.Errorf("save limiter counter: %w", err)
+	}
+	return nil
+}
+
+// DeleteIdleCounters implements auth.Store.
+func (db *DB) DeleteIdleCounters(ctx context.Context, purpose auth.Purpose, last, now time.Time) (int, error) {
+	n, err := db.Ent.RateLimit.Delete().Where(
+		ratelimit.PurposeEQ(ratelimit.Purpose(purpose)),
+		ratelimit.UpdatedAtLT(last),
+		ratelimit.Or(ratelimit.LockedUntilIsNil(), ratelimit.LockedUntilLT(now)),
+	).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune limiter counters: %w", err)
+	}
+	return n, nil
+}
