@@ -42,10 +42,12 @@ type OTPPolicy struct {
 // otpDay is the period of the daily limits.
 const otpDay = 24 * time.Hour
 
-func (p OTPPolicy) perSourceSends() Limit   { return Limit{Max: p.DailyLimit, Window: otpDay} }
-func (p OTPPolicy) perAccountSends() Limit  { return Limit{Max: p.AccountDailyLimit, Window: otpDay} }
-func (p OTPPolicy) perSourceChecks() Limit  { return Limit{Max: p.MaxAttempts, Window: p.TTL} }
-func (p OTPPolicy) perAccountChecks() Limit { return Limit{Max: p.AccountDailyFailures, Window: otpDay} }
+func (p OTPPolicy) perSourceSends() Limit  { return Limit{Max: p.DailyLimit, Window: otpDay} }
+func (p OTPPolicy) perAccountSends() Limit { return Limit{Max: p.AccountDailyLimit, Window: otpDay} }
+func (p OTPPolicy) perSourceChecks() Limit { return Limit{Max: p.MaxAttempts, Window: p.TTL} }
+func (p OTPPolicy) perAccountChecks() Limit {
+	return Limit{Max: p.AccountDailyFailures, Window: otpDay}
+}
 
 // cooling decides whether a source whose last code request counted at last
 // (zero: never) must wait at now: ErrOTPCooldown with the wait, or nil.

@@ -41,7 +41,7 @@ type Pool struct {
 
 	mu      sync.Mutex
 	ready   *sync.Cond
-	keys    []string         // keys with waiting jobs, in the order of their turns
+	keys    []string          // keys with waiting jobs, in the order of their turns
 	waiting map[string][]*job // per key, oldest first
 	nwait   int
 	seq     uint64
