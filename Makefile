@@ -85,6 +85,10 @@ migration: ## Write a new migration from schema changes: make migration name=add
 	@test -n "$(name)" || { echo "usage: make migration name=add_x"; exit 1; }
 	$(GO) run ./cmd/entmigrate diff $(name)
 
+.PHONY: migrate-hash
+migrate-hash: ## Rewrite each atlas.sum from its files (after merging branches that each added a migration)
+	$(GO) run ./cmd/entmigrate hash
+
 .PHONY: migrate-check
 migrate-check: ## Fail when schema/ and migrations/ disagree or atlas.sum is stale
 	$(GO) run ./cmd/entmigrate check

@@ -2967,6 +2967,8 @@ type RateLimitMutation struct {
 	purpose           *ratelimit.Purpose
 	count             *int
 	addcount          *int
+	pending           *int
+	addpending        *int
 	window_started_at *time.Time
 	locked_until      *time.Time
 	last_at           *time.Time
@@ -3209,6 +3211,62 @@ func (m *RateLimitMutation) ResetCount() {
 	m.addcount = nil
 }
 
+// SetPending sets the "pending" field.
+func (m *RateLimitMutation) SetPending(i int) {
+	m.pending = &i
+	m.addpending = nil
+}
+
+// Pending returns the value of the "pending" field in the mutation.
+func (m *RateLimitMutation) Pending() (r int, exists bool) {
+	v := m.pending
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPending returns the old "pending" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldPending(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPending is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPending requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPending: %w", err)
+	}
+	return oldValue.Pending, nil
+}
+
+// AddPending adds i to the "pending" field.
+func (m *RateLimitMutation) AddPending(i int) {
+	if m.addpending != nil {
+		*m.addpending += i
+	} else {
+		m.addpending = &i
+	}
+}
+
+// AddedPending returns the value that was added to the "pending" field in this mutation.
+func (m *RateLimitMutation) AddedPending() (r int, exists bool) {
+	v := m.addpending
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPending resets all changes to the "pending" field.
+func (m *RateLimitMutation) ResetPending() {
+	m.pending = nil
+	m.addpending = nil
+}
+
 // SetWindowStartedAt sets the "window_started_at" field.
 func (m *RateLimitMutation) SetWindowStartedAt(t time.Time) {
 	m.window_started_at = &t
@@ -3413,7 +3471,7 @@ func (m *RateLimitMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *RateLimitMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 8)
 	if m.key_hmac != nil {
 		fields = append(fields, ratelimit.FieldKeyHmac)
 	}
@@ -3422,6 +3480,9 @@ func (m *RateLimitMutation) Fields() []string {
 	}
 	if m.count != nil {
 		fields = append(fields, ratelimit.FieldCount)
+	}
+	if m.pending != nil {
+		fields = append(fields, ratelimit.FieldPending)
 	}
 	if m.window_started_at != nil {
 		fields = append(fields, ratelimit.FieldWindowStartedAt)
@@ -3449,6 +3510,8 @@ func (m *RateLimitMutation) Field(name string) (ent.Value, bool) {
 		return m.Purpose()
 	case ratelimit.FieldCount:
 		return m.Count()
+	case ratelimit.FieldPending:
+		return m.Pending()
 	case ratelimit.FieldWindowStartedAt:
 		return m.WindowStartedAt()
 	case ratelimit.FieldLockedUntil:
@@ -3472,6 +3535,8 @@ func (m *RateLimitMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldPurpose(ctx)
 	case ratelimit.FieldCount:
 		return m.OldCount(ctx)
+	case ratelimit.FieldPending:
+		return m.OldPending(ctx)
 	case ratelimit.FieldWindowStartedAt:
 		return m.OldWindowStartedAt(ctx)
 	case ratelimit.FieldLockedUntil:
@@ -3509,6 +3574,13 @@ func (m *RateLimitMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetCount(v)
+		return nil
+	case ratelimit.FieldPending:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPending(v)
 		return nil
 	case ratelimit.FieldWindowStartedAt:
 		v, ok := value.(time.Time)
@@ -3549,6 +3621,9 @@ func (m *RateLimitMutation) AddedFields() []string {
 	if m.addcount != nil {
 		fields = append(fields, ratelimit.FieldCount)
 	}
+	if m.addpending != nil {
+		fields = append(fields, ratelimit.FieldPending)
+	}
 	return fields
 }
 
@@ -3559,6 +3634,8 @@ func (m *RateLimitMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
 	case ratelimit.FieldCount:
 		return m.AddedCount()
+	case ratelimit.FieldPending:
+		return m.AddedPending()
 	}
 	return nil, false
 }
@@ -3574,6 +3651,13 @@ func (m *RateLimitMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddCount(v)
+		return nil
+	case ratelimit.FieldPending:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPending(v)
 		return nil
 	}
 	return fmt.Errorf("unknown RateLimit numeric field %s", name)
@@ -3625,6 +3709,9 @@ func (m *RateLimitMutation) ResetField(name string) error {
 		return nil
 	case ratelimit.FieldCount:
 		m.ResetCount()
+		return nil
+	case ratelimit.FieldPending:
+		m.ResetPending()
 		return nil
 	case ratelimit.FieldWindowStartedAt:
 		m.ResetWindowStartedAt()

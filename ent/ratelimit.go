@@ -24,6 +24,8 @@ type RateLimit struct {
 	Purpose ratelimit.Purpose `json:"purpose,omitempty"`
 	// Count holds the value of the "count" field.
 	Count int `json:"count,omitempty"`
+	// Pending holds the value of the "pending" field.
+	Pending int `json:"pending,omitempty"`
 	// WindowStartedAt holds the value of the "window_started_at" field.
 	WindowStartedAt time.Time `json:"window_started_at,omitempty"`
 	// LockedUntil holds the value of the "locked_until" field.
@@ -42,7 +44,7 @@ func (*RateLimit) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case ratelimit.FieldKeyHmac:
 			values[i] = new([]byte)
-		case ratelimit.FieldCount:
+		case ratelimit.FieldCount, ratelimit.FieldPending:
 			values[i] = new(sql.NullInt64)
 		case ratelimit.FieldPurpose:
 			values[i] = new(sql.NullString)
@@ -88,6 +90,12 @@ func (_m *RateLimit) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field count", values[i])
 			} else if value.Valid {
 				_m.Count = int(value.Int64)
+			}
+		case ratelimit.FieldPending:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field pending", values[i])
+			} else if value.Valid {
+				_m.Pending = int(value.Int64)
 			}
 		case ratelimit.FieldWindowStartedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -158,6 +166,9 @@ func (_m *RateLimit) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("count=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Count))
+	builder.WriteString(", ")
+	builder.WriteString("pending=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Pending))
 	builder.WriteString(", ")
 	builder.WriteString("window_started_at=")
 	builder.WriteString(_m.WindowStartedAt.Format(time.ANSIC))

@@ -50,6 +50,20 @@ func (_c *RateLimitCreate) SetNillableCount(v *int) *RateLimitCreate {
 	return _c
 }
 
+// SetPending sets the "pending" field.
+func (_c *RateLimitCreate) SetPending(v int) *RateLimitCreate {
+	_c.mutation.SetPending(v)
+	return _c
+}
+
+// SetNillablePending sets the "pending" field if the given value is not nil.
+func (_c *RateLimitCreate) SetNillablePending(v *int) *RateLimitCreate {
+	if v != nil {
+		_c.SetPending(*v)
+	}
+	return _c
+}
+
 // SetWindowStartedAt sets the "window_started_at" field.
 func (_c *RateLimitCreate) SetWindowStartedAt(v time.Time) *RateLimitCreate {
 	_c.mutation.SetWindowStartedAt(v)
@@ -143,6 +157,10 @@ func (_c *RateLimitCreate) defaults() {
 		v := ratelimit.DefaultCount
 		_c.mutation.SetCount(v)
 	}
+	if _, ok := _c.mutation.Pending(); !ok {
+		v := ratelimit.DefaultPending
+		_c.mutation.SetPending(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		v := ratelimit.DefaultID()
 		_c.mutation.SetID(v)
@@ -173,6 +191,14 @@ func (_c *RateLimitCreate) check() error {
 	if v, ok := _c.mutation.Count(); ok {
 		if err := ratelimit.CountValidator(v); err != nil {
 			return &ValidationError{Name: "count", err: fmt.Errorf(`ent: validator failed for field "RateLimit.count": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.Pending(); !ok {
+		return &ValidationError{Name: "pending", err: errors.New(`ent: missing required field "RateLimit.pending"`)}
+	}
+	if v, ok := _c.mutation.Pending(); ok {
+		if err := ratelimit.PendingValidator(v); err != nil {
+			return &ValidationError{Name: "pending", err: fmt.Errorf(`ent: validator failed for field "RateLimit.pending": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.WindowStartedAt(); !ok {
@@ -228,6 +254,10 @@ func (_c *RateLimitCreate) createSpec() (*RateLimit, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Count(); ok {
 		_spec.SetField(ratelimit.FieldCount, field.TypeInt, value)
 		_node.Count = value
+	}
+	if value, ok := _c.mutation.Pending(); ok {
+		_spec.SetField(ratelimit.FieldPending, field.TypeInt, value)
+		_node.Pending = value
 	}
 	if value, ok := _c.mutation.WindowStartedAt(); ok {
 		_spec.SetField(ratelimit.FieldWindowStartedAt, field.TypeTime, value)
@@ -312,6 +342,24 @@ func (u *RateLimitUpsert) UpdateCount() *RateLimitUpsert {
 // AddCount adds v to the "count" field.
 func (u *RateLimitUpsert) AddCount(v int) *RateLimitUpsert {
 	u.Add(ratelimit.FieldCount, v)
+	return u
+}
+
+// SetPending sets the "pending" field.
+func (u *RateLimitUpsert) SetPending(v int) *RateLimitUpsert {
+	u.Set(ratelimit.FieldPending, v)
+	return u
+}
+
+// UpdatePending sets the "pending" field to the value that was provided on create.
+func (u *RateLimitUpsert) UpdatePending() *RateLimitUpsert {
+	u.SetExcluded(ratelimit.FieldPending)
+	return u
+}
+
+// AddPending adds v to the "pending" field.
+func (u *RateLimitUpsert) AddPending(v int) *RateLimitUpsert {
+	u.Add(ratelimit.FieldPending, v)
 	return u
 }
 
@@ -447,6 +495,27 @@ func (u *RateLimitUpsertOne) AddCount(v int) *RateLimitUpsertOne {
 func (u *RateLimitUpsertOne) UpdateCount() *RateLimitUpsertOne {
 	return u.Update(func(s *RateLimitUpsert) {
 		s.UpdateCount()
+	})
+}
+
+// SetPending sets the "pending" field.
+func (u *RateLimitUpsertOne) SetPending(v int) *RateLimitUpsertOne {
+	return u.Update(func(s *RateLimitUpsert) {
+		s.SetPending(v)
+	})
+}
+
+// AddPending adds v to the "pending" field.
+func (u *RateLimitUpsertOne) AddPending(v int) *RateLimitUpsertOne {
+	return u.Update(func(s *RateLimitUpsert) {
+		s.AddPending(v)
+	})
+}
+
+// UpdatePending sets the "pending" field to the value that was provided on create.
+func (u *RateLimitUpsertOne) UpdatePending() *RateLimitUpsertOne {
+	return u.Update(func(s *RateLimitUpsert) {
+		s.UpdatePending()
 	})
 }
 
@@ -759,6 +828,27 @@ func (u *RateLimitUpsertBulk) AddCount(v int) *RateLimitUpsertBulk {
 func (u *RateLimitUpsertBulk) UpdateCount() *RateLimitUpsertBulk {
 	return u.Update(func(s *RateLimitUpsert) {
 		s.UpdateCount()
+	})
+}
+
+// SetPending sets the "pending" field.
+func (u *RateLimitUpsertBulk) SetPending(v int) *RateLimitUpsertBulk {
+	return u.Update(func(s *RateLimitUpsert) {
+		s.SetPending(v)
+	})
+}
+
+// AddPending adds v to the "pending" field.
+func (u *RateLimitUpsertBulk) AddPending(v int) *RateLimitUpsertBulk {
+	return u.Update(func(s *RateLimitUpsert) {
+		s.AddPending(v)
+	})
+}
+
+// UpdatePending sets the "pending" field to the value that was provided on create.
+func (u *RateLimitUpsertBulk) UpdatePending() *RateLimitUpsertBulk {
+	return u.Update(func(s *RateLimitUpsert) {
+		s.UpdatePending()
 	})
 }
 

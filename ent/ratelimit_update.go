@@ -50,6 +50,27 @@ func (_u *RateLimitUpdate) AddCount(v int) *RateLimitUpdate {
 	return _u
 }
 
+// SetPending sets the "pending" field.
+func (_u *RateLimitUpdate) SetPending(v int) *RateLimitUpdate {
+	_u.mutation.ResetPending()
+	_u.mutation.SetPending(v)
+	return _u
+}
+
+// SetNillablePending sets the "pending" field if the given value is not nil.
+func (_u *RateLimitUpdate) SetNillablePending(v *int) *RateLimitUpdate {
+	if v != nil {
+		_u.SetPending(*v)
+	}
+	return _u
+}
+
+// AddPending adds value to the "pending" field.
+func (_u *RateLimitUpdate) AddPending(v int) *RateLimitUpdate {
+	_u.mutation.AddPending(v)
+	return _u
+}
+
 // SetWindowStartedAt sets the "window_started_at" field.
 func (_u *RateLimitUpdate) SetWindowStartedAt(v time.Time) *RateLimitUpdate {
 	_u.mutation.SetWindowStartedAt(v)
@@ -157,6 +178,11 @@ func (_u *RateLimitUpdate) check() error {
 			return &ValidationError{Name: "count", err: fmt.Errorf(`ent: validator failed for field "RateLimit.count": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Pending(); ok {
+		if err := ratelimit.PendingValidator(v); err != nil {
+			return &ValidationError{Name: "pending", err: fmt.Errorf(`ent: validator failed for field "RateLimit.pending": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -183,6 +209,12 @@ func (_u *RateLimitUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedCount(); ok {
 		_spec.AddField(ratelimit.FieldCount, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.Pending(); ok {
+		_spec.SetField(ratelimit.FieldPending, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedPending(); ok {
+		_spec.AddField(ratelimit.FieldPending, field.TypeInt, value)
 	}
 	if value, ok := _u.mutation.WindowStartedAt(); ok {
 		_spec.SetField(ratelimit.FieldWindowStartedAt, field.TypeTime, value)
@@ -242,6 +274,27 @@ func (_u *RateLimitUpdateOne) SetNillableCount(v *int) *RateLimitUpdateOne {
 // AddCount adds value to the "count" field.
 func (_u *RateLimitUpdateOne) AddCount(v int) *RateLimitUpdateOne {
 	_u.mutation.AddCount(v)
+	return _u
+}
+
+// SetPending sets the "pending" field.
+func (_u *RateLimitUpdateOne) SetPending(v int) *RateLimitUpdateOne {
+	_u.mutation.ResetPending()
+	_u.mutation.SetPending(v)
+	return _u
+}
+
+// SetNillablePending sets the "pending" field if the given value is not nil.
+func (_u *RateLimitUpdateOne) SetNillablePending(v *int) *RateLimitUpdateOne {
+	if v != nil {
+		_u.SetPending(*v)
+	}
+	return _u
+}
+
+// AddPending adds value to the "pending" field.
+func (_u *RateLimitUpdateOne) AddPending(v int) *RateLimitUpdateOne {
+	_u.mutation.AddPending(v)
 	return _u
 }
 
@@ -365,6 +418,11 @@ func (_u *RateLimitUpdateOne) check() error {
 			return &ValidationError{Name: "count", err: fmt.Errorf(`ent: validator failed for field "RateLimit.count": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.Pending(); ok {
+		if err := ratelimit.PendingValidator(v); err != nil {
+			return &ValidationError{Name: "pending", err: fmt.Errorf(`ent: validator failed for field "RateLimit.pending": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -408,6 +466,12 @@ func (_u *RateLimitUpdateOne) sqlSave(ctx context.Context) (_node *RateLimit, er
 	}
 	if value, ok := _u.mutation.AddedCount(); ok {
 		_spec.AddField(ratelimit.FieldCount, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.Pending(); ok {
+		_spec.SetField(ratelimit.FieldPending, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedPending(); ok {
+		_spec.AddField(ratelimit.FieldPending, field.TypeInt, value)
 	}
 	if value, ok := _u.mutation.WindowStartedAt(); ok {
 		_spec.SetField(ratelimit.FieldWindowStartedAt, field.TypeTime, value)

@@ -206,6 +206,12 @@ func init() {
 	ratelimit.DefaultCount = ratelimitDescCount.Default.(int)
 	// ratelimit.CountValidator is a validator for the "count" field. It is called by the builders before save.
 	ratelimit.CountValidator = ratelimitDescCount.Validators[0].(func(int) error)
+	// ratelimitDescPending is the schema descriptor for pending field.
+	ratelimitDescPending := ratelimitFields[3].Descriptor()
+	// ratelimit.DefaultPending holds the default value on creation for the pending field.
+	ratelimit.DefaultPending = ratelimitDescPending.Default.(int)
+	// ratelimit.PendingValidator is a validator for the "pending" field. It is called by the builders before save.
+	ratelimit.PendingValidator = ratelimitDescPending.Validators[0].(func(int) error)
 	// ratelimitDescID is the schema descriptor for id field.
 	ratelimitDescID := ratelimitMixinFields0[0].Descriptor()
 	// ratelimit.DefaultID holds the default value on creation for the id field.

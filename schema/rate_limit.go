@@ -28,6 +28,9 @@ func (RateLimit) Fields() []ent.Field {
 		).Immutable(),
 		// count counts events since window_started_at.
 		field.Int("count").NonNegative().Default(0),
+		// pending counts events admitted whose outcome is not known yet
+		// (logins whose password is being checked).
+		field.Int("pending").NonNegative().Default(0),
 		field.Time("window_started_at"),
 		// locked_until refuses events until then; it ends by itself.
 		field.Time("locked_until").Optional().Nillable(),

@@ -5,6 +5,8 @@
 //
 //	entmigrate diff NAME   write migrations/<dialect>/<version>_NAME.sql and atlas.sum
 //	entmigrate check       fail when the schema and migrations/ disagree or atlas.sum is stale
+//	entmigrate hash        rewrite atlas.sum from the files (as `atlas migrate hash`), e.g.
+//	                       after merging branches that each added a migration
 //
 // PostgreSQL's dev database is created on DEV_DATABASE_URL (default
 // postgres://postgres@127.0.0.1:5432/postgres) and dropped after; SQLite's
@@ -64,6 +66,22 @@ func realMain(ctx context.Context, args []string) error {
 			}
 		}
 		return nil
+	case len(args) == 1 && args[0] == "hash":
+		for _, d := range dialects {
+			dir, err := atlasmigrate.NewLocalDir(dirPath(d))
+			if err != nil {
+				return err
+			}
+			sum, err := dir.Checksum()
+			if err != nil {
+				return fmt.Errorf("%s: %w", d, err)
+			}
+			if err := atlasmigrate.WriteSumFile(dir, sum); err != nil {
+				return fmt.Errorf("%s: %w", d, err)
+			}
+			fmt.Printf("%s/atlas.sum rewritten\n", dirPath(d))
+		}
+		return nil
 	case len(args) == 1 && args[0] == "check":
 		var errs []error
 		for _, d := range dialects {
@@ -73,7 +91,7 @@ func realMain(ctx context.Context, args []string) error {
 		}
 		return errors.Join(errs...)
 	default:
-		return errors.New("usage: entmigrate diff NAME | entmigrate check")
+		return errors.New("usage: entmigrate diff NAME | entmigrate check | entmigrate hash")
 	}
 }
 

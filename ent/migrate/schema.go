@@ -115,6 +115,7 @@ var (
 		{Name: "key_hmac", Type: field.TypeBytes, Unique: true, Size: 32},
 		{Name: "purpose", Type: field.TypeEnum, Enums: []string{"login", "login_account", "signed_in", "code_check", "code_check_account", "code_send", "code_send_account", "register"}},
 		{Name: "count", Type: field.TypeInt, Default: 0},
+		{Name: "pending", Type: field.TypeInt, Default: 0},
 		{Name: "window_started_at", Type: field.TypeTime},
 		{Name: "locked_until", Type: field.TypeTime, Nullable: true},
 		{Name: "last_at", Type: field.TypeTime, Nullable: true},
@@ -129,7 +130,7 @@ var (
 			{
 				Name:    "ratelimit_purpose_updated_at",
 				Unique:  false,
-				Columns: []*schema.Column{RateLimitsColumns[2], RateLimitsColumns[7]},
+				Columns: []*schema.Column{RateLimitsColumns[2], RateLimitsColumns[8]},
 			},
 		},
 	}

@@ -20,6 +20,8 @@ const (
 	FieldPurpose = "purpose"
 	// FieldCount holds the string denoting the count field in the database.
 	FieldCount = "count"
+	// FieldPending holds the string denoting the pending field in the database.
+	FieldPending = "pending"
 	// FieldWindowStartedAt holds the string denoting the window_started_at field in the database.
 	FieldWindowStartedAt = "window_started_at"
 	// FieldLockedUntil holds the string denoting the locked_until field in the database.
@@ -38,6 +40,7 @@ var Columns = []string{
 	FieldKeyHmac,
 	FieldPurpose,
 	FieldCount,
+	FieldPending,
 	FieldWindowStartedAt,
 	FieldLockedUntil,
 	FieldLastAt,
@@ -61,6 +64,10 @@ var (
 	DefaultCount int
 	// CountValidator is a validator for the "count" field. It is called by the builders before save.
 	CountValidator func(int) error
+	// DefaultPending holds the default value on creation for the "pending" field.
+	DefaultPending int
+	// PendingValidator is a validator for the "pending" field. It is called by the builders before save.
+	PendingValidator func(int) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -110,6 +117,11 @@ func ByPurpose(opts ...sql.OrderTermOption) OrderOption {
 // ByCount orders the results by the count field.
 func ByCount(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCount, opts...).ToFunc()
+}
+
+// ByPending orders the results by the pending field.
+func ByPending(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldPending, opts...).ToFunc()
 }
 
 // ByWindowStartedAt orders the results by the window_started_at field.

@@ -65,6 +65,11 @@ func Count(v int) predicate.RateLimit {
 	return predicate.RateLimit(sql.FieldEQ(FieldCount, v))
 }
 
+// Pending applies equality check predicate on the "pending" field. It's identical to PendingEQ.
+func Pending(v int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldEQ(FieldPending, v))
+}
+
 // WindowStartedAt applies equality check predicate on the "window_started_at" field. It's identical to WindowStartedAtEQ.
 func WindowStartedAt(v time.Time) predicate.RateLimit {
 	return predicate.RateLimit(sql.FieldEQ(FieldWindowStartedAt, v))
@@ -183,6 +188,46 @@ func CountLT(v int) predicate.RateLimit {
 // CountLTE applies the LTE predicate on the "count" field.
 func CountLTE(v int) predicate.RateLimit {
 	return predicate.RateLimit(sql.FieldLTE(FieldCount, v))
+}
+
+// PendingEQ applies the EQ predicate on the "pending" field.
+func PendingEQ(v int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldEQ(FieldPending, v))
+}
+
+// PendingNEQ applies the NEQ predicate on the "pending" field.
+func PendingNEQ(v int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldNEQ(FieldPending, v))
+}
+
+// PendingIn applies the In predicate on the "pending" field.
+func PendingIn(vs ...int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldIn(FieldPending, vs...))
+}
+
+// PendingNotIn applies the NotIn predicate on the "pending" field.
+func PendingNotIn(vs ...int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldNotIn(FieldPending, vs...))
+}
+
+// PendingGT applies the GT predicate on the "pending" field.
+func PendingGT(v int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldGT(FieldPending, v))
+}
+
+// PendingGTE applies the GTE predicate on the "pending" field.
+func PendingGTE(v int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldGTE(FieldPending, v))
+}
+
+// PendingLT applies the LT predicate on the "pending" field.
+func PendingLT(v int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldLT(FieldPending, v))
+}
+
+// PendingLTE applies the LTE predicate on the "pending" field.
+func PendingLTE(v int) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldLTE(FieldPending, v))
 }
 
 // WindowStartedAtEQ applies the EQ predicate on the "window_started_at" field.

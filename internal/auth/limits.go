@@ -50,7 +50,10 @@ const (
 // Counter is what a limiter counter holds.
 type Counter struct {
 	// Count counts events since WindowStart.
-	Count       int
+	Count int
+	// Pending counts events admitted whose outcome is not known yet
+	// (see Limit.admitPending).
+	Pending     int
 	WindowStart time.Time
 	// LockedUntil refuses events until then; zero when not locked.
 	LockedUntil time.Time
@@ -93,6 +96,62 @@ func (l Limit) take(c Counter, now time.Time) (next Counter, lockedUntil time.Ti
 	c.Last = now
 	return c, time.Time{}, false
 }
+
+// admitPending is take for events whose outcome is known only later
+// (logins, whose password is checked after they are admitted): Count
+// counts the failures and Pending the events still running, and an event
+// is admitted while both together stay under Max, so concurrent events
+// cannot outrun the limit. At Max with events still running, the caller
+// waits for them (wait true), since they may all succeed; at Max with none
+// running, the event locks the counter as take does. A window that passes
+// or a lock that ends also forgets events left running (a crashed
+// instance's).
+func (l Limit) admitPending(c Counter, now time.Time) (next Counter, lockedUntil time.Time, locked, wait bool) {
+	if l.Max <= 0 {
+		return c, time.Time{}, false, false
+	}
+	if now.Before(c.LockedUntil) {
+		return c, c.LockedUntil, false, false
+	}
+	if !c.LockedUntil.IsZero() || !now.Before(c.WindowStart.Add(l.Window)) {
+		c = Counter{WindowStart: now, Last: c.Last}
+	}
+	if c.Count+c.Pending >= l.Max {
+		if c.Pending > 0 {
+			return c, time.Time{}, false, true
+		}
+		until := now.Add(l.Lock)
+		return Counter{WindowStart: now, LockedUntil: until, Last: c.Last}, until, true, false
+	}
+	c.Pending++
+	c.Last = now
+	return c, time.Time{}, false, false
+}
+
+// resolve records the outcome of an event admitted by admitPending: a
+// failure counts; a success forgets the failures; a refund (the event
+// never ran) only ends it.
+func (c Counter) resolve(o outcome) Counter {
+	if c.Pending > 0 {
+		c.Pending--
+	}
+	switch o {
+	case failed:
+		c.Count++
+	case succeeded:
+		c.Count = 0
+	}
+	return c
+}
+
+// outcome is how an admitted event ended.
+type outcome int
+
+const (
+	failed outcome = iota + 1
+	succeeded
+	refunded
+)
 
 // full reports whether the next event on c at now would be refused,
 // without counting it.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -160,6 +161,9 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	if err := password.Validate(pw); err != nil {
 		return uuid.Nil, invalidInput("password", err.Error())
 	}
+	if err := s.o.Passwords.Admits(registerHashKey); err != nil {
+		return uuid.Nil, s.busy(ctx, err)
+	}
 	source, _ := SourceFrom(ctx)
 	var perSource counterRef
 	if source.IsValid() {
@@ -174,7 +178,7 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 			return uuid.Nil, withRetry(ErrRegisterThrottled, retryUntil(c, l, s.now()))
 		}
 	}
-	hash, err := s.o.Passwords.Hash(ctx, "register\x00"+addr.Canonical, pw)
+	hash, err := s.o.Passwords.Hash(ctx, registerHashKey, pw)
 	if err != nil {
 		return uuid.Nil, s.busy(ctx, err)
 	}
@@ -214,6 +218,16 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	return id, nil
 }
 
+// registerHashKey is the hashing pool's key of every registration: a flood
+// of them (each for a new address) weighs as one account's logins.
+const registerHashKey = "register"
+
+// hashKey is the hashing pool's key of logins to the account whose
+// canonical address is canonical.
+func (s *Service) hashKey(canonical string) string {
+	return string(s.counter(PurposeLoginAccount, canonical, netip.Prefix{}).key)
+}
+
 // retryUntil is how long until counter c of limit l admits again at now.
 func retryUntil(c Counter, l Limit, now time.Time) time.Duration {
 	if now.Before(c.LockedUntil) {
@@ -231,7 +245,7 @@ func retryUntil(c Counter, l Limit, now time.Time) time.Duration {
 // hashing pool, shared fairly between (account, source) pairs; an unknown
 // address takes no hashing capacity and waits as long as a comparison
 // takes (password.Hasher.WaitLikeCompare), so without a flood both answer
-// in the same time. A success rehashes a password stored at another cost.
+// in the same time (during one, a known address may wait in the pool). A success rehashes a password stored at another cost.
 func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error) {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -239,6 +253,11 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	}
 	if err := password.Validate(pw); err != nil {
 		return TokenPair{}, invalidInput("password", err.Error())
+	}
+	// Refuse at once, before any database work, a login the hashing pool
+	// would refuse: a flood's refusals must cost next to nothing.
+	if err := s.o.Passwords.Admits(s.hashKey(addr.Canonical)); err != nil {
+		return TokenPair{}, s.busy(ctx, err)
 	}
 	now := s.now()
 	source, _ := SourceFrom(ctx)
@@ -258,7 +277,7 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		}
 	}
 	fail := func(reason string) (TokenPair, error) {
-		s.audit(ctx, EventLoginFailed, u.ID, reason, now)
+		s.loginFailed(ctx, g, u.ID, reason, now)
 		return TokenPair{}, ErrInvalidCredentials
 	}
 	if !known {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -71,25 +72,35 @@ func (p LoginPolicy) delay(accountAttempts int, trusted, knownSource bool) time.
 type loginGate struct {
 	pair, account counterRef
 	trusted       bool
-	// counted says which counters counted the attempt, to take it back.
+	// counted says which counters counted the attempt, to resolve or
+	// take it back.
 	pairCounted, accountCounted bool
 	delay                       time.Duration
-	// hashKey shares the hashing pool fairly between pairs.
+	// hashKey shares the hashing pool fairly between accounts.
 	hashKey string
 }
+
+// maxPendingWaits bounds how many times an attempt waits for the pair's
+// running attempts (each about one comparison) before it is refused.
+const maxPendingWaits = 20
+
+// errWaitPending says an attempt must wait for the pair's running ones.
+var errWaitPending = errors.New("wait for the running attempts")
 
 // admitLogin counts a login attempt for the canonical address from source
 // (none: invalid prefix) before the password is checked, in one unit of
 // work holding the counters locked. It returns ErrLoginThrottled (with the
 // wait) when a limit refuses the attempt; the refusal that sets a lock is
-// audited, the ones that find it set are not.
+// audited, the ones that find it set are not. An attempt that finds the
+// pair's limit reached by attempts still running waits for them (they may
+// all be the owner's, right) for at most maxPendingWaits comparisons.
 func (s *Service) admitLogin(ctx context.Context, canonical string, source netip.Prefix, userID uuid.UUID, now time.Time) (loginGate, error) {
 	p := s.o.Login
 	g := loginGate{
 		pair:    s.counter(PurposeLogin, canonical, source),
 		account: s.counter(PurposeLoginAccount, canonical, netip.Prefix{}),
+		hashKey: s.hashKey(canonical),
 	}
-	g.hashKey = string(g.pair.key)
 	if source.IsValid() {
 		c, ok, err := s.db.ReadCounter(ctx, s.counter(PurposeSignedIn, canonical, source).key)
 		if err != nil {
@@ -99,30 +110,52 @@ func (s *Service) admitLogin(ctx context.Context, canonical string, source netip
 	}
 	var until time.Time
 	var locked bool
-	err := s.db.InTx(ctx, func(tx Tx) error {
-		var err error
-		if _, until, locked, err = takeIn(ctx, tx, g.pair, p.pair(), time.Time{}, now); err != nil || !until.IsZero() {
-			return err
-		}
-		g.pairCounted = p.pair().Max > 0
-		if g.trusted {
-			return nil
-		}
-		var c Counter
-		if c, until, locked, err = takeIn(ctx, tx, g.account, p.account(), time.Time{}, now); err != nil || !until.IsZero() {
-			if err == nil && g.pairCounted {
-				// The pair counted an attempt that will not run.
-				g.pairCounted = false
-				err = refundIn(ctx, tx, g.pair, now)
+	for waits := 0; ; waits++ {
+		err := s.db.InTx(ctx, func(tx Tx) error {
+			c, err := tx.LockCounter(ctx, g.pair.purpose, g.pair.key, now)
+			if err != nil {
+				return err
 			}
-			return err
+			next, u, l, wait := p.pair().admitPending(c, now)
+			if wait {
+				return errWaitPending
+			}
+			if until, locked = u, l; next != c {
+				if err := tx.SaveCounter(ctx, g.pair.key, next, now); err != nil {
+					return err
+				}
+			}
+			if !until.IsZero() {
+				return nil
+			}
+			g.pairCounted = p.pair().Max > 0
+			if g.trusted {
+				return nil
+			}
+			if c, until, locked, err = takeIn(ctx, tx, g.account, p.account(), time.Time{}, now); err != nil || !until.IsZero() {
+				if err == nil && g.pairCounted {
+					// The pair admitted an attempt that will not run.
+					g.pairCounted = false
+					err = resolveIn(ctx, tx, g.pair, refunded, now)
+				}
+				return err
+			}
+			g.accountCounted = p.account().Max > 0
+			g.delay = p.delay(c.Count, false, source.IsValid())
+			return nil
+		})
+		if !errors.Is(err, errWaitPending) {
+			if err != nil {
+				return g, err
+			}
+			break
 		}
-		g.accountCounted = p.account().Max > 0
-		g.delay = p.delay(c.Count, false, source.IsValid())
-		return nil
-	})
-	if err != nil {
-		return g, err
+		if waits == maxPendingWaits {
+			return g, withRetry(ErrLoginThrottled, time.Second)
+		}
+		if err := s.o.Passwords.WaitLikeCompare(ctx); err != nil {
+			return g, err
+		}
 	}
 	if !until.IsZero() {
 		if locked {
@@ -133,13 +166,22 @@ func (s *Service) admitLogin(ctx context.Context, canonical string, source netip
 	return g, nil
 }
 
+// resolveIn records the outcome of an attempt the counter admitted.
+func resolveIn(ctx context.Context, tx Tx, ref counterRef, o outcome, now time.Time) error {
+	c, err := tx.LockCounter(ctx, ref.purpose, ref.key, now)
+	if err != nil {
+		return err
+	}
+	return tx.SaveCounter(ctx, ref.key, c.resolve(o), now)
+}
+
 // loginRefund takes back an attempt whose password was never checked (the
 // pool was busy, the caller went away).
 func (s *Service) loginRefund(ctx context.Context, g loginGate, now time.Time) {
 	ctx = context.WithoutCancel(ctx)
 	err := s.db.InTx(ctx, func(tx Tx) error {
 		if g.pairCounted {
-			if err := refundIn(ctx, tx, g.pair, now); err != nil {
+			if err := resolveIn(ctx, tx, g.pair, refunded, now); err != nil {
 				return err
 			}
 		}
@@ -153,13 +195,31 @@ func (s *Service) loginRefund(ctx context.Context, g loginGate, now time.Time) {
 	}
 }
 
-// loginSucceeded forgets the pair's attempts, takes the attempt back from
+// loginFailed counts a failed attempt on its pair and records the event.
+func (s *Service) loginFailed(ctx context.Context, g loginGate, userID uuid.UUID, reason string, now time.Time) {
+	ctx = context.WithoutCancel(ctx)
+	err := s.db.InTx(ctx, func(tx Tx) error {
+		if g.pairCounted {
+			if err := resolveIn(ctx, tx, g.pair, failed, now); err != nil {
+				return err
+			}
+		}
+		return auditTx(ctx, tx, EventLoginFailed, userID, reason, now)
+	})
+	if err != nil {
+		s.o.Log.ErrorContext(ctx, "login: record a failed attempt", "user_id", userID, "error", err)
+	}
+}
+
+// loginSucceeded forgets the pair's failures, takes the attempt back from
 // the account's count, and records that the source signed in (so it is
 // the owner's from now on).
 func (s *Service) loginSucceeded(ctx context.Context, g loginGate, canonical string, source netip.Prefix, now time.Time) error {
 	return s.db.InTx(ctx, func(tx Tx) error {
-		if err := tx.DeleteCounter(ctx, g.pair.key); err != nil {
-			return err
+		if g.pairCounted {
+			if err := resolveIn(ctx, tx, g.pair, succeeded, now); err != nil {
+				return err
+			}
 		}
 		if g.accountCounted {
 			if err := refundIn(ctx, tx, g.account, now); err != nil {

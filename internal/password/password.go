@@ -153,3 +153,12 @@ func (h *Hasher) NeedsRehash(hash string) bool {
 
 // Pool returns the hasher's pool.
 func (h *Hasher) Pool() *Pool { return h.pool }
+
+// Admits reports whether the pool would take a job of key now (see
+// Pool.Admits); ErrBusy when not.
+func (h *Hasher) Admits(key string) error {
+	if h.pool.Admits(key) {
+		return nil
+	}
+	return ErrBusy
+}

@@ -2,20 +2,29 @@ package password
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // Pool runs password hashing on a fixed number of workers with a bounded
-// queue that is shared fairly between keys (Login and Register key their
-// jobs by account and, when known, by the end user's address): the workers
-// take the keys with waiting jobs in turn, so a flood on many keys delays
-// a newcomer by one job per key ahead of it, and a flood on one key delays
-// nobody else. When the queue is full a newcomer is not refused while some
-// key has more jobs waiting than the newcomer's own: the newest waiting job
-// of the heaviest key is shed instead (it gets ErrBusy).
+// queue shared fairly between keys (Login keys its jobs by account;
+// Register shares one key). A key's load is how many jobs it has asked
+// for lately, refused ones included (each counting less as it ages, with
+// a half-life of LoadHalfLife), plus the jobs it has waiting, and:
+//
+//   - a free worker takes the oldest job of the waiting key with the least
+//     load, so a key that seldom hashes (an owner signing in) goes before
+//     keys that hash all the time (a flood over many accounts), however
+//     many they are, and flooding keys take turns among themselves;
+//   - when the queue is full, a newcomer is not refused while a waiting key
+//     has more load than the newcomer's: that key's newest waiting job is
+//     shed instead (it gets ErrBusy). A flood's callers, who retry, soon
+//     have more load than the keys they would shed, so they are refused
+//     instead of churning the queue.
 //
 // With LowPriority each worker owns an OS thread in Linux's SCHED_IDLE
 // class (or at nice 19 where that is refused), the lowest scheduling
@@ -41,9 +50,10 @@ type Pool struct {
 
 	mu      sync.Mutex
 	ready   *sync.Cond
-	keys    []string          // keys with waiting jobs, in the order of their turns
 	waiting map[string][]*job // per key, oldest first
+	asked   map[string]*asked
 	nwait   int
+	submits int // since asked was last swept
 	seq     uint64
 	running int // jobs taken by workers
 	active  int // jobs handed to the pool and not yet done (OwnProcs)
@@ -67,6 +77,23 @@ func OwnProcs() PoolOption { return func(p *Pool) { p.ownProcs = true } }
 // (nice 19 where that is refused); see Pool.
 func LowPriority() PoolOption { return func(p *Pool) { p.lowPriority = true } }
 
+// LoadHalfLife is how fast the memory of a key's jobs fades.
+const LoadHalfLife = time.Minute
+
+// asked counts the jobs a key asked for lately, decayed to at.
+type asked struct {
+	n  float64
+	at time.Time
+}
+
+// value is a decayed to now (0 for a key that never asked).
+func (a *asked) value(now time.Time) float64 {
+	if a == nil {
+		return 0
+	}
+	return a.n * math.Exp2(-float64(now.Sub(a.at))/float64(LoadHalfLife))
+}
+
 // job is one waiting or running hashing job.
 type job struct {
 	fn  func()
@@ -81,7 +108,7 @@ type job struct {
 // NewPool starts workers workers (at least 1) and admits at most queue
 // waiting jobs beyond the ones they run.
 func NewPool(workers, queue int, opts ...PoolOption) *Pool {
-	p := &Pool{workers: max(workers, 1), queue: max(queue, 0), waiting: map[string][]*job{}}
+	p := &Pool{workers: max(workers, 1), queue: max(queue, 0), waiting: map[string][]*job{}, asked: map[string]*asked{}}
 	p.ready = sync.NewCond(&p.mu)
 	for _, o := range opts {
 		o(p)
@@ -118,41 +145,80 @@ func (p *Pool) work() {
 	}
 }
 
-// next takes the oldest job of the key whose turn it is; the key goes to
-// the back of the line if it has more. p.mu is held and a job waits.
-func (p *Pool) next() *job {
-	key := p.keys[0]
-	p.keys = p.keys[1:]
-	q := p.waiting[key]
-	j := q[0]
-	if len(q) == 1 {
-		delete(p.waiting, key)
-	} else {
-		p.waiting[key] = q[1:]
-		p.keys = append(p.keys, key)
+// load is key's load at now. p.mu is held.
+func (p *Pool) load(key string, now time.Time) float64 {
+	return p.asked[key].value(now) + float64(len(p.waiting[key]))
+}
+
+// ask counts a job key asked for. p.mu is held.
+func (p *Pool) ask(key string, now time.Time) {
+	a := p.asked[key]
+	if a == nil {
+		a = &asked{}
+		p.asked[key] = a
 	}
-	p.nwait--
-	return j
+	a.n, a.at = a.value(now)+1, now
+	p.sweep(now)
+}
+
+// next takes the oldest job of the waiting key with the least load (ties:
+// the oldest job). p.mu is held and a job waits.
+func (p *Pool) next() *job {
+	now := time.Now()
+	var pick *job
+	least := math.Inf(1)
+	for k, q := range p.waiting {
+		if l := p.load(k, now); l < least || (l == least && q[0].seq < pick.seq) {
+			pick, least = q[0], l
+		}
+	}
+	p.remove(pick)
+	return pick
+}
+
+// heaviest returns the newest waiting job of the key with the most load,
+// if that is more than own; nil otherwise. p.mu is held.
+func (p *Pool) heaviest(key string, own float64, now time.Time) *job {
+	var victim *job
+	for k, q := range p.waiting {
+		if l := p.load(k, now); k != key && l > own {
+			victim, own = q[len(q)-1], l
+		}
+	}
+	return victim
+}
+
+// sweep now and then forgets keys whose jobs have faded from memory and
+// that have nothing waiting. p.mu is held.
+func (p *Pool) sweep(now time.Time) {
+	if p.submits++; p.submits < 1024 {
+		return
+	}
+	p.submits = 0
+	for k, a := range p.asked {
+		if a.value(now) < 0.01 && len(p.waiting[k]) == 0 {
+			delete(p.asked, k)
+		}
+	}
 }
 
 // Do runs fn on a worker for key and waits for it. It returns ErrBusy when
-// the pool cannot take the job (the queue is full and no other key has
-// more jobs waiting than key) or the job was shed from the queue for a
-// newcomer of a lighter key, and the context's error if ctx ends while fn
-// still waits; once started, fn runs to the end.
+// the pool cannot take the job (the queue is full and no waiting key has
+// more load than key would with the job waiting) or the job was shed from
+// the queue for a newcomer of a key with less load, and the context's error
+// if ctx ends while fn still waits; once started, fn runs to the end.
 func (p *Pool) Do(ctx context.Context, key string, fn func()) error {
 	j := &job{fn: fn, key: key, done: make(chan struct{})}
 	p.mu.Lock()
-	if p.running+p.nwait >= p.workers+p.queue && !p.shedFor(key) {
+	now := time.Now()
+	p.ask(key, now)
+	if p.running+p.nwait >= p.workers+p.queue && !p.shedFor(key, now) {
 		p.shed++
 		p.mu.Unlock()
 		return ErrBusy
 	}
 	p.seq++
 	j.seq = p.seq
-	if len(p.waiting[key]) == 0 {
-		p.keys = append(p.keys, key)
-	}
 	p.waiting[key] = append(p.waiting[key], j)
 	p.nwait++
 	p.startedLocked()
@@ -177,22 +243,29 @@ func (p *Pool) Do(ctx context.Context, key string, fn func()) error {
 	return nil
 }
 
-// shedFor makes room for a newcomer of key by shedding a waiting job of a
-// key that has more jobs waiting than key has: of the heaviest such keys,
-// the newest job, so jobs that have waited longest keep their place. It
-// reports whether it shed one. p.mu is held.
-func (p *Pool) shedFor(key string) bool {
-	own := len(p.waiting[key])
-	var victim *job
-	heaviest := own
-	for k, q := range p.waiting {
-		if k == key || len(q) <= own || len(q) < heaviest {
-			continue
-		}
-		if newest := q[len(q)-1]; len(q) > heaviest || victim == nil || newest.seq > victim.seq {
-			victim, heaviest = newest, len(q)
-		}
+// Admits reports whether Do would take a job of key now (a free place, or
+// a waiting job of a key with more load, which it would shed). A caller
+// asks before any other work, so that a job the pool would refuse costs
+// next to nothing (a refusal counts in key's load); Do may still refuse
+// it later.
+func (p *Pool) Admits(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.running+p.nwait < p.workers+p.queue || p.heaviest(key, p.load(key, now)+1, now) != nil {
+		return true
 	}
+	p.ask(key, now)
+	p.shed++
+	return false
+}
+
+// shedFor makes room for a newcomer of key (counted in its load) by
+// shedding the newest waiting job of the key with the most load, if that is
+// more than key's with the newcomer waiting; it reports whether it did.
+// p.mu is held.
+func (p *Pool) shedFor(key string, now time.Time) bool {
+	victim := p.heaviest(key, p.load(key, now)+1, now)
 	if victim == nil {
 		return false
 	}
@@ -218,12 +291,6 @@ func (p *Pool) remove(j *job) bool {
 			return true
 		}
 		delete(p.waiting, j.key)
-		for k, key := range p.keys {
-			if key == j.key {
-				p.keys = append(p.keys[:k:k], p.keys[k+1:]...)
-				break
-			}
-		}
 		return true
 	}
 	return false

@@ -84,9 +84,9 @@ func TestPoolBoundsAndFailsFast(t *testing.T) {
 	}
 }
 
-// Waiting jobs run one key at a time in turn: a key with many jobs waiting
-// delays another key's job by one of its own, not by all of them.
-func TestPoolTakesKeysInTurn(t *testing.T) {
+// A free worker takes the key with the least load first: a key with one
+// job goes before a key with five waiting, however long those have waited.
+func TestPoolServesTheLeastLoadFirst(t *testing.T) {
 	ctx := context.Background()
 	pool := NewPool(1, 16)
 	release := make(chan struct{})
@@ -111,14 +111,13 @@ func TestPoolTakesKeysInTurn(t *testing.T) {
 	add("owner")
 	close(release)
 	wg.Wait()
-	if diff := cmp.Diff([]string{"flood", "owner", "flood", "flood", "flood", "flood"}, order); diff != "" {
+	if diff := cmp.Diff([]string{"owner", "flood", "flood", "flood", "flood", "flood"}, order); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 }
 
-// A full queue sheds the newest job of the key with the most jobs waiting
-// to admit a newcomer of a lighter key; a newcomer of the heaviest key is
-// refused instead.
+// A full queue sheds the newest job of the key with the most load to admit
+// a newcomer of a key with less; a newcomer of that key is refused instead.
 func TestPoolShedsTheHeaviestKey(t *testing.T) {
 	ctx := context.Background()
 	pool := NewPool(1, 3)
@@ -142,7 +141,7 @@ func TestPoolShedsTheHeaviestKey(t *testing.T) {
 	if err := pool.Do(ctx, "a", func() {}); !errors.Is(err, ErrBusy) {
 		t.Errorf("newcomer of the heaviest key: %v, want ErrBusy", err)
 	}
-	submit("c1", "c") // sheds a2, the newest of the heaviest key
+	submit("c1", "c") // sheds a2, the newest of the heaviest key (the holder's job ran: it has served load)
 	if err := <-results["a2"]; !errors.Is(err, ErrBusy) {
 		t.Errorf("a2 = %v, want ErrBusy (shed)", err)
 	}

@@ -13,14 +13,14 @@ import (
 	"github.com/placebrain/auth/internal/auth"
 )
 
-// counter turns a rate_limits row into the domain's counter.
-func counterOf(count int, window time.Time, locked, last *time.Time) auth.Counter {
-	c := auth.Counter{Count: count, WindowStart: window}
-	if locked != nil {
-		c.LockedUntil = *locked
+// counterOf turns a rate_limits row into the domain's counter.
+func counterOf(r *ent.RateLimit) auth.Counter {
+	c := auth.Counter{Count: r.Count, Pending: r.Pending, WindowStart: r.WindowStartedAt}
+	if r.LockedUntil != nil {
+		c.LockedUntil = *r.LockedUntil
 	}
-	if last != nil {
-		c.Last = *last
+	if r.LastAt != nil {
+		c.Last = *r.LastAt
 	}
 	return c
 }
@@ -34,7 +34,7 @@ func (q queries) ReadCounter(ctx context.Context, key []byte) (auth.Counter, boo
 	if err != nil {
 		return auth.Counter{}, false, fmt.Errorf("read limiter counter: %w", err)
 	}
-	return counterOf(r.Count, r.WindowStartedAt, r.LockedUntil, r.LastAt), true, nil
+	return counterOf(r), true, nil
 }
 
 // DeleteCounter implements auth.Queries.
@@ -67,20 +67,19 @@ func (t *Tx) LockCounter(ctx context.Context, purpose auth.Purpose, key []byte, 
 		}
 		return auth.Counter{}, fmt.Errorf("lock limiter counter: no row returned")
 	}
-	var count int
-	var window time.Time
+	var c auth.Counter
 	var locked, last sql.NullTime
-	if err := rows.Scan(&count, &window, &locked, &last); err != nil {
+	if err := rows.Scan(&c.Count, &c.Pending, &c.WindowStart, &locked, &last); err != nil {
 		return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
 	}
-	c := auth.Counter{Count: count, WindowStart: window, LockedUntil: locked.Time, Last: last.Time}
+	c.LockedUntil, c.Last = locked.Time, last.Time
 	return c, rows.Close()
 }
 
 // SaveCounter implements auth.Tx.
 func (t *Tx) SaveCounter(ctx context.Context, key []byte, c auth.Counter, now time.Time) error {
 	upd := t.c.RateLimit.Update().Where(ratelimit.KeyHmac(key)).
-		SetCount(c.Count).SetWindowStartedAt(c.WindowStart).SetUpdatedAt(now)
+		SetCount(c.Count).SetPending(c.Pending).SetWindowStartedAt(c.WindowStart).SetUpdatedAt(now)
 	if c.LockedUntil.IsZero() {
 		upd.ClearLockedUntil()
 	} else {

@@ -45,7 +45,7 @@ type statements struct {
 	// lockCounter creates a limiter counter if missing and returns it,
 	// locked, in one statement (an upsert whose conflict branch touches
 	// the row, which locks it). Args: id, key_hmac, purpose, now.
-	// Columns: count, window_started_at, locked_until, last_at.
+	// Columns: count, pending, window_started_at, locked_until, last_at.
 	lockCounter string
 }
 
@@ -97,7 +97,7 @@ func newStatements(d string) *statements {
 		OnConflict(entsql.ConflictColumns(ratelimit.FieldKeyHmac), entsql.ResolveWith(func(u *entsql.UpdateSet) {
 			u.SetIgnore(ratelimit.FieldKeyHmac)
 		})).
-		Returning(ratelimit.FieldCount, ratelimit.FieldWindowStartedAt, ratelimit.FieldLockedUntil, ratelimit.FieldLastAt).
+		Returning(ratelimit.FieldCount, ratelimit.FieldPending, ratelimit.FieldWindowStartedAt, ratelimit.FieldLockedUntil, ratelimit.FieldLastAt).
 		Query()
 	s.InsertAudit, _ = b.Insert(auditevent.Table).
 		Columns(auditevent.FieldID, auditevent.FieldCreatedAt, auditevent.FieldEvent, auditevent.FieldUserID, auditevent.FieldReason).
