@@ -201,4 +201,3 @@ func BenchmarkLoginUnderFlood(b *testing.B) {
 		}
 	}
 }
-
