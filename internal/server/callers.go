@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -67,6 +68,9 @@ func callerSecurity(c *config.Config, refresh time.Duration, log *slog.Logger) (
 	}
 	if g.ClientCAFile != "" && len(g.AllowedClients) == 0 {
 		log.Info("every client certificate GRPC__CLIENT_CA_FILE signed may call every method: list identities in GRPC__ALLOWED_CLIENTS to narrow it")
+	}
+	if lvl := strings.ToLower(os.Getenv("GRPC_GO_LOG_SEVERITY_LEVEL")); g.TLSCertFile != "" && (lvl == "warning" || lvl == "info") {
+		log.Warn("GRPC_GO_LOG_SEVERITY_LEVEL is " + lvl + ": grpc-go's pemfile provider then logs the PEM contents, private key included, of a certificate and key it cannot load as a pair (a rotation half done); keep it at error in production")
 	}
 	if len(g.APIKeys) > 0 && g.TLSCertFile == "" {
 		log.Warn("GRPC__API_KEYS without GRPC__TLS_CERT_FILE: API keys travel in clear text, and anyone who can watch the network between the gateway and authd can reuse them")
