@@ -69,7 +69,7 @@ type Options struct {
 	// that records the delays instead of waiting them).
 	Sleep func(ctx context.Context, d time.Duration) error
 	// TLSRefresh is how often the TLS certificate, key and client CA
-	// files are re-read (TLSRefresh when zero): short in the tests of
+	// files are re-read (the constant TLSRefresh when zero): short in the tests of
 	// their rotation.
 	TLSRefresh time.Duration
 }
