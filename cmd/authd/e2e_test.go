@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	_ "modernc.org/sqlite"
 
@@ -239,9 +242,19 @@ func TestEndToEnd(t *testing.T) {
 	if r, err := watch.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("Watch = %v, %v", r, err)
 	}
+	// Production: no server reflection unless GRPC__REFLECTION=true.
+	if names, err := listServices(ctx, p.conn); status.Code(err) != codes.Unimplemented {
+		t.Errorf("reflection in production = %v, %v; want UNIMPLEMENTED", names, err)
+	}
 	p.stop(t)
 	if strings.Contains(p.logs.String(), "grace period over") {
 		t.Errorf("shutdown waited out the grace period")
+	}
+	// Nothing configured: everything works as before, and authd says
+	// loudly what any process reaching the port can do.
+	if w := logRecord(p.logs.String(), "CALLER AUTHENTICATION IS OFF"); w == nil || w["level"] != "WARN" ||
+		!strings.Contains(w["msg"].(string), "GetMe, GetUserByEmail") || !strings.Contains(w["msg"].(string), "log anyone out") {
+		t.Errorf("no WARN that caller authentication is off: %v\n%s", w, p.logs.String())
 	}
 
 	// Logs are JSON lines and hold no secrets or addresses.
@@ -256,6 +269,81 @@ func TestEndToEnd(t *testing.T) {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain %q", secret)
 		}
+	}
+}
+
+// logRecord returns the first JSON log record in logs whose msg starts
+// with prefix, or nil.
+func logRecord(logs, prefix string) map[string]any {
+	for line := range strings.SplitSeq(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && strings.HasPrefix(fmt.Sprint(m["msg"]), prefix) {
+			return m
+		}
+	}
+	return nil
+}
+
+// listServices lists the services through server reflection, as grpcurl
+// list does.
+func listServices(ctx context.Context, conn *grpc.ClientConn) ([]string, error) {
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A refused stream fails Send with io.EOF; Recv returns its status.
+	_ = stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{ListServices: "*"},
+	})
+	r, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range r.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	return names, nil
+}
+
+// TestAPIKeysEndToEnd starts authd with GRPC__API_KEYS and
+// GRPC__REQUIRE_CALLER_AUTH from the environment: health answers without
+// a key (start waits on it), AuthService only with one.
+func TestAPIKeysEndToEnd(t *testing.T) {
+	const key = "e2e-key-0123456789-abcdefghijklmnopqrstu"
+	mailSrv := smtptest.Start(t)
+	p := start(t, t.TempDir(), []string{
+		"DATABASE__URL=" + testdb.NewURL(t),
+		"JWT__SECRET=e2e-secret-0123456789-abcdefghijklmnopq",
+		"SMTP__HOST=" + mailSrv.Host,
+		"SMTP__PORT=" + strconv.Itoa(mailSrv.Port),
+		"SMTP__FROM=PlaceBrain <no-reply@placebrain.test>",
+		"SMTP__TLS=none",
+		"GRPC__API_KEYS=" + key + "=GetUserByEmail",
+		"GRPC__REQUIRE_CALLER_AUTH=true",
+	})
+	ctx := context.Background()
+	req := &authpb.GetUserByEmailRequest{Email: "nobody@example.com"}
+	if _, err := p.client.GetUserByEmail(ctx, req); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("GetUserByEmail without a key: %v, want UNAUTHENTICATED", err)
+	}
+	withKey := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+key)
+	if _, err := p.client.GetUserByEmail(withKey, req); status.Code(err) != codes.NotFound {
+		t.Errorf("GetUserByEmail with the key: %v, want NOT_FOUND", err)
+	}
+	if _, err := p.client.GetMe(withKey, &authpb.GetMeRequest{UserId: "00000000-0000-0000-0000-000000000000"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("GetMe with a key limited to GetUserByEmail: %v, want PERMISSION_DENIED", err)
+	}
+	p.stop(t)
+	logs := p.logs.String()
+	if w := logRecord(logs, "GRPC__API_KEYS without GRPC__TLS_CERT_FILE"); w == nil || w["level"] != "WARN" {
+		t.Errorf("no WARN that keys travel in clear text:\n%s", logs)
+	}
+	if logRecord(logs, "CALLER AUTHENTICATION IS OFF") != nil || logRecord(logs, "caller refused") == nil {
+		t.Errorf("start and refusal logs:\n%s", logs)
+	}
+	if strings.Contains(logs, key) {
+		t.Errorf("the log holds the key")
 	}
 }
 
@@ -301,6 +389,14 @@ func TestDevelopmentModeZeroSetup(t *testing.T) {
 		t.Errorf("no development-mode warning:\n%s", p.logs.String())
 	}
 	c, ctx := p.client, context.Background()
+	// Development mode serves reflection (grpcurl list) and does not warn
+	// about caller authentication.
+	if names, err := listServices(ctx, p.conn); err != nil || !slices.Contains(names, "auth.AuthService") {
+		t.Errorf("reflection in development mode: %v, %v", names, err)
+	}
+	if logRecord(p.logs.String(), "CALLER AUTHENTICATION IS OFF") != nil {
+		t.Errorf("development mode warns about caller authentication")
+	}
 	reg, err := c.Register(ctx, &authpb.RegisterRequest{Username: "dev", Email: "dev@example.com", Password: "dev password"})
 	if err != nil {
 		t.Fatalf("Register: %v", err)
@@ -414,6 +510,7 @@ func TestTwoProcessesShareOneSQLiteFile(t *testing.T) {
 func TestConfigErrorsStopTheStart(t *testing.T) {
 	bin := buildAuthd(t)
 	base := []string{"PATH=" + os.Getenv("PATH"), "DATABASE__URL=postgres://127.0.0.1:1/x"}
+	valid := []string{"JWT__SECRET=0123456789abcdef0123456789abcdef", "SMTP__HOST=localhost", "SMTP__FROM=a@b.c"}
 	tests := []struct {
 		name  string
 		extra []string
@@ -422,6 +519,11 @@ func TestConfigErrorsStopTheStart(t *testing.T) {
 		{"missing secret", []string{"SMTP__HOST=localhost", "SMTP__FROM=a@b.c"}, "JWT__SECRET"},
 		{"short secret", []string{"JWT__SECRET=short", "SMTP__HOST=localhost", "SMTP__FROM=a@b.c"}, "JWT__SECRET must be at least 32 bytes"},
 		{"missing SMTP host", []string{"JWT__SECRET=0123456789abcdef0123456789abcdef"}, "SMTP__HOST"},
+		{"caller authentication required, none configured", slices.Concat(valid, []string{"GRPC__REQUIRE_CALLER_AUTH=true"}),
+			"GRPC__REQUIRE_CALLER_AUTH=true needs GRPC__CLIENT_CA_FILE (mutual TLS) or GRPC__API_KEYS"},
+		{"short API key", slices.Concat(valid, []string{"GRPC__API_KEYS=short"}), "GRPC__API_KEYS: entry 1: a key must be at least 32 bytes"},
+		{"missing certificate file", slices.Concat(valid, []string{"GRPC__TLS_CERT_FILE=/nonexistent/tls.crt", "GRPC__TLS_KEY_FILE=/nonexistent/tls.key"}),
+			"GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE: open /nonexistent/tls.crt"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

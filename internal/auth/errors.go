@@ -79,6 +79,11 @@ func invalidInput(field, msg string) *Error {
 		Metadata: map[string]string{"field": field}}
 }
 
+// InvalidInput returns an INVALID_INPUT error about one part of a request
+// that the transport checks itself (a metadata key such as x-real-ip):
+// field names it, msg is the sentence shown to the user.
+func InvalidInput(field, msg string) *Error { return invalidInput(field, msg) }
+
 // withRetry returns a copy of e carrying a retry delay.
 func withRetry(e *Error, d time.Duration) *Error {
 	c := *e

@@ -50,11 +50,38 @@ type Config struct {
 	Outbox   Outbox   `env:", prefix=OUTBOX__"`
 }
 
-// GRPC configures the gRPC listener.
+// GRPC configures the gRPC listener and who may call it. With neither
+// ClientCAFile nor APIKeys any process that reaches the port may call
+// every method (caller authentication off).
 type GRPC struct {
 	// ListenAddr is the gRPC listen address, host:port.
 	ListenAddr string `env:"LISTEN_ADDR, default=:50051"`
+	// TLSCertFile and TLSKeyFile are the server's certificate chain and
+	// private key (PEM), both or neither, in one directory; they are
+	// re-read when they change. Empty: plain text.
+	TLSCertFile string `env:"TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE"`
+	// ClientCAFile holds the CA certificates (PEM) that client
+	// certificates must chain to (mutual TLS); it needs the TLS pair and
+	// is re-read when it changes.
+	ClientCAFile string `env:"CLIENT_CA_FILE"`
+	// AllowedClients are the client certificate identities (a DNS or URI
+	// SAN) that may call, each optionally limited to some methods. Empty
+	// with ClientCAFile: every certificate the CA signed, every method.
+	AllowedClients Clients `env:"ALLOWED_CLIENTS"`
+	// APIKeys are the service keys callers may present as
+	// `authorization: Bearer KEY`, each optionally limited to some methods.
+	APIKeys Keys `env:"API_KEYS"`
+	// RequireCallerAuth refuses to start without ClientCAFile or APIKeys.
+	RequireCallerAuth bool `env:"REQUIRE_CALLER_AUTH, default=false"`
+	// Reflection registers gRPC server reflection (always in development
+	// mode).
+	Reflection bool `env:"REFLECTION, default=false"`
 }
+
+// CallerAuth reports whether callers must authenticate: with a client
+// certificate (ClientCAFile) or an API key.
+func (g GRPC) CallerAuth() bool { return g.ClientCAFile != "" || len(g.APIKeys) > 0 }
 
 // Log configures the JSON log on stderr.
 type Log struct {
@@ -296,12 +323,16 @@ func Load(ctx context.Context, l envconfig.Lookuper, o Options) (*Config, error)
 		rec := &recordingLookuper{next: envconfig.PrefixLookuper(prefix, l), prefix: prefix}
 		err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: rec, Mutators: []envconfig.Mutator{durations}})
 		var ue unitError
+		var ve valueError
 		switch {
 		case err == nil:
 		case rec.last == "":
 			return nil, fmt.Errorf("config: %w", err)
 		case errors.As(err, &ue):
 			return nil, fmt.Errorf("config: %s must be %s", rec.last, ue)
+		case errors.As(err, &ve):
+			// The decoder's own words, which never echo a secret.
+			return nil, fmt.Errorf("config: %s: %s", rec.last, ve)
 		default:
 			// A value that does not parse: name the variable, not the Go
 			// field, and do not echo the value.
@@ -463,6 +494,18 @@ type rule struct {
 // rules returns the validation rules of section s.
 func (c *Config) rules(s Section) []rule {
 	switch s {
+	case SectionGRPC:
+		g := c.GRPC
+		return []rule{
+			{(g.TLSCertFile == "") == (g.TLSKeyFile == ""), "GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE must be set together"},
+			// grpc-go's pemfile provider re-reads the pair together and
+			// requires one directory.
+			{g.TLSCertFile == "" || g.TLSKeyFile == "" || filepath.Dir(g.TLSCertFile) == filepath.Dir(g.TLSKeyFile),
+				"GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE must be in the same directory"},
+			{g.ClientCAFile == "" || (g.TLSCertFile != "" && g.TLSKeyFile != ""), "GRPC__CLIENT_CA_FILE needs GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE"},
+			{len(g.AllowedClients) == 0 || g.ClientCAFile != "", "GRPC__ALLOWED_CLIENTS needs GRPC__CLIENT_CA_FILE"},
+			{!g.RequireCallerAuth || g.CallerAuth(), "GRPC__REQUIRE_CALLER_AUTH=true needs GRPC__CLIENT_CA_FILE (mutual TLS) or GRPC__API_KEYS"},
+		}
 	case SectionData:
 		return []rule{{c.Data.Dir != "", "DATA__DIR must not be empty"}}
 	case SectionDatabase:

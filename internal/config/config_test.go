@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"os"
@@ -351,5 +352,158 @@ func TestDurationsNameTheirUnit(t *testing.T) {
 				t.Errorf("%s.%s (%s): duration %v, named after a unit %v", sec.Name, f.Name, name, isDuration, named)
 			}
 		}
+	}
+}
+
+const (
+	testKey1 = "key-one-0123456789-abcdefghijklmnop"   // 35 bytes
+	testKey2 = "key-two-0123456789-abcdefghijklmnop==" // base64 padding
+)
+
+// The GRPC__ caller authentication variables: their defaults, their
+// parsing and what each may be combined with.
+func TestLoadCallerAuth(t *testing.T) {
+	c, err := load(minimalEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(config.GRPC{ListenAddr: ":50051"}, c.GRPC); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+	if c.GRPC.CallerAuth() {
+		t.Errorf("CallerAuth() with nothing configured")
+	}
+
+	dir := t.TempDir()
+	cert, key, ca := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(t.TempDir(), "ca.crt")
+	tests := []struct {
+		name string
+		set  map[string]string
+		want config.GRPC
+	}{
+		{"TLS only", map[string]string{"GRPC__TLS_CERT_FILE": cert, "GRPC__TLS_KEY_FILE": key},
+			config.GRPC{ListenAddr: ":50051", TLSCertFile: cert, TLSKeyFile: key}},
+		{"mutual TLS, any client", map[string]string{"GRPC__TLS_CERT_FILE": cert, "GRPC__TLS_KEY_FILE": key, "GRPC__CLIENT_CA_FILE": ca},
+			config.GRPC{ListenAddr: ":50051", TLSCertFile: cert, TLSKeyFile: key, ClientCAFile: ca}},
+		{"mutual TLS, listed clients", map[string]string{"GRPC__TLS_CERT_FILE": cert, "GRPC__TLS_KEY_FILE": key, "GRPC__CLIENT_CA_FILE": ca,
+			"GRPC__ALLOWED_CLIENTS":     " spiffe://placebrain/places=GetMe|GetUserByEmail , gateway.placebrain.internal,",
+			"GRPC__REQUIRE_CALLER_AUTH": "true"},
+			config.GRPC{ListenAddr: ":50051", TLSCertFile: cert, TLSKeyFile: key, ClientCAFile: ca, RequireCallerAuth: true,
+				AllowedClients: config.Clients{
+					{Caller: "spiffe://placebrain/places", Methods: []string{"GetMe", "GetUserByEmail"}},
+					{Caller: "gateway.placebrain.internal"},
+				}}},
+		{"keys", map[string]string{"GRPC__API_KEYS": testKey1 + "=GetUserByEmail|GetMe|GetMe," + testKey2, "GRPC__REQUIRE_CALLER_AUTH": "true"},
+			config.GRPC{ListenAddr: ":50051", RequireCallerAuth: true, APIKeys: config.Keys{
+				{Caller: testKey1, Methods: []string{"GetUserByEmail", "GetMe"}},
+				{Caller: testKey2},
+			}}},
+		{"padded key with methods", map[string]string{"GRPC__API_KEYS": testKey2 + "=Login"},
+			config.GRPC{ListenAddr: ":50051", APIKeys: config.Keys{{Caller: testKey2, Methods: []string{"Login"}}}}},
+		{"reflection", map[string]string{"GRPC__REFLECTION": "true"},
+			config.GRPC{ListenAddr: ":50051", Reflection: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(envWith(tt.set))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, c.GRPC); diff != "" {
+				t.Errorf("GRPC (-want +got):\n%s", diff)
+			}
+			if got, want := c.GRPC.CallerAuth(), tt.want.ClientCAFile != "" || len(tt.want.APIKeys) > 0; got != want {
+				t.Errorf("CallerAuth() = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestLoadCallerAuthErrors(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+	pair := map[string]string{"GRPC__TLS_CERT_FILE": cert, "GRPC__TLS_KEY_FILE": key}
+	mtls := map[string]string{"GRPC__CLIENT_CA_FILE": ca}
+	maps.Copy(mtls, pair)
+	with := func(base map[string]string, kv ...string) map[string]string {
+		m := maps.Clone(base)
+		if m == nil {
+			m = map[string]string{}
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	shortKey := "short-key-0123456789"
+	tests := []struct {
+		name string
+		set  map[string]string
+		want []string
+	}{
+		{"cert without key", with(nil, "GRPC__TLS_CERT_FILE", cert), []string{"GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE must be set together"}},
+		{"key without cert", with(nil, "GRPC__TLS_KEY_FILE", key), []string{"GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE must be set together"}},
+		{"pair in two directories", with(pair, "GRPC__TLS_KEY_FILE", filepath.Join(t.TempDir(), "tls.key")),
+			[]string{"GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE must be in the same directory"}},
+		{"client CA without the pair", with(nil, "GRPC__CLIENT_CA_FILE", ca), []string{"GRPC__CLIENT_CA_FILE needs GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE"}},
+		{"allowed clients without a client CA", with(pair, "GRPC__ALLOWED_CLIENTS", "gateway"), []string{"GRPC__ALLOWED_CLIENTS needs GRPC__CLIENT_CA_FILE"}},
+		{"required but nothing configured", with(nil, "GRPC__REQUIRE_CALLER_AUTH", "true"),
+			[]string{"GRPC__REQUIRE_CALLER_AUTH", "GRPC__CLIENT_CA_FILE", "GRPC__API_KEYS"}},
+		{"required with TLS alone", with(pair, "GRPC__REQUIRE_CALLER_AUTH", "true"),
+			[]string{"GRPC__REQUIRE_CALLER_AUTH", "GRPC__CLIENT_CA_FILE", "GRPC__API_KEYS"}},
+		{"bogus require", with(nil, "GRPC__REQUIRE_CALLER_AUTH", "yes"), []string{"GRPC__REQUIRE_CALLER_AUTH has an invalid value"}},
+		{"bogus reflection", with(nil, "GRPC__REFLECTION", "on"), []string{"GRPC__REFLECTION has an invalid value"}},
+		{"unknown client method", with(mtls, "GRPC__ALLOWED_CLIENTS", "spiffe://placebrain/places=GetMe|Fetch"),
+			[]string{"GRPC__ALLOWED_CLIENTS", `"spiffe://placebrain/places"`, `unknown method "Fetch"`, "GetUserByEmail"}},
+		{"client method in the wrong case", with(mtls, "GRPC__ALLOWED_CLIENTS", "places=getMe"),
+			[]string{"GRPC__ALLOWED_CLIENTS", `unknown method "getMe"`}},
+		{"client without methods after =", with(mtls, "GRPC__ALLOWED_CLIENTS", "places="),
+			[]string{"GRPC__ALLOWED_CLIENTS", `"places": no methods after '='`}},
+		{"client listed twice", with(mtls, "GRPC__ALLOWED_CLIENTS", "places,gateway=Login,places=GetMe"),
+			[]string{"GRPC__ALLOWED_CLIENTS", `"places" is listed twice`}},
+		{"empty client", with(mtls, "GRPC__ALLOWED_CLIENTS", "=GetMe"), []string{"GRPC__ALLOWED_CLIENTS", "entry 1: empty caller"}},
+		{"short key", with(nil, "GRPC__API_KEYS", testKey1+","+shortKey), []string{"GRPC__API_KEYS: entry 2: a key must be at least 32 bytes"}},
+		{"short key with methods", with(nil, "GRPC__API_KEYS", shortKey+"=GetMe"), []string{"GRPC__API_KEYS: entry 1: a key must be at least 32 bytes"}},
+		{"unknown key method", with(nil, "GRPC__API_KEYS", testKey2+","+testKey1+"=GetMe|Fetch"),
+			[]string{"GRPC__API_KEYS: entry 2", `unknown method "Fetch"`}},
+		{"key with = inside", with(nil, "GRPC__API_KEYS", testKey1+"=x9/"+testKey2[:5]),
+			[]string{"GRPC__API_KEYS: entry 1: unknown method (AuthService methods:"}},
+		{"key listed twice", with(nil, "GRPC__API_KEYS", testKey1+","+testKey2+","+testKey1+"=GetMe"),
+			[]string{"GRPC__API_KEYS: entry 3 repeats entry 1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(envWith(tt.set))
+			if err == nil {
+				t.Fatalf("Load = %+v, want an error", c.GRPC)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			for _, secret := range []string{testKey1, testKey2, shortKey, testKey2[:5]} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q reveals the key %q", err, secret)
+				}
+			}
+		})
+	}
+}
+
+// Printing the configuration does not print the API keys.
+func TestKeysDoNotPrint(t *testing.T) {
+	c, err := load(envWith(map[string]string{"GRPC__API_KEYS": testKey1 + "=GetMe," + testKey2}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		s := fmt.Sprintf(verb, c.GRPC)
+		if strings.Contains(s, "key-one") || strings.Contains(s, "key-two") {
+			t.Errorf("Sprintf(%s) = %s, reveals a key", verb, s)
+		}
+	}
+	if got := c.GRPC.APIKeys.String(); got != "2 API keys" {
+		t.Errorf("String() = %q", got)
 	}
 }

@@ -76,6 +76,7 @@ func isMalformed(v any) bool {
 const MaxRequestBytes = 64 << 10
 
 // ServerOptions are the options AuthService needs: Codec, the interceptors
+// (with callers' authentication of unary and stream calls, see Callers)
 // and the request size bound, and a pool of stream workers.
 //
 // The workers (16 per GOMAXPROCS) serve requests on goroutines whose stacks
@@ -88,13 +89,17 @@ const MaxRequestBytes = 64 << 10
 // dynamic windows the server sends a BDP-estimation ping, and reads its
 // acknowledgement, for nearly every request, since requests are small and
 // far apart. The README's Performance section gives what each saves.
-func ServerOptions(log *slog.Logger) []grpc.ServerOption {
-	return []grpc.ServerOption{
+func ServerOptions(log *slog.Logger, callers *Callers) []grpc.ServerOption {
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(NewCodec()),
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(Interceptors(log)...),
+		grpc.ChainUnaryInterceptor(Interceptors(log, callers)...),
 		grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0))),
 		grpc.StaticStreamWindowSize(2 * MaxRequestBytes),
 		grpc.StaticConnWindowSize(1 << 20),
 	}
+	if callers.Enabled() {
+		opts = append(opts, grpc.ChainStreamInterceptor(callers.Stream))
+	}
+	return opts
 }

@@ -342,7 +342,7 @@ func TestInterceptors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			log, buf := newTestLogger()
-			ics := Interceptors(log)
+			ics := Interceptors(log, nil)
 			if len(ics) != 2 {
 				t.Fatalf("Interceptors returned %d interceptors, want 2", len(ics))
 			}

@@ -60,21 +60,25 @@ func ServiceDesc() *grpc.ServiceDesc {
 
 // Interceptors returns the unary interceptors in order: panic recovery
 // (a panic is answered INTERNAL "internal error" and logged with its
-// stack), then error mapping through ToStatus.
-func Interceptors(log *slog.Logger) []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{
+// stack), caller authentication when callers has it enabled (see
+// Callers), then error mapping through ToStatus.
+func Interceptors(log *slog.Logger, callers *Callers) []grpc.UnaryServerInterceptor {
+	ics := []grpc.UnaryServerInterceptor{
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 			log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
 			return status.Error(codes.Internal, "internal error")
 		})),
-		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			resp, err := handler(ctx, req)
-			if err != nil {
-				return nil, ToStatus(ctx, log, info.FullMethod, err)
-			}
-			return resp, nil
-		},
 	}
+	if callers.Enabled() {
+		ics = append(ics, callers.Unary)
+	}
+	return append(ics, func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		if err != nil {
+			return nil, ToStatus(ctx, log, info.FullMethod, err)
+		}
+		return resp, nil
+	})
 }
 
 // Register creates an unverified user and queues its first code.

@@ -1,6 +1,7 @@
 // Package server assembles authd from its parts (New): database,
 // migrations, domain service, password hashing pool, e-mail outbox
-// dispatcher and the gRPC server with health and reflection; App.Serve runs
+// dispatcher and the gRPC server with health, caller authentication and
+// TLS, and (in development mode or on request) reflection; App.Serve runs
 // them until the context ends. Production, the integration tests and the
 // benchmarks all build through New.
 package server
@@ -67,6 +68,10 @@ type Options struct {
 	// Sleep, when set, replaces the timer of the login slowdown (a test
 	// that records the delays instead of waiting them).
 	Sleep func(ctx context.Context, d time.Duration) error
+	// TLSRefresh is how often the TLS certificate, key and client CA
+	// files are re-read (the constant TLSRefresh when zero): short in the tests of
+	// their rotation.
+	TLSRefresh time.Duration
 }
 
 // App is an assembled authd, ready to Serve.
@@ -75,12 +80,16 @@ type App struct {
 	DB         *store.DB
 	Service    *auth.Service
 	Dispatcher *mail.Dispatcher
+	// Callers authenticates the gRPC callers and counts the refused ones.
+	Callers *grpcapi.Callers
 
 	cfg    *config.Config
 	log    *slog.Logger
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
+	// stopTLS stops re-reading the TLS files.
+	stopTLS func()
 	// stopping is closed when shutdown starts, ending open streams.
 	stopping chan struct{}
 }
@@ -99,8 +108,10 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 // migrations (or, with DATABASE__AUTO_MIGRATE=false, refuses a database
 // with pending ones), builds the token issuer, hashing pool, OTP keys,
 // e-mail sender and outbox dispatcher, the domain service, and the gRPC
-// server with health and reflection, and listens. Nothing runs until
-// Serve; Close releases an App that is never served.
+// server with health, TLS and caller authentication (GRPC__ section) and,
+// in development mode or with GRPC__REFLECTION, server reflection, and
+// listens. Nothing runs until Serve; Close releases an App that is never
+// served.
 func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	log := o.Log
 	if log == nil {
@@ -110,6 +121,17 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		log.Warn("DEVELOPMENT MODE: do not use in production. The JWT secret may be generated and kept in the data directory, and without SMTP__HOST e-mails (with their codes) are written to this log instead of being sent.",
 			"data_dir", c.Data.Dir)
 	}
+	// TLS files and caller authentication first: their errors stop the
+	// start before the database is touched.
+	grpcOpts, callers, stopTLS, err := callerSecurity(c, o.TLSRefresh, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			stopTLS()
+		}
+	}()
 	db, err := OpenDB(ctx, c, o.WrapConnector)
 	if err != nil {
 		return nil, err
@@ -200,12 +222,14 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 			return nil, fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.GRPC.ListenAddr, err)
 		}
 	}
-	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, cfg: c, log: log, lis: lis,
-		health: health.NewServer(), stopping: make(chan struct{})}
-	a.grpc = grpc.NewServer(append(grpcapi.ServerOptions(log), grpc.StreamInterceptor(a.endStreams))...)
+	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, Callers: callers, cfg: c, log: log, lis: lis,
+		stopTLS: stopTLS, health: health.NewServer(), stopping: make(chan struct{})}
+	a.grpc = grpc.NewServer(append(grpcOpts, grpc.StreamInterceptor(a.endStreams))...)
 	grpcapi.Register(a.grpc, svc)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
-	reflection.Register(a.grpc)
+	if c.Dev || c.GRPC.Reflection {
+		reflection.Register(a.grpc)
+	}
 	return a, nil
 }
 
@@ -268,6 +292,7 @@ func (a *App) Addr() net.Addr { return a.lis.Addr() }
 // Close releases an App that was never served.
 func (a *App) Close() error {
 	a.lis.Close()
+	a.stopTLS()
 	return a.DB.Close()
 }
 
@@ -302,6 +327,7 @@ func (a *App) setHealth(s healthpb.HealthCheckResponse_ServingStatus) {
 // the database is closed.
 func (a *App) Serve(ctx context.Context) error {
 	defer a.DB.Close()
+	defer a.stopTLS()
 	if addr := a.cfg.Debug.PprofAddr; addr != "" {
 		// net/http/pprof registers its handlers on http.DefaultServeMux.
 		pprofSrv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second}

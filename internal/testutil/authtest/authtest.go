@@ -85,8 +85,10 @@ type Env struct {
 	DB      *store.DB
 	Config  *config.Config
 	// URL is the database's DATABASE__URL.
-	URL    string
-	Clock  *Clock
+	URL   string
+	Clock *Clock
+	// Addr is the address the service listens on.
+	Addr   string
 	Conn   *grpc.ClientConn
 	Client authpb.AuthServiceClient
 	// SMTP is the relay the service sends to; nil while SMTPDown holds.
@@ -112,6 +114,7 @@ type settings struct {
 	smtpDown bool
 	shared   *Env
 	opts     server.Options
+	dial     []grpc.DialOption
 }
 
 // Set sets configuration variables (name, value, name, value, ...), e.g.
@@ -135,6 +138,10 @@ func SameDatabaseAs(other *Env) Option { return func(s *settings) { s.shared = o
 // ServerOptions sets the assembly's options besides the clock, the log and
 // the listener.
 func ServerOptions(o server.Options) Option { return func(s *settings) { s.opts = o } }
+
+// Dial sets the options of the env's connection (Conn, Client), e.g. TLS
+// credentials; without it the connection is plain text.
+func Dial(opts ...grpc.DialOption) Option { return func(s *settings) { s.dial = opts } }
 
 // Defaults are the configuration every test service starts from, besides
 // the database and the SMTP relay: bcrypt at its minimum cost and a quick
@@ -201,7 +208,12 @@ func New(t testing.TB, opts ...Option) *Env {
 			t.Errorf("authtest: serve: %v", err)
 		}
 	})
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	e.Addr = lis.Addr().String()
+	dial := s.dial
+	if dial == nil {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(e.Addr, dial...)
 	if err != nil {
 		t.Fatal(err)
 	}
