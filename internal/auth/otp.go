@@ -177,7 +177,6 @@ func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, canonic
 		Template: mail.TemplateOTP,
 		Data: map[string]string{
 			"code":           code,
-			"username":       u.Username,
 			"expiresMinutes": strconv.Itoa(int(p.TTL / time.Minute)),
 		},
 	}, now)
