@@ -98,7 +98,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 // New builds authd from c: it opens the database and applies pending
 // migrations (or, with DATABASE__AUTO_MIGRATE=false, refuses a database
 // with pending ones), builds the token issuer, hashing pool, OTP keys,
-// e-mail sender and outbox dispatcher, the domain service, and the gRPC
+// outbox sealer, e-mail sender and outbox dispatcher, the domain service, and the gRPC
 // server with health and reflection, and listens. Nothing runs until
 // Serve; Close releases an App that is never served.
 func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
@@ -145,6 +145,21 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Queued e-mails hold codes: they are sealed under a key of their own
+	// from the codes' secret, OTP__SECRET, or JWT__SECRET when it is empty
+	// (as otp.NewKeyer falls back).
+	codeSecret := c.OTP.Secret
+	if codeSecret == "" {
+		codeSecret = c.JWT.Secret
+	}
+	outboxKey, err := deriveKey([]byte(codeSecret), "placebrain-auth outbox v1")
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := mail.NewSealer(outboxKey)
+	if err != nil {
+		return nil, err
+	}
 	var sender mail.Sender = mail.LogSender{Log: log}
 	if c.SMTP.Host != "" {
 		if sender, err = mail.NewSMTPSender(mail.SMTPConfig{
@@ -160,6 +175,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		MaxAttempts:  c.Outbox.MaxAttempts,
 		RetryBase:    c.Outbox.RetryBase,
 		RetryMax:     c.Outbox.RetryMax,
+		Sealer:       sealer,
 		Now:          o.Now,
 		Log:          log,
 	})
@@ -167,6 +183,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		AccessTokens:      access,
 		Passwords:         hasher,
 		OTPKeys:           keys,
+		MailSealer:        sealer,
 		RefreshTokenTTL:   c.JWT.RefreshTokenTTL,
 		RefreshReuseGrace: c.JWT.RefreshReuseGrace,
 		OTP: auth.OTPPolicy{
