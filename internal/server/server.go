@@ -110,7 +110,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		log.Warn("DEVELOPMENT MODE: do not use in production. The JWT secret may be generated and kept in the data directory, and without SMTP__HOST e-mails (with their codes) are written to this log instead of being sent.",
 			"data_dir", c.Data.Dir)
 	}
-	db, err := OpenDB(ctx, c, o.WrapConnector)
+	db, err := OpenDB(ctx, c, log, o.WrapConnector)
 	if err != nil {
 		return nil, err
 	}
@@ -226,9 +226,10 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	return a, nil
 }
 
-// OpenDB opens the database c's DATABASE__ and DATA__ sections name; wrap,
+// OpenDB opens the database c's DATABASE__ and DATA__ sections name; log
+// receives the store's warnings (a SQLite file made private), and wrap,
 // when set, wraps its driver.
-func OpenDB(ctx context.Context, c *config.Config, wrap func(driver.Connector) driver.Connector) (*store.DB, error) {
+func OpenDB(ctx context.Context, c *config.Config, log *slog.Logger, wrap func(driver.Connector) driver.Connector) (*store.DB, error) {
 	return store.Open(ctx, store.Config{
 		URL:     c.Database.URL,
 		DataDir: c.Data.Dir,
@@ -238,6 +239,7 @@ func OpenDB(ctx context.Context, c *config.Config, wrap func(driver.Connector) d
 			ConnMaxLifetime: c.Database.ConnMaxLifetime,
 		},
 		WrapConnector: wrap,
+		Log:           log,
 	})
 }
 
