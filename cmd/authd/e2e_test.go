@@ -253,6 +253,11 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("log line is not JSON: %q", line)
 		}
 	}
+	// Without OTP__SECRET the keys of codes and queued e-mails come from
+	// JWT__SECRET, which the gateway holds too: a production start says so.
+	if !strings.Contains(logs, `"level":"WARN","msg":"OTP__SECRET is not set`) {
+		t.Errorf("no OTP__SECRET warning:\n%s", logs)
+	}
 	for _, secret := range []string{password, code, login.GetRefreshToken(), login.GetAccessToken(), "Eve@Example.com", "eve@example.com"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain %q", secret)
@@ -547,6 +552,9 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 		p := start(t, dir, nil, "--dev")
 		wantPrivate(t, dir)
 		p.stop(t)
+		if strings.Contains(p.logs.String(), "OTP__SECRET is not set") {
+			t.Errorf("development mode warns about OTP__SECRET")
+		}
 	})
 	t.Run("production", func(t *testing.T) {
 		dir := t.TempDir()
@@ -554,6 +562,9 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 		wantPrivate(t, dir)
 		if got := madePrivate(p.logs.String()); len(got) != 0 {
 			t.Errorf("new files reported as made private: %v", got)
+		}
+		if strings.Contains(p.logs.String(), "OTP__SECRET is not set") {
+			t.Errorf("OTP__SECRET warning with OTP__SECRET set")
 		}
 		// A crash leaves the -wal and -shm files; someone opens all three
 		// to everyone.

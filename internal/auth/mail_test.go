@@ -189,3 +189,16 @@ func TestSecretRotationAndPendingMail(t *testing.T) {
 		})
 	}
 }
+
+// A production start without OTP__SECRET warns that the keys of codes and
+// queued e-mails come from JWT__SECRET; with it, it does not.
+func TestOTPSecretWarning(t *testing.T) {
+	without := newEnv(t)
+	if !strings.Contains(without.Log.String(), `"level":"WARN","msg":"OTP__SECRET is not set`) {
+		t.Errorf("no warning without OTP__SECRET:\n%s", without.Log.String())
+	}
+	with := newEnv(t, authtest.Set("OTP__SECRET", "warning-otp-secret-0123456789-abcdefgh"))
+	if strings.Contains(with.Log.String(), "OTP__SECRET is not set") {
+		t.Errorf("warning with OTP__SECRET set:\n%s", with.Log.String())
+	}
+}

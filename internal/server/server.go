@@ -45,6 +45,11 @@ import (
 // before they are cancelled.
 const ShutdownGrace = 20 * time.Second
 
+// OTPSecretWarning is logged at a production start without OTP__SECRET.
+const OTPSecretWarning = "OTP__SECRET is not set: the keys of stored codes and of queued e-mails (which hold codes) are derived from JWT__SECRET, which the gateway also holds to validate access tokens. " +
+	"Set OTP__SECRET to 32 or more random bytes (head -c 32 /dev/urandom | base64). " +
+	"Setting or changing it voids the codes already sent and fails the verification e-mails still queued: their users request a new code."
+
 // Options are what New takes besides the configuration: the parts that
 // tests and benchmarks vary. The zero value is production's.
 type Options struct {
@@ -109,6 +114,9 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	if c.Dev {
 		log.Warn("DEVELOPMENT MODE: do not use in production. The JWT secret may be generated and kept in the data directory, and without SMTP__HOST e-mails (with their codes) are written to this log instead of being sent.",
 			"data_dir", c.Data.Dir)
+	}
+	if !c.Dev && c.OTP.Secret == "" {
+		log.Warn(OTPSecretWarning)
 	}
 	db, err := OpenDB(ctx, c, log, o.WrapConnector)
 	if err != nil {
