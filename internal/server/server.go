@@ -103,9 +103,10 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 // New builds authd from c: it opens the database and applies pending
 // migrations (or, with DATABASE__AUTO_MIGRATE=false, refuses a database
 // with pending ones), builds the token issuer, hashing pool, OTP keys,
-// outbox sealer, e-mail sender and outbox dispatcher, the domain service, and the gRPC
-// server with health and reflection, and listens. Nothing runs until
-// Serve; Close releases an App that is never served.
+// outbox sealer, e-mail sender and outbox dispatcher, the domain service,
+// and the gRPC server with health and reflection, and listens. Nothing
+// runs until Serve; Close releases an App that is never served. A
+// production start without OTP__SECRET logs OTPSecretWarning.
 func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	log := o.Log
 	if log == nil {
