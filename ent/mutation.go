@@ -2035,6 +2035,7 @@ type OutboxMessageMutation struct {
 	recipient       *string
 	template        *string
 	data            *map[string]string
+	sealed_data     *[]byte
 	status          *outboxmessage.Status
 	attempts        *int
 	addattempts     *int
@@ -2357,6 +2358,55 @@ func (m *OutboxMessageMutation) ResetData() {
 	delete(m.clearedFields, outboxmessage.FieldData)
 }
 
+// SetSealedData sets the "sealed_data" field.
+func (m *OutboxMessageMutation) SetSealedData(b []byte) {
+	m.sealed_data = &b
+}
+
+// SealedData returns the value of the "sealed_data" field in the mutation.
+func (m *OutboxMessageMutation) SealedData() (r []byte, exists bool) {
+	v := m.sealed_data
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSealedData returns the old "sealed_data" field's value of the OutboxMessage entity.
+// If the OutboxMessage object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OutboxMessageMutation) OldSealedData(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSealedData is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSealedData requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSealedData: %w", err)
+	}
+	return oldValue.SealedData, nil
+}
+
+// ClearSealedData clears the value of the "sealed_data" field.
+func (m *OutboxMessageMutation) ClearSealedData() {
+	m.sealed_data = nil
+	m.clearedFields[outboxmessage.FieldSealedData] = struct{}{}
+}
+
+// SealedDataCleared returns if the "sealed_data" field was cleared in this mutation.
+func (m *OutboxMessageMutation) SealedDataCleared() bool {
+	_, ok := m.clearedFields[outboxmessage.FieldSealedData]
+	return ok
+}
+
+// ResetSealedData resets all changes to the "sealed_data" field.
+func (m *OutboxMessageMutation) ResetSealedData() {
+	m.sealed_data = nil
+	delete(m.clearedFields, outboxmessage.FieldSealedData)
+}
+
 // SetStatus sets the "status" field.
 func (m *OutboxMessageMutation) SetStatus(o outboxmessage.Status) {
 	m.status = &o
@@ -2617,7 +2667,7 @@ func (m *OutboxMessageMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OutboxMessageMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, outboxmessage.FieldCreatedAt)
 	}
@@ -2632,6 +2682,9 @@ func (m *OutboxMessageMutation) Fields() []string {
 	}
 	if m.data != nil {
 		fields = append(fields, outboxmessage.FieldData)
+	}
+	if m.sealed_data != nil {
+		fields = append(fields, outboxmessage.FieldSealedData)
 	}
 	if m.status != nil {
 		fields = append(fields, outboxmessage.FieldStatus)
@@ -2666,6 +2719,8 @@ func (m *OutboxMessageMutation) Field(name string) (ent.Value, bool) {
 		return m.Template()
 	case outboxmessage.FieldData:
 		return m.Data()
+	case outboxmessage.FieldSealedData:
+		return m.SealedData()
 	case outboxmessage.FieldStatus:
 		return m.Status()
 	case outboxmessage.FieldAttempts:
@@ -2695,6 +2750,8 @@ func (m *OutboxMessageMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldTemplate(ctx)
 	case outboxmessage.FieldData:
 		return m.OldData(ctx)
+	case outboxmessage.FieldSealedData:
+		return m.OldSealedData(ctx)
 	case outboxmessage.FieldStatus:
 		return m.OldStatus(ctx)
 	case outboxmessage.FieldAttempts:
@@ -2748,6 +2805,13 @@ func (m *OutboxMessageMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetData(v)
+		return nil
+	case outboxmessage.FieldSealedData:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSealedData(v)
 		return nil
 	case outboxmessage.FieldStatus:
 		v, ok := value.(outboxmessage.Status)
@@ -2835,6 +2899,9 @@ func (m *OutboxMessageMutation) ClearedFields() []string {
 	if m.FieldCleared(outboxmessage.FieldData) {
 		fields = append(fields, outboxmessage.FieldData)
 	}
+	if m.FieldCleared(outboxmessage.FieldSealedData) {
+		fields = append(fields, outboxmessage.FieldSealedData)
+	}
 	if m.FieldCleared(outboxmessage.FieldLastError) {
 		fields = append(fields, outboxmessage.FieldLastError)
 	}
@@ -2860,6 +2927,9 @@ func (m *OutboxMessageMutation) ClearField(name string) error {
 		return nil
 	case outboxmessage.FieldData:
 		m.ClearData()
+		return nil
+	case outboxmessage.FieldSealedData:
+		m.ClearSealedData()
 		return nil
 	case outboxmessage.FieldLastError:
 		m.ClearLastError()
@@ -2889,6 +2959,9 @@ func (m *OutboxMessageMutation) ResetField(name string) error {
 		return nil
 	case outboxmessage.FieldData:
 		m.ResetData()
+		return nil
+	case outboxmessage.FieldSealedData:
+		m.ResetSealedData()
 		return nil
 	case outboxmessage.FieldStatus:
 		m.ResetStatus()

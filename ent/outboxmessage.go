@@ -29,6 +29,8 @@ type OutboxMessage struct {
 	Template string `json:"template,omitempty"`
 	// Data holds the value of the "data" field.
 	Data map[string]string `json:"-"`
+	// SealedData holds the value of the "sealed_data" field.
+	SealedData []byte `json:"-"`
 	// Status holds the value of the "status" field.
 	Status outboxmessage.Status `json:"status,omitempty"`
 	// Attempts holds the value of the "attempts" field.
@@ -49,7 +51,7 @@ func (*OutboxMessage) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case outboxmessage.FieldUserID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case outboxmessage.FieldData:
+		case outboxmessage.FieldData, outboxmessage.FieldSealedData:
 			values[i] = new([]byte)
 		case outboxmessage.FieldAttempts:
 			values[i] = new(sql.NullInt64)
@@ -112,6 +114,12 @@ func (_m *OutboxMessage) assignValues(columns []string, values []any) error {
 				if err := json.Unmarshal(*value, &_m.Data); err != nil {
 					return fmt.Errorf("unmarshal field data: %w", err)
 				}
+			}
+		case outboxmessage.FieldSealedData:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field sealed_data", values[i])
+			} else if value != nil {
+				_m.SealedData = *value
 			}
 		case outboxmessage.FieldStatus:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -194,6 +202,8 @@ func (_m *OutboxMessage) String() string {
 	builder.WriteString(_m.Template)
 	builder.WriteString(", ")
 	builder.WriteString("data=<sensitive>")
+	builder.WriteString(", ")
+	builder.WriteString("sealed_data=<sensitive>")
 	builder.WriteString(", ")
 	builder.WriteString("status=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Status))

@@ -70,6 +70,12 @@ func (_c *OutboxMessageCreate) SetData(v map[string]string) *OutboxMessageCreate
 	return _c
 }
 
+// SetSealedData sets the "sealed_data" field.
+func (_c *OutboxMessageCreate) SetSealedData(v []byte) *OutboxMessageCreate {
+	_c.mutation.SetSealedData(v)
+	return _c
+}
+
 // SetStatus sets the "status" field.
 func (_c *OutboxMessageCreate) SetStatus(v outboxmessage.Status) *OutboxMessageCreate {
 	_c.mutation.SetStatus(v)
@@ -312,6 +318,10 @@ func (_c *OutboxMessageCreate) createSpec() (*OutboxMessage, *sqlgraph.CreateSpe
 		_spec.SetField(outboxmessage.FieldData, field.TypeJSON, value)
 		_node.Data = value
 	}
+	if value, ok := _c.mutation.SealedData(); ok {
+		_spec.SetField(outboxmessage.FieldSealedData, field.TypeBytes, value)
+		_node.SealedData = value
+	}
 	if value, ok := _c.mutation.Status(); ok {
 		_spec.SetField(outboxmessage.FieldStatus, field.TypeEnum, value)
 		_node.Status = value
@@ -399,6 +409,24 @@ func (u *OutboxMessageUpsert) UpdateData() *OutboxMessageUpsert {
 // ClearData clears the value of the "data" field.
 func (u *OutboxMessageUpsert) ClearData() *OutboxMessageUpsert {
 	u.SetNull(outboxmessage.FieldData)
+	return u
+}
+
+// SetSealedData sets the "sealed_data" field.
+func (u *OutboxMessageUpsert) SetSealedData(v []byte) *OutboxMessageUpsert {
+	u.Set(outboxmessage.FieldSealedData, v)
+	return u
+}
+
+// UpdateSealedData sets the "sealed_data" field to the value that was provided on create.
+func (u *OutboxMessageUpsert) UpdateSealedData() *OutboxMessageUpsert {
+	u.SetExcluded(outboxmessage.FieldSealedData)
+	return u
+}
+
+// ClearSealedData clears the value of the "sealed_data" field.
+func (u *OutboxMessageUpsert) ClearSealedData() *OutboxMessageUpsert {
+	u.SetNull(outboxmessage.FieldSealedData)
 	return u
 }
 
@@ -558,6 +586,27 @@ func (u *OutboxMessageUpsertOne) UpdateData() *OutboxMessageUpsertOne {
 func (u *OutboxMessageUpsertOne) ClearData() *OutboxMessageUpsertOne {
 	return u.Update(func(s *OutboxMessageUpsert) {
 		s.ClearData()
+	})
+}
+
+// SetSealedData sets the "sealed_data" field.
+func (u *OutboxMessageUpsertOne) SetSealedData(v []byte) *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetSealedData(v)
+	})
+}
+
+// UpdateSealedData sets the "sealed_data" field to the value that was provided on create.
+func (u *OutboxMessageUpsertOne) UpdateSealedData() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateSealedData()
+	})
+}
+
+// ClearSealedData clears the value of the "sealed_data" field.
+func (u *OutboxMessageUpsertOne) ClearSealedData() *OutboxMessageUpsertOne {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.ClearSealedData()
 	})
 }
 
@@ -897,6 +946,27 @@ func (u *OutboxMessageUpsertBulk) UpdateData() *OutboxMessageUpsertBulk {
 func (u *OutboxMessageUpsertBulk) ClearData() *OutboxMessageUpsertBulk {
 	return u.Update(func(s *OutboxMessageUpsert) {
 		s.ClearData()
+	})
+}
+
+// SetSealedData sets the "sealed_data" field.
+func (u *OutboxMessageUpsertBulk) SetSealedData(v []byte) *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.SetSealedData(v)
+	})
+}
+
+// UpdateSealedData sets the "sealed_data" field to the value that was provided on create.
+func (u *OutboxMessageUpsertBulk) UpdateSealedData() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.UpdateSealedData()
+	})
+}
+
+// ClearSealedData clears the value of the "sealed_data" field.
+func (u *OutboxMessageUpsertBulk) ClearSealedData() *OutboxMessageUpsertBulk {
+	return u.Update(func(s *OutboxMessageUpsert) {
+		s.ClearSealedData()
 	})
 }
 

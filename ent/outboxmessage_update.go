@@ -41,6 +41,18 @@ func (_u *OutboxMessageUpdate) ClearData() *OutboxMessageUpdate {
 	return _u
 }
 
+// SetSealedData sets the "sealed_data" field.
+func (_u *OutboxMessageUpdate) SetSealedData(v []byte) *OutboxMessageUpdate {
+	_u.mutation.SetSealedData(v)
+	return _u
+}
+
+// ClearSealedData clears the value of the "sealed_data" field.
+func (_u *OutboxMessageUpdate) ClearSealedData() *OutboxMessageUpdate {
+	_u.mutation.ClearSealedData()
+	return _u
+}
+
 // SetStatus sets the "status" field.
 func (_u *OutboxMessageUpdate) SetStatus(v outboxmessage.Status) *OutboxMessageUpdate {
 	_u.mutation.SetStatus(v)
@@ -209,6 +221,12 @@ func (_u *OutboxMessageUpdate) sqlSave(ctx context.Context) (_node int, err erro
 	if _u.mutation.DataCleared() {
 		_spec.ClearField(outboxmessage.FieldData, field.TypeJSON)
 	}
+	if value, ok := _u.mutation.SealedData(); ok {
+		_spec.SetField(outboxmessage.FieldSealedData, field.TypeBytes, value)
+	}
+	if _u.mutation.SealedDataCleared() {
+		_spec.ClearField(outboxmessage.FieldSealedData, field.TypeBytes)
+	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(outboxmessage.FieldStatus, field.TypeEnum, value)
 	}
@@ -264,6 +282,18 @@ func (_u *OutboxMessageUpdateOne) SetData(v map[string]string) *OutboxMessageUpd
 // ClearData clears the value of the "data" field.
 func (_u *OutboxMessageUpdateOne) ClearData() *OutboxMessageUpdateOne {
 	_u.mutation.ClearData()
+	return _u
+}
+
+// SetSealedData sets the "sealed_data" field.
+func (_u *OutboxMessageUpdateOne) SetSealedData(v []byte) *OutboxMessageUpdateOne {
+	_u.mutation.SetSealedData(v)
+	return _u
+}
+
+// ClearSealedData clears the value of the "sealed_data" field.
+func (_u *OutboxMessageUpdateOne) ClearSealedData() *OutboxMessageUpdateOne {
+	_u.mutation.ClearSealedData()
 	return _u
 }
 
@@ -464,6 +494,12 @@ func (_u *OutboxMessageUpdateOne) sqlSave(ctx context.Context) (_node *OutboxMes
 	}
 	if _u.mutation.DataCleared() {
 		_spec.ClearField(outboxmessage.FieldData, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.SealedData(); ok {
+		_spec.SetField(outboxmessage.FieldSealedData, field.TypeBytes, value)
+	}
+	if _u.mutation.SealedDataCleared() {
+		_spec.ClearField(outboxmessage.FieldSealedData, field.TypeBytes)
 	}
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(outboxmessage.FieldStatus, field.TypeEnum, value)

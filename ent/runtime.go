@@ -160,17 +160,17 @@ func init() {
 		}
 	}()
 	// outboxmessageDescAttempts is the schema descriptor for attempts field.
-	outboxmessageDescAttempts := outboxmessageFields[5].Descriptor()
+	outboxmessageDescAttempts := outboxmessageFields[6].Descriptor()
 	// outboxmessage.DefaultAttempts holds the default value on creation for the attempts field.
 	outboxmessage.DefaultAttempts = outboxmessageDescAttempts.Default.(int)
 	// outboxmessage.AttemptsValidator is a validator for the "attempts" field. It is called by the builders before save.
 	outboxmessage.AttemptsValidator = outboxmessageDescAttempts.Validators[0].(func(int) error)
 	// outboxmessageDescNextAttemptAt is the schema descriptor for next_attempt_at field.
-	outboxmessageDescNextAttemptAt := outboxmessageFields[6].Descriptor()
+	outboxmessageDescNextAttemptAt := outboxmessageFields[7].Descriptor()
 	// outboxmessage.DefaultNextAttemptAt holds the default value on creation for the next_attempt_at field.
 	outboxmessage.DefaultNextAttemptAt = outboxmessageDescNextAttemptAt.Default.(func() time.Time)
 	// outboxmessageDescLastError is the schema descriptor for last_error field.
-	outboxmessageDescLastError := outboxmessageFields[7].Descriptor()
+	outboxmessageDescLastError := outboxmessageFields[8].Descriptor()
 	// outboxmessage.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.
 	outboxmessage.LastErrorValidator = outboxmessageDescLastError.Validators[0].(func(string) error)
 	// outboxmessageDescID is the schema descriptor for id field.

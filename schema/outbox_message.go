@@ -21,9 +21,14 @@ func (OutboxMessage) Fields() []ent.Field {
 		field.String("recipient").Sensitive().NotEmpty().MaxLen(254).Immutable(),
 		// template names an embedded mail template, e.g. "otp".
 		field.String("template").NotEmpty().MaxLen(64).Immutable(),
-		// data holds the template's values (may hold a code): it is
-		// cleared once the message is sent or has failed for good.
+		// data holds the template's values in clear, as messages queued
+		// before sealed_data existed have them. It is no longer written;
+		// it is read for those messages and cleared like sealed_data.
 		field.JSON("data", map[string]string{}).Sensitive().Optional(),
+		// sealed_data holds the template's values (may hold a code)
+		// sealed by mail.Sealer: AES-256-GCM bound to the row's id. It is
+		// cleared once the message is sent or has failed for good.
+		field.Bytes("sealed_data").Sensitive().Optional(),
 		field.Enum("status").Values("pending", "sent", "failed").Default("pending"),
 		// attempts counts delivery attempts (claims).
 		field.Int("attempts").NonNegative().Default(0),

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -264,6 +265,11 @@ func TestEndToEnd(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Errorf("log line is not JSON: %q", line)
 		}
+	}
+	// Without OTP__SECRET the keys of codes and queued e-mails come from
+	// JWT__SECRET, which the gateway holds too: a production start says so.
+	if !strings.Contains(logs, `"level":"WARN","msg":"OTP__SECRET is not set`) {
+		t.Errorf("no OTP__SECRET warning:\n%s", logs)
 	}
 	for _, secret := range []string{password, code, login.GetRefreshToken(), login.GetAccessToken(), "Eve@Example.com", "eve@example.com"} {
 		if strings.Contains(logs, secret) {
@@ -592,4 +598,90 @@ func TestMigrateCommand(t *testing.T) {
 	if out := run("status"); !strings.Contains(out, "pending: "+strconv.Itoa(len(sqliteFiles))) || !strings.Contains(out, filepath.Join(dir, "authd.db")) {
 		t.Errorf("status on DATA__DIR's SQLite file:\n%s", out)
 	}
+}
+
+// sqliteFiles are the SQLite files in a data directory while authd runs.
+var sqliteFiles = []string{"data/authd.db", "data/authd.db-wal", "data/authd.db-shm"}
+
+// wantPrivate checks that each of the SQLite files in dir has mode 0600.
+func wantPrivate(t *testing.T, dir string) {
+	t.Helper()
+	for _, f := range sqliteFiles {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode = %04o, want 0600", f, fi.Mode().Perm())
+		}
+	}
+}
+
+// madePrivate returns the paths of the warnings that a database file was
+// made private in logs.
+func madePrivate(logs string) []string {
+	var paths []string
+	for _, line := range strings.Split(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["level"] == "WARN" && strings.Contains(fmt.Sprint(m["msg"]), "database file was open to group or others") {
+			paths = append(paths, fmt.Sprint(m["path"]))
+		}
+	}
+	return paths
+}
+
+// TestSQLiteFilesArePrivate starts authd on its embedded SQLite file under
+// the usual umask (new files readable by everyone), in development and in
+// production mode: the database and its -wal and -shm files are 0600. Files
+// left readable (here by a crash and a chmod) are made 0600 at the next
+// start, each with a warning naming it.
+func TestSQLiteFilesArePrivate(t *testing.T) {
+	testdb.SkipUnless(t, dialect.SQLite)
+	old := syscall.Umask(0o022) // authd inherits it
+	t.Cleanup(func() { syscall.Umask(old) })
+	mailSrv := smtptest.Start(t)
+	production := []string{
+		"JWT__SECRET=files-secret-0123456789-abcdefghijklmn",
+		"OTP__SECRET=files-otp-secret-0123456789-abcdefghijk",
+		"SMTP__HOST=" + mailSrv.Host,
+		"SMTP__PORT=" + strconv.Itoa(mailSrv.Port),
+		"SMTP__FROM=PlaceBrain <no-reply@placebrain.test>",
+		"SMTP__TLS=none",
+	}
+	t.Run("development", func(t *testing.T) {
+		dir := t.TempDir()
+		p := start(t, dir, nil, "--dev")
+		wantPrivate(t, dir)
+		p.stop(t)
+		if strings.Contains(p.logs.String(), "OTP__SECRET is not set") {
+			t.Errorf("development mode warns about OTP__SECRET")
+		}
+	})
+	t.Run("production", func(t *testing.T) {
+		dir := t.TempDir()
+		p := start(t, dir, production)
+		wantPrivate(t, dir)
+		if got := madePrivate(p.logs.String()); len(got) != 0 {
+			t.Errorf("new files reported as made private: %v", got)
+		}
+		if strings.Contains(p.logs.String(), "OTP__SECRET is not set") {
+			t.Errorf("OTP__SECRET warning with OTP__SECRET set")
+		}
+		// A crash leaves the -wal and -shm files; someone opens all three
+		// to everyone.
+		p.cmd.Process.Kill()
+		<-p.exited
+		for _, f := range sqliteFiles {
+			if err := os.Chmod(filepath.Join(dir, f), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p = start(t, dir, production)
+		wantPrivate(t, dir)
+		if diff := cmp.Diff(sqliteFiles, madePrivate(p.logs.String())); diff != "" {
+			t.Errorf("files reported as made private (-want +got):\n%s", diff)
+		}
+		p.stop(t)
+	})
 }

@@ -71,12 +71,12 @@ func runMigrate(ctx context.Context, cmd string) error {
 	if err != nil {
 		return err
 	}
-	db, err := server.OpenDB(ctx, c, nil)
+	log := newLogger(slog.LevelInfo)
+	db, err := server.OpenDB(ctx, c, log, nil)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	log := newLogger(slog.LevelInfo)
 	fmt.Fprintf(os.Stderr, "database: %s\n", db.Location)
 	m := migrate.New(db.SQL, db.Dialect, migrations.For(db.Dialect), log)
 	switch cmd {

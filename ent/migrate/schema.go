@@ -90,6 +90,7 @@ var (
 		{Name: "recipient", Type: field.TypeString, Size: 254},
 		{Name: "template", Type: field.TypeString, Size: 64},
 		{Name: "data", Type: field.TypeJSON, Nullable: true},
+		{Name: "sealed_data", Type: field.TypeBytes, Nullable: true},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"pending", "sent", "failed"}, Default: "pending"},
 		{Name: "attempts", Type: field.TypeInt, Default: 0},
 		{Name: "next_attempt_at", Type: field.TypeTime},
@@ -105,7 +106,7 @@ var (
 			{
 				Name:    "outboxmessage_status_next_attempt_at",
 				Unique:  false,
-				Columns: []*schema.Column{OutboxMessagesColumns[6], OutboxMessagesColumns[8]},
+				Columns: []*schema.Column{OutboxMessagesColumns[7], OutboxMessagesColumns[9]},
 			},
 		},
 	}

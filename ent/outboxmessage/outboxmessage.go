@@ -25,6 +25,8 @@ const (
 	FieldTemplate = "template"
 	// FieldData holds the string denoting the data field in the database.
 	FieldData = "data"
+	// FieldSealedData holds the string denoting the sealed_data field in the database.
+	FieldSealedData = "sealed_data"
 	// FieldStatus holds the string denoting the status field in the database.
 	FieldStatus = "status"
 	// FieldAttempts holds the string denoting the attempts field in the database.
@@ -47,6 +49,7 @@ var Columns = []string{
 	FieldRecipient,
 	FieldTemplate,
 	FieldData,
+	FieldSealedData,
 	FieldStatus,
 	FieldAttempts,
 	FieldNextAttemptAt,

@@ -75,6 +75,11 @@ func Template(v string) predicate.OutboxMessage {
 	return predicate.OutboxMessage(sql.FieldEQ(FieldTemplate, v))
 }
 
+// SealedData applies equality check predicate on the "sealed_data" field. It's identical to SealedDataEQ.
+func SealedData(v []byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldEQ(FieldSealedData, v))
+}
+
 // Attempts applies equality check predicate on the "attempts" field. It's identical to AttemptsEQ.
 func Attempts(v int) predicate.OutboxMessage {
 	return predicate.OutboxMessage(sql.FieldEQ(FieldAttempts, v))
@@ -323,6 +328,56 @@ func DataIsNil() predicate.OutboxMessage {
 // DataNotNil applies the NotNil predicate on the "data" field.
 func DataNotNil() predicate.OutboxMessage {
 	return predicate.OutboxMessage(sql.FieldNotNull(FieldData))
+}
+
+// SealedDataEQ applies the EQ predicate on the "sealed_data" field.
+func SealedDataEQ(v []byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldEQ(FieldSealedData, v))
+}
+
+// SealedDataNEQ applies the NEQ predicate on the "sealed_data" field.
+func SealedDataNEQ(v []byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldNEQ(FieldSealedData, v))
+}
+
+// SealedDataIn applies the In predicate on the "sealed_data" field.
+func SealedDataIn(vs ...[]byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldIn(FieldSealedData, vs...))
+}
+
+// SealedDataNotIn applies the NotIn predicate on the "sealed_data" field.
+func SealedDataNotIn(vs ...[]byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldNotIn(FieldSealedData, vs...))
+}
+
+// SealedDataGT applies the GT predicate on the "sealed_data" field.
+func SealedDataGT(v []byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldGT(FieldSealedData, v))
+}
+
+// SealedDataGTE applies the GTE predicate on the "sealed_data" field.
+func SealedDataGTE(v []byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldGTE(FieldSealedData, v))
+}
+
+// SealedDataLT applies the LT predicate on the "sealed_data" field.
+func SealedDataLT(v []byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldLT(FieldSealedData, v))
+}
+
+// SealedDataLTE applies the LTE predicate on the "sealed_data" field.
+func SealedDataLTE(v []byte) predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldLTE(FieldSealedData, v))
+}
+
+// SealedDataIsNil applies the IsNil predicate on the "sealed_data" field.
+func SealedDataIsNil() predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldIsNull(FieldSealedData))
+}
+
+// SealedDataNotNil applies the NotNil predicate on the "sealed_data" field.
+func SealedDataNotNil() predicate.OutboxMessage {
+	return predicate.OutboxMessage(sql.FieldNotNull(FieldSealedData))
 }
 
 // StatusEQ applies the EQ predicate on the "status" field.

@@ -171,16 +171,15 @@ func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, canonic
 	if err := auditTx(ctx, tx, EventOTPSent, u.ID, "", now); err != nil {
 		return false, err
 	}
-	err = tx.EnqueueMail(ctx, mail.Message{
-		UserID:   u.ID,
-		To:       u.Email,
-		Template: mail.TemplateOTP,
-		Data: map[string]string{
-			"code":           code,
-			"username":       u.Username,
-			"expiresMinutes": strconv.Itoa(int(p.TTL / time.Minute)),
-		},
-	}, now)
+	msgID := uuid.New()
+	sealed, err := s.o.MailSealer.Seal(msgID, map[string]string{
+		"code":           code,
+		"expiresMinutes": strconv.Itoa(int(p.TTL / time.Minute)),
+	})
+	if err != nil {
+		return false, err
+	}
+	err = tx.EnqueueMail(ctx, mail.Message{ID: msgID, UserID: u.ID, To: u.Email, Template: mail.TemplateOTP, Sealed: sealed}, now)
 	return err == nil, err
 }
 

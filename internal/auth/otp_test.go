@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,27 @@ func TestVerifyOTP(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("outbox row after send = %+v, %v", m, err)
+		}
+	}
+}
+
+// A username is the caller's text: the verification e-mail does not
+// carry it, so a stranger cannot make our e-mail say "Security team:
+// verify at https://..." to the address they registered.
+func TestVerificationMailShowsNoUsername(t *testing.T) {
+	e := newEnv(t)
+	const username = "Security team: verify at https://evil.example/verify"
+	e.Register(t, username, "victim@example.com", pw)
+	code := e.Code(t, "victim@example.com")
+	msg := e.SMTP.WaitFor(t, "victim@example.com", 5*time.Second)
+	for _, part := range []struct{ name, body string }{{"text", string(msg.Email.Text)}, {"html", string(msg.Email.HTML)}} {
+		if !strings.Contains(part.body, code) {
+			t.Errorf("%s part lacks the code:\n%s", part.name, part.body)
+		}
+		for _, bad := range []string{"Security", "evil.example", "https://", "verify at"} {
+			if strings.Contains(part.body, bad) {
+				t.Errorf("%s part contains %q from the username:\n%s", part.name, bad, part.body)
+			}
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/placebrain/auth/internal/identity"
+	"github.com/placebrain/auth/internal/mail"
 	"github.com/placebrain/auth/internal/otp"
 	"github.com/placebrain/auth/internal/password"
 	"github.com/placebrain/auth/internal/token"
@@ -29,6 +30,8 @@ type Options struct {
 	AccessTokens *token.Issuer
 	Passwords    *password.Hasher
 	OTPKeys      *otp.Keyer
+	// MailSealer seals the data of queued e-mails (they hold codes).
+	MailSealer *mail.Sealer
 	// RefreshTokenTTL is the lifetime of each refresh token.
 	RefreshTokenTTL time.Duration
 	// RefreshReuseGrace is how long after a refresh token's rotation the

@@ -146,9 +146,10 @@ type JWT struct {
 
 // OTP configures e-mail verification codes.
 type OTP struct {
-	// Secret keys the HMAC that stores codes; when empty a key is derived
-	// from JWT__SECRET (HKDF-SHA256), so rotating that secret also voids
-	// outstanding codes.
+	// Secret keys the HMAC that stores codes, and the key that seals
+	// queued e-mails is derived from it; when empty both are derived from
+	// JWT__SECRET (HKDF-SHA256), so rotating that secret also voids
+	// outstanding codes and fails queued e-mails.
 	Secret string `env:"SECRET"`
 	// TTL is how long a code is valid.
 	TTL time.Duration `env:"EXPIRE_MINUTES, default=10"`

@@ -2,7 +2,9 @@
 // write an outbox row in the same transaction as the state the message
 // announces (internal/store's EnqueueMail), and the Dispatcher sends due rows over SMTP with
 // retries and backoff. No RPC waits for SMTP, and nothing is lost when the
-// relay is down or the process restarts.
+// relay is down or the process restarts. A message's template data, which
+// may hold a code, are sealed by the caller (Sealer) and opened only by
+// the Dispatcher, just before rendering.
 package mail
 
 import (
@@ -18,23 +20,35 @@ import (
 	"github.com/google/uuid"
 )
 
-// Message is an e-mail to queue.
+// Message is an e-mail to queue. Its template data travel sealed (see
+// Sealer): the outbox never holds them in clear.
 type Message struct {
+	// ID is the outbox message's id, chosen by the caller: the sealed
+	// data are bound to it.
+	ID uuid.UUID
 	// UserID is the recipient's account, for logs (never the address).
 	UserID uuid.UUID
 	// To is the recipient's address.
 	To string
 	// Template names an embedded template (TemplateOTP).
 	Template string
-	// Data are the template's values. They may hold a secret such as a
-	// code; they are erased once the message is sent or failed.
-	Data map[string]string
+	// Sealed are the template's values sealed for ID (Sealer.Seal). They
+	// may hold a secret such as a code; they are erased once the message
+	// is sent or failed.
+	Sealed []byte
 }
 
-// Validate reports a message that names no embedded template.
+// Validate reports a message that names no embedded template, has no id or
+// carries no sealed data.
 func (m Message) Validate() error {
 	if _, ok := subjects[m.Template]; !ok {
 		return fmt.Errorf("mail: unknown template %q", m.Template)
+	}
+	if m.ID == uuid.Nil {
+		return errors.New("mail: message has no id")
+	}
+	if len(m.Sealed) == 0 {
+		return errors.New("mail: message data are not sealed")
 	}
 	return nil
 }
@@ -46,7 +60,11 @@ type Pending struct {
 	UserID    *uuid.UUID
 	Recipient string
 	Template  string
-	Data      map[string]string
+	// Sealed are the template's values sealed for ID (Sealer.Seal).
+	Sealed []byte
+	// Data are the template's values in clear, as messages queued before
+	// sealing carry them (nil for the others).
+	Data map[string]string
 	// Attempts counts delivery attempts, this claim's included.
 	Attempts int
 }
@@ -110,6 +128,9 @@ type DispatcherOptions struct {
 	Lease time.Duration
 	// BatchSize is how many messages one claim takes.
 	BatchSize int
+	// Sealer opens the messages' sealed data. A message it cannot open
+	// (the key changed) fails at once.
+	Sealer *Sealer
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	Log *slog.Logger
@@ -132,7 +153,8 @@ const DefaultBatchSize = 10
 
 // NewDispatcher returns a dispatcher that sends through sender. The
 // options' PollInterval, MaxAttempts, RetryBase, RetryMax and SendTimeout
-// must be positive (the configuration's OUTBOX__ and SMTP__ sections).
+// must be positive (the configuration's OUTBOX__ and SMTP__ sections), and
+// Sealer set.
 func NewDispatcher(db Outbox, sender Sender, o DispatcherOptions) *Dispatcher {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -235,9 +257,12 @@ func (d *Dispatcher) deliver(ctx context.Context, m Pending) {
 	if m.UserID != nil {
 		log = log.With("user_id", *m.UserID)
 	}
-	r, err := render(m.Template, m.Data)
+	data, err := d.open(m)
 	if err == nil {
-		err = d.sender.Send(ctx, Envelope{To: m.Recipient, UserID: m.UserID, Data: m.Data}, r)
+		var r Rendered
+		if r, err = render(m.Template, data); err == nil {
+			err = d.sender.Send(ctx, Envelope{To: m.Recipient, UserID: m.UserID, Data: data}, r)
+		}
 	}
 	now := d.o.Now().UTC()
 	o := Outcome{Status: StatusPending, At: now}
@@ -261,6 +286,24 @@ func (d *Dispatcher) deliver(ctx context.Context, m Pending) {
 	case !ok:
 		log.Warn("outbox: claim lost before the outcome was recorded")
 	}
+}
+
+// open returns m's template values: its sealed data opened, or the data
+// in clear of a message queued before sealing. Sealed data that do not
+// open (the key changed, or they were altered) are a PermanentError:
+// retrying cannot open them.
+func (d *Dispatcher) open(m Pending) (map[string]string, error) {
+	if len(m.Sealed) == 0 {
+		return m.Data, nil
+	}
+	if d.o.Sealer == nil {
+		return nil, PermanentError{errors.New("payload cannot be decrypted: the dispatcher has no key")}
+	}
+	data, err := d.o.Sealer.Open(m.ID, m.Sealed)
+	if err != nil {
+		return nil, PermanentError{err}
+	}
+	return data, nil
 }
 
 // redact returns err's text, at most 1024 bytes, with the recipient's

@@ -1,6 +1,7 @@
 package mail_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,11 +39,32 @@ func setup(t *testing.T) (*store.DB, *smtptest.Server, *testClock) {
 	return testdb.Open(t), smtptest.Start(t), &testClock{t: time.Now().UTC()}
 }
 
+// newSealer returns a sealer with a key of fill bytes.
+func newSealer(t testing.TB, fill byte) *mail.Sealer {
+	t.Helper()
+	s, err := mail.NewSealer(bytes.Repeat([]byte{fill}, mail.SealKeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// testSealer seals the messages enqueue writes and opens them in the
+// dispatchers options makes.
+var testSealer = func() *mail.Sealer {
+	s, err := mail.NewSealer(bytes.Repeat([]byte{1}, mail.SealKeySize))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
 // options are the dispatcher's options for the tests: 3 attempts, retries
-// after 5 s doubling up to a minute, batches of 4 leased for a minute.
+// after 5 s doubling up to a minute, batches of 4 leased for a minute,
+// testSealer's key.
 func options(clk *testClock) mail.DispatcherOptions {
 	return mail.DispatcherOptions{Now: clk.Now, PollInterval: 50 * time.Millisecond, SendTimeout: 5 * time.Second,
-		MaxAttempts: 3, RetryBase: 5 * time.Second, RetryMax: time.Minute, BatchSize: 4, Lease: time.Minute}
+		MaxAttempts: 3, RetryBase: 5 * time.Second, RetryMax: time.Minute, BatchSize: 4, Lease: time.Minute, Sealer: testSealer}
 }
 
 func smtpSender(t *testing.T, port int) *mail.SMTPSender {
@@ -58,15 +80,32 @@ func newTestDispatcher(t *testing.T, db *store.DB, s *smtptest.Server, clk *test
 	return mail.NewDispatcher(db, smtpSender(t, s.Port), options(clk))
 }
 
-func enqueue(t *testing.T, db *store.DB, to string, now time.Time) {
+// testCode is the code in the messages enqueue writes.
+const testCode = "123456"
+
+// enqueue queues a code e-mail to to, sealed by testSealer, and returns
+// its id.
+func enqueue(t *testing.T, db *store.DB, to string, now time.Time) uuid.UUID {
 	t.Helper()
-	err := db.InTx(context.Background(), func(tx auth.Tx) error {
-		return tx.EnqueueMail(context.Background(), mail.Message{UserID: uuid.New(), To: to, Template: mail.TemplateOTP,
-			Data: map[string]string{"code": "123456", "username": "u", "expiresMinutes": "10"}}, now)
+	return enqueueSealed(t, db, testSealer, to, now)
+}
+
+// enqueueSealed queues a code e-mail to to, sealed by s, and returns its
+// id.
+func enqueueSealed(t *testing.T, db *store.DB, s *mail.Sealer, to string, now time.Time) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	sealed, err := s.Seal(id, map[string]string{"code": testCode, "expiresMinutes": "10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.InTx(context.Background(), func(tx auth.Tx) error {
+		return tx.EnqueueMail(context.Background(), mail.Message{ID: id, UserID: uuid.New(), To: to, Template: mail.TemplateOTP, Sealed: sealed}, now)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return id
 }
 
 // Several dispatchers (as in several service instances) deliver each
@@ -293,8 +332,8 @@ func TestOutboxSurvivesSMTPOutage(t *testing.T) {
 	}
 	s.WaitFor(t, "olga@example.com", 5*time.Second)
 	m = db.Ent.OutboxMessage.Query().OnlyX(ctx)
-	if m.Status != outboxmessage.StatusSent || m.Attempts != 2 || len(m.Data) != 0 {
-		t.Errorf("after delivery: status=%s attempts=%d data=%d keys", m.Status, m.Attempts, len(m.Data))
+	if m.Status != outboxmessage.StatusSent || m.Attempts != 2 || len(m.Data) != 0 || m.SealedData != nil {
+		t.Errorf("after delivery: status=%s attempts=%d data=%d keys sealed=%d bytes", m.Status, m.Attempts, len(m.Data), len(m.SealedData))
 	}
 	if got := len(s.Messages()); got != 1 {
 		t.Errorf("messages delivered = %d, want 1", got)
@@ -315,10 +354,90 @@ func TestOutboxGivesUpAfterMaxAttempts(t *testing.T) {
 		clk.Advance(time.Minute)
 	}
 	m := db.Ent.OutboxMessage.Query().OnlyX(ctx)
-	if m.Status != outboxmessage.StatusFailed || m.Attempts != 3 || len(m.Data) != 0 {
-		t.Fatalf("status=%s attempts=%d data=%d keys", m.Status, m.Attempts, len(m.Data))
+	if m.Status != outboxmessage.StatusFailed || m.Attempts != 3 || len(m.Data) != 0 || m.SealedData != nil {
+		t.Fatalf("status=%s attempts=%d data=%d keys sealed=%d bytes", m.Status, m.Attempts, len(m.Data), len(m.SealedData))
 	}
 	if n, _ := d.DispatchOnce(ctx); n != 0 {
 		t.Errorf("failed message claimed again")
+	}
+}
+
+// A message sealed under another key (the secret was rotated while it
+// waited) fails at once with the reason, is never retried, and its sealed
+// data are erased; the log names the message.
+func TestKeyChangeFailsAtOnce(t *testing.T) {
+	db, s, clk := setup(t)
+	ctx := context.Background()
+	var logs strings.Builder
+	o := options(clk)
+	o.Log = slog.New(slog.NewJSONHandler(&logs, nil))
+	d := mail.NewDispatcher(db, smtpSender(t, s.Port), o)
+	id := enqueueSealed(t, db, newSealer(t, 2), "rotated@example.com", clk.Now())
+	if n, err := d.DispatchOnce(ctx); n != 1 || err != nil {
+		t.Fatalf("DispatchOnce = %d, %v", n, err)
+	}
+	m := db.Ent.OutboxMessage.GetX(ctx, id)
+	if m.Status != outboxmessage.StatusFailed || m.Attempts != 1 || m.SealedData != nil {
+		t.Errorf("status=%s attempts=%d sealed=%d bytes, want failed after 1 attempt, erased", m.Status, m.Attempts, len(m.SealedData))
+	}
+	if !strings.Contains(m.LastError, "payload cannot be decrypted: the key changed") {
+		t.Errorf("last_error = %q", m.LastError)
+	}
+	clk.Advance(time.Hour)
+	if n, err := d.DispatchOnce(ctx); n != 0 || err != nil {
+		t.Errorf("DispatchOnce later = %d, %v: the message was retried", n, err)
+	}
+	if got := len(s.Messages()); got != 0 {
+		t.Errorf("messages delivered = %d, want 0", got)
+	}
+	if !strings.Contains(logs.String(), id.String()) || !strings.Contains(logs.String(), "failed for good") {
+		t.Errorf("log does not report the message's failure by id:\n%s", logs.String())
+	}
+}
+
+// Sealed data copied onto another message do not open there: that
+// message fails at once, and nothing is sent to its recipient.
+func TestMovedPayloadFailsAtOnce(t *testing.T) {
+	db, s, clk := setup(t)
+	ctx := context.Background()
+	from := enqueue(t, db, "owner@example.com", clk.Now())
+	to := enqueue(t, db, "thief@example.com", clk.Now())
+	db.Ent.OutboxMessage.UpdateOneID(to).SetSealedData(db.Ent.OutboxMessage.GetX(ctx, from).SealedData).ExecX(ctx)
+	if n, err := newTestDispatcher(t, db, s, clk).DispatchOnce(ctx); n != 2 || err != nil {
+		t.Fatalf("DispatchOnce = %d, %v", n, err)
+	}
+	m := db.Ent.OutboxMessage.GetX(ctx, to)
+	if m.Status != outboxmessage.StatusFailed || !strings.Contains(m.LastError, "payload cannot be decrypted") {
+		t.Errorf("moved payload: status=%s last_error=%q", m.Status, m.LastError)
+	}
+	if got := s.To("thief@example.com"); len(got) != 0 {
+		t.Errorf("the moved payload was sent")
+	}
+	s.WaitFor(t, "owner@example.com", 5*time.Second)
+}
+
+// A message queued before sealing (its data in clear in data, nothing in
+// sealed_data) is still delivered, and its data erased.
+func TestPlainDataOfEarlierMessageIsDelivered(t *testing.T) {
+	db, s, clk := setup(t)
+	ctx := context.Background()
+	m := db.Ent.OutboxMessage.Create().
+		SetUserID(uuid.New()).
+		SetRecipient("early@example.com").
+		SetTemplate(mail.TemplateOTP).
+		SetData(map[string]string{"code": "654321", "username": "early", "expiresMinutes": "10"}).
+		SetCreatedAt(clk.Now()).
+		SetNextAttemptAt(clk.Now()).
+		SaveX(ctx)
+	if n, err := newTestDispatcher(t, db, s, clk).DispatchOnce(ctx); n != 1 || err != nil {
+		t.Fatalf("DispatchOnce = %d, %v", n, err)
+	}
+	got := s.WaitFor(t, "early@example.com", 5*time.Second)
+	if !strings.Contains(string(got.Email.Text), "654321") || !strings.Contains(string(got.Email.HTML), "654321") {
+		t.Errorf("e-mail lacks the code:\n%s", got.Email.Text)
+	}
+	m = db.Ent.OutboxMessage.GetX(ctx, m.ID)
+	if m.Status != outboxmessage.StatusSent || len(m.Data) != 0 {
+		t.Errorf("after delivery: status=%s data=%d keys", m.Status, len(m.Data))
 	}
 }

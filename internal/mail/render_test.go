@@ -10,7 +10,7 @@ import (
 )
 
 func otpData() map[string]string {
-	return map[string]string{"code": "042137", "username": "Alice", "expiresMinutes": "10"}
+	return map[string]string{"code": "042137", "expiresMinutes": "10"}
 }
 
 func TestRenderOTP(t *testing.T) {
@@ -29,7 +29,7 @@ func TestRenderOTP(t *testing.T) {
 	}
 	for _, b := range bodies {
 		t.Run(b.name, func(t *testing.T) {
-			for _, want := range []string{"042137", "Hello Alice,", "expires in 10 minutes"} {
+			for _, want := range []string{"042137", "Hello,", "expires in 10 minutes"} {
 				if !strings.Contains(b.body, want) {
 					t.Errorf("%s body does not contain %q:\n%s", b.name, want, b.body)
 				}
@@ -47,9 +47,30 @@ func TestRenderOTP(t *testing.T) {
 	}
 }
 
+// The e-mail shows no text a caller chose: a username such as
+// "Security team: verify at https://..." would read as ours. Rows queued
+// before the username was dropped still carry it in their data; it is not
+// printed either.
+func TestRenderShowsNoUsername(t *testing.T) {
+	data := otpData()
+	data["username"] = "Security team: verify at https://evil.example/verify"
+	got, err := render(TemplateOTP, data)
+	if err != nil {
+		t.Fatalf("render: %v", err)
+	}
+	for _, part := range []struct{ name, body string }{{"text", got.Text}, {"html", got.HTML}} {
+		for _, bad := range []string{"Security", "evil", "https://"} {
+			if strings.Contains(part.body, bad) {
+				t.Errorf("%s body contains %q:\n%s", part.name, bad, part.body)
+			}
+		}
+	}
+}
+
+// The HTML body escapes its values (html/template), whatever they hold.
 func TestRenderEscapesHTML(t *testing.T) {
 	data := otpData()
-	data["username"] = `<script>alert("x")</script>&`
+	data["code"] = `<script>alert("x")</script>&`
 	got, err := render(TemplateOTP, data)
 	if err != nil {
 		t.Fatalf("render: %v", err)
@@ -58,11 +79,7 @@ func TestRenderEscapesHTML(t *testing.T) {
 		t.Errorf("HTML body contains an unescaped <script>:\n%s", got.HTML)
 	}
 	if !strings.Contains(got.HTML, "&lt;script&gt;") {
-		t.Errorf("HTML body does not contain the escaped username:\n%s", got.HTML)
-	}
-	// The plain-text body shows the name as typed.
-	if !strings.Contains(got.Text, `Hello <script>alert("x")</script>&,`) {
-		t.Errorf("text body does not contain the username verbatim:\n%s", got.Text)
+		t.Errorf("HTML body does not contain the escaped value:\n%s", got.HTML)
 	}
 }
 
@@ -79,7 +96,6 @@ func TestRenderErrors(t *testing.T) {
 		wantText string
 	}{
 		{"missing code", TemplateOTP, without("code"), "code"},
-		{"missing username", TemplateOTP, without("username"), "username"},
 		{"missing expiresMinutes", TemplateOTP, without("expiresMinutes"), "expiresMinutes"},
 		{"nil data", TemplateOTP, nil, "otp"},
 		{"unknown template", "welcome", otpData(), `unknown template "welcome"`},

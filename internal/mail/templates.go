@@ -8,8 +8,9 @@ import (
 	texttemplate "text/template"
 )
 
-// TemplateOTP is the verification-code e-mail. Its data keys are code,
-// username and expiresMinutes.
+// TemplateOTP is the verification-code e-mail. Its data keys are code and
+// expiresMinutes. It shows nothing a caller chose (no username): text a
+// stranger registered with could otherwise pass for ours in the message.
 const TemplateOTP = "otp"
 
 // subjects holds each template's subject line.

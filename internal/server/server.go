@@ -46,6 +46,11 @@ import (
 // before they are cancelled.
 const ShutdownGrace = 20 * time.Second
 
+// OTPSecretWarning is logged at a production start without OTP__SECRET.
+const OTPSecretWarning = "OTP__SECRET is not set: the keys of stored codes and of queued e-mails (which hold codes) are derived from JWT__SECRET, which the gateway also holds to validate access tokens. " +
+	"Set OTP__SECRET to 32 or more random bytes (head -c 32 /dev/urandom | base64). " +
+	"Setting or changing it voids the codes already sent and fails the verification e-mails still queued: their users request a new code."
+
 // Options are what New takes besides the configuration: the parts that
 // tests and benchmarks vary. The zero value is production's.
 type Options struct {
@@ -107,11 +112,12 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 // New builds authd from c: it opens the database and applies pending
 // migrations (or, with DATABASE__AUTO_MIGRATE=false, refuses a database
 // with pending ones), builds the token issuer, hashing pool, OTP keys,
-// e-mail sender and outbox dispatcher, the domain service, and the gRPC
-// server with health, TLS and caller authentication (GRPC__ section) and,
-// in development mode or with GRPC__REFLECTION, server reflection, and
-// listens. Nothing runs until Serve; Close releases an App that is never
-// served.
+// outbox sealer, e-mail sender and outbox dispatcher, the domain service,
+// and the gRPC server with health, TLS and caller authentication (GRPC__
+// section) and, in development mode or with GRPC__REFLECTION, server
+// reflection, and listens. Nothing runs until Serve; Close releases an App
+// that is never served. A production start without OTP__SECRET logs
+// OTPSecretWarning.
 func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	log := o.Log
 	if log == nil {
@@ -120,6 +126,9 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	if c.Dev {
 		log.Warn("DEVELOPMENT MODE: do not use in production. The JWT secret may be generated and kept in the data directory, and without SMTP__HOST e-mails (with their codes) are written to this log instead of being sent.",
 			"data_dir", c.Data.Dir)
+	}
+	if !c.Dev && c.OTP.Secret == "" {
+		log.Warn(OTPSecretWarning)
 	}
 	// TLS files and caller authentication first: their errors stop the
 	// start before the database is touched.
@@ -132,7 +141,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 			stopTLS()
 		}
 	}()
-	db, err := OpenDB(ctx, c, o.WrapConnector)
+	db, err := OpenDB(ctx, c, log, o.WrapConnector)
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +176,21 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Queued e-mails hold codes: they are sealed under a key of their own
+	// from the codes' secret, OTP__SECRET, or JWT__SECRET when it is empty
+	// (as otp.NewKeyer falls back).
+	codeSecret := c.OTP.Secret
+	if codeSecret == "" {
+		codeSecret = c.JWT.Secret
+	}
+	outboxKey, err := deriveKey([]byte(codeSecret), "placebrain-auth outbox v1")
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := mail.NewSealer(outboxKey)
+	if err != nil {
+		return nil, err
+	}
 	var sender mail.Sender = mail.LogSender{Log: log}
 	if c.SMTP.Host != "" {
 		if sender, err = mail.NewSMTPSender(mail.SMTPConfig{
@@ -182,6 +206,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		MaxAttempts:  c.Outbox.MaxAttempts,
 		RetryBase:    c.Outbox.RetryBase,
 		RetryMax:     c.Outbox.RetryMax,
+		Sealer:       sealer,
 		Now:          o.Now,
 		Log:          log,
 	})
@@ -189,6 +214,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		AccessTokens:      access,
 		Passwords:         hasher,
 		OTPKeys:           keys,
+		MailSealer:        sealer,
 		RefreshTokenTTL:   c.JWT.RefreshTokenTTL,
 		RefreshReuseGrace: c.JWT.RefreshReuseGrace,
 		OTP: auth.OTPPolicy{
@@ -233,9 +259,10 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	return a, nil
 }
 
-// OpenDB opens the database c's DATABASE__ and DATA__ sections name; wrap,
+// OpenDB opens the database c's DATABASE__ and DATA__ sections name; log
+// receives the store's warnings (a SQLite file made private), and wrap,
 // when set, wraps its driver.
-func OpenDB(ctx context.Context, c *config.Config, wrap func(driver.Connector) driver.Connector) (*store.DB, error) {
+func OpenDB(ctx context.Context, c *config.Config, log *slog.Logger, wrap func(driver.Connector) driver.Connector) (*store.DB, error) {
 	return store.Open(ctx, store.Config{
 		URL:     c.Database.URL,
 		DataDir: c.Data.Dir,
@@ -245,6 +272,7 @@ func OpenDB(ctx context.Context, c *config.Config, wrap func(driver.Connector) d
 			ConnMaxLifetime: c.Database.ConnMaxLifetime,
 		},
 		WrapConnector: wrap,
+		Log:           log,
 	})
 }
 

@@ -12,16 +12,18 @@ import (
 	"github.com/placebrain/auth/internal/mail"
 )
 
-// EnqueueMail implements auth.Tx: it writes m to the outbox, due at at.
+// EnqueueMail implements auth.Tx: it writes m to the outbox under m's id,
+// its data sealed as they come (sealed_data; data stays empty), due at at.
 func (t *Tx) EnqueueMail(ctx context.Context, m mail.Message, at time.Time) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
 	err := t.c.OutboxMessage.Create().
+		SetID(m.ID).
 		SetUserID(m.UserID).
 		SetRecipient(m.To).
 		SetTemplate(m.Template).
-		SetData(m.Data).
+		SetSealedData(m.Sealed).
 		SetCreatedAt(at).
 		SetNextAttemptAt(at).
 		Exec(ctx)
@@ -48,7 +50,7 @@ func (db *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duratio
 		for i, m := range msgs {
 			ids[i] = m.ID
 			claimed = append(claimed, mail.Pending{ID: m.ID, UserID: m.UserID, Recipient: m.Recipient,
-				Template: m.Template, Data: m.Data, Attempts: m.Attempts + 1})
+				Template: m.Template, Sealed: m.SealedData, Data: m.Data, Attempts: m.Attempts + 1})
 		}
 		return tx.c.OutboxMessage.Update().
 			Where(outboxmessage.IDIn(ids...)).
@@ -70,14 +72,14 @@ func (db *DB) stillClaimed(m mail.Pending) *ent.OutboxMessageUpdate {
 }
 
 // RecordDelivery implements mail.Outbox. Sent and failed messages lose
-// their data (it may hold a code).
+// their data, sealed or in clear (it may hold a code).
 func (db *DB) RecordDelivery(ctx context.Context, m mail.Pending, o mail.Outcome) (bool, error) {
 	upd := db.stillClaimed(m)
 	switch o.Status {
 	case mail.StatusSent:
-		upd.SetStatus(outboxmessage.StatusSent).SetSentAt(o.At).ClearData().ClearLastError()
+		upd.SetStatus(outboxmessage.StatusSent).SetSentAt(o.At).ClearData().ClearSealedData().ClearLastError()
 	case mail.StatusFailed:
-		upd.SetStatus(outboxmessage.StatusFailed).ClearData().SetLastError(o.LastError)
+		upd.SetStatus(outboxmessage.StatusFailed).ClearData().ClearSealedData().SetLastError(o.LastError)
 	default:
 		upd.SetNextAttemptAt(o.NextAttemptAt).SetLastError(o.LastError)
 	}

@@ -13,6 +13,8 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -53,6 +55,9 @@ type Config struct {
 	// WrapConnector, when set, wraps the database/sql connector: for a
 	// driver wrapper that traces or counts statements.
 	WrapConnector func(driver.Connector) driver.Connector
+	// Log receives a warning for each SQLite file Open had to make
+	// private (discarded when nil).
+	Log *slog.Logger
 }
 
 // DB is an open database: the database/sql handle, an ent client on it and
@@ -172,12 +177,23 @@ func NormalizeURL(raw string) (string, error) {
 	return t.DSN, nil
 }
 
-// Open opens the database c names, creating the SQLite file and its
-// directory (mode 0700) if needed, and checks that it answers.
+// Open opens the database c names and checks that it answers. A SQLite
+// database is made private first (see privateSQLite): its directory (mode
+// 0700) and file (0600) are created if needed, and existing files others
+// may read are set to 0600.
 func Open(ctx context.Context, c Config) (*DB, error) {
 	t, err := ParseURL(c.URL, c.DataDir)
 	if err != nil {
 		return nil, err
+	}
+	if t.Dialect == dialect.SQLite {
+		log := c.Log
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		if err := privateSQLite(t.Path, log); err != nil {
+			return nil, err
+		}
 	}
 	db, err := openSQL(t, c.WrapConnector)
 	if err != nil {
@@ -228,9 +244,6 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 func openSQL(t Target, wrap func(driver.Connector) driver.Connector) (*sql.DB, error) {
 	var conn driver.Connector
 	if t.Dialect == dialect.SQLite {
-		if err := os.MkdirAll(filepath.Dir(t.Path), 0o700); err != nil {
-			return nil, fmt.Errorf("store: data directory: %w", err)
-		}
 		conn = dsnConnector{dsn: t.DSN, drv: &sqlite.Driver{}}
 	} else {
 		cfg, err := pgx.ParseConfig(t.DSN)
@@ -251,6 +264,49 @@ func openSQL(t Target, wrap func(driver.Connector) driver.Connector) (*sql.DB, e
 		conn = wrap(conn)
 	}
 	return sql.OpenDB(conn), nil
+}
+
+// SQLiteFileMode is the mode of the SQLite database file, owner only
+// whatever the umask, and so of the -wal, -shm and -journal files SQLite
+// makes beside it: SQLite gives them the database file's mode.
+const SQLiteFileMode fs.FileMode = 0o600
+
+// privateSQLite prepares the SQLite database at path before the driver
+// opens it: it creates the directory (0700) and the database file
+// (SQLiteFileMode) when they do not exist, so SQLite makes the -wal and
+// -shm files with that mode too, and sets an existing database, -wal,
+// -shm or -journal file that group or others may access to
+// SQLiteFileMode, logging a warning that names it. A file it cannot make private fails the
+// start.
+func privateSQLite(path string, log *slog.Logger) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("store: data directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, SQLiteFileMode)
+	if err != nil {
+		return fmt.Errorf("store: database file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("store: database file: %w", err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store: database file: %w", err)
+		}
+		was := fi.Mode().Perm()
+		if was&0o077 == 0 {
+			continue
+		}
+		if err := os.Chmod(p, SQLiteFileMode); err != nil {
+			return fmt.Errorf("store: %s is open to group or others (mode %04o) and cannot be made private: %w", p, was, err)
+		}
+		log.Warn("database file was open to group or others; its mode is now 0600", "path", p, "previous_mode", fmt.Sprintf("%04o", was))
+	}
+	return nil
 }
 
 // dsnConnector opens connections of a driver that has no connector of its

@@ -97,6 +97,7 @@ type Env struct {
 	Log      *Log
 
 	read *readMail
+	stop func() error
 }
 
 // readMail counts the e-mails to each address that Code has read; the
@@ -202,9 +203,14 @@ func New(t testing.TB, opts ...Option) *Env {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- app.Serve(runCtx) }()
+	var once sync.Once
+	var serveErr error
+	e.stop = func() error {
+		once.Do(func() { stop(); serveErr = <-done })
+		return serveErr
+	}
 	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
+		if err := e.stop(); err != nil {
 			t.Errorf("authtest: serve: %v", err)
 		}
 	})
@@ -220,6 +226,16 @@ func New(t testing.TB, opts ...Option) *Env {
 	t.Cleanup(func() { conn.Close() })
 	e.Conn, e.Client = conn, authpb.NewAuthServiceClient(conn)
 	return e
+}
+
+// Stop stops the service as a stop signal would, before the test ends:
+// for a test that starts another instance on its database afterwards
+// (SameDatabaseAs).
+func (e *Env) Stop(t testing.TB) {
+	t.Helper()
+	if err := e.stop(); err != nil {
+		t.Errorf("authtest: serve: %v", err)
+	}
 }
 
 // StartSMTP starts the SMTP relay on the service's relay port (after
