@@ -105,5 +105,9 @@ layering-check: ## Fail when the domain package (internal/auth) depends on ent, 
 	@bad=$$($(GO) list -deps ./internal/auth | grep -E '^(entgo\.io/ent(/|$$)|database/sql$$|github\.com/jackc/pgx|modernc\.org/sqlite)' || true); \
 	test -z "$$bad" || { echo "internal/auth must not depend on database code; it does, through:"; echo "$$bad"; exit 1; }
 
+.PHONY: contract-check
+contract-check: ## Fail when the project's proto changes anything of the platform contract (proto/contract/auth.proto)
+	$(GO) test -count=1 -run 'TestContract' ./internal/grpcapi/
+
 .PHONY: check
-check: vet layering-check generate-check migrate-check ## Everything CI checks besides the tests
+check: vet layering-check generate-check migrate-check contract-check ## Everything CI checks besides the tests

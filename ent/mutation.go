@@ -3046,6 +3046,7 @@ type RateLimitMutation struct {
 	locked_until      *time.Time
 	last_at           *time.Time
 	updated_at        *time.Time
+	account_hmac      *[]byte
 	clearedFields     map[string]struct{}
 	done              bool
 	oldValue          func(context.Context) (*RateLimit, error)
@@ -3510,6 +3511,55 @@ func (m *RateLimitMutation) ResetUpdatedAt() {
 	m.updated_at = nil
 }
 
+// SetAccountHmac sets the "account_hmac" field.
+func (m *RateLimitMutation) SetAccountHmac(b []byte) {
+	m.account_hmac = &b
+}
+
+// AccountHmac returns the value of the "account_hmac" field in the mutation.
+func (m *RateLimitMutation) AccountHmac() (r []byte, exists bool) {
+	v := m.account_hmac
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAccountHmac returns the old "account_hmac" field's value of the RateLimit entity.
+// If the RateLimit object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RateLimitMutation) OldAccountHmac(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAccountHmac is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAccountHmac requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAccountHmac: %w", err)
+	}
+	return oldValue.AccountHmac, nil
+}
+
+// ClearAccountHmac clears the value of the "account_hmac" field.
+func (m *RateLimitMutation) ClearAccountHmac() {
+	m.account_hmac = nil
+	m.clearedFields[ratelimit.FieldAccountHmac] = struct{}{}
+}
+
+// AccountHmacCleared returns if the "account_hmac" field was cleared in this mutation.
+func (m *RateLimitMutation) AccountHmacCleared() bool {
+	_, ok := m.clearedFields[ratelimit.FieldAccountHmac]
+	return ok
+}
+
+// ResetAccountHmac resets all changes to the "account_hmac" field.
+func (m *RateLimitMutation) ResetAccountHmac() {
+	m.account_hmac = nil
+	delete(m.clearedFields, ratelimit.FieldAccountHmac)
+}
+
 // Where appends a list predicates to the RateLimitMutation builder.
 func (m *RateLimitMutation) Where(ps ...predicate.RateLimit) {
 	m.predicates = append(m.predicates, ps...)
@@ -3544,7 +3594,7 @@ func (m *RateLimitMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *RateLimitMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 9)
 	if m.key_hmac != nil {
 		fields = append(fields, ratelimit.FieldKeyHmac)
 	}
@@ -3568,6 +3618,9 @@ func (m *RateLimitMutation) Fields() []string {
 	}
 	if m.updated_at != nil {
 		fields = append(fields, ratelimit.FieldUpdatedAt)
+	}
+	if m.account_hmac != nil {
+		fields = append(fields, ratelimit.FieldAccountHmac)
 	}
 	return fields
 }
@@ -3593,6 +3646,8 @@ func (m *RateLimitMutation) Field(name string) (ent.Value, bool) {
 		return m.LastAt()
 	case ratelimit.FieldUpdatedAt:
 		return m.UpdatedAt()
+	case ratelimit.FieldAccountHmac:
+		return m.AccountHmac()
 	}
 	return nil, false
 }
@@ -3618,6 +3673,8 @@ func (m *RateLimitMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldLastAt(ctx)
 	case ratelimit.FieldUpdatedAt:
 		return m.OldUpdatedAt(ctx)
+	case ratelimit.FieldAccountHmac:
+		return m.OldAccountHmac(ctx)
 	}
 	return nil, fmt.Errorf("unknown RateLimit field %s", name)
 }
@@ -3683,6 +3740,13 @@ func (m *RateLimitMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUpdatedAt(v)
 		return nil
+	case ratelimit.FieldAccountHmac:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAccountHmac(v)
+		return nil
 	}
 	return fmt.Errorf("unknown RateLimit field %s", name)
 }
@@ -3746,6 +3810,9 @@ func (m *RateLimitMutation) ClearedFields() []string {
 	if m.FieldCleared(ratelimit.FieldLastAt) {
 		fields = append(fields, ratelimit.FieldLastAt)
 	}
+	if m.FieldCleared(ratelimit.FieldAccountHmac) {
+		fields = append(fields, ratelimit.FieldAccountHmac)
+	}
 	return fields
 }
 
@@ -3765,6 +3832,9 @@ func (m *RateLimitMutation) ClearField(name string) error {
 		return nil
 	case ratelimit.FieldLastAt:
 		m.ClearLastAt()
+		return nil
+	case ratelimit.FieldAccountHmac:
+		m.ClearAccountHmac()
 		return nil
 	}
 	return fmt.Errorf("unknown RateLimit nullable field %s", name)
@@ -3797,6 +3867,9 @@ func (m *RateLimitMutation) ResetField(name string) error {
 		return nil
 	case ratelimit.FieldUpdatedAt:
 		m.ResetUpdatedAt()
+		return nil
+	case ratelimit.FieldAccountHmac:
+		m.ResetAccountHmac()
 		return nil
 	}
 	return fmt.Errorf("unknown RateLimit field %s", name)
@@ -5335,6 +5408,8 @@ type UserMutation struct {
 	is_verified           *bool
 	verified_at           *time.Time
 	updated_at            *time.Time
+	imported_at           *time.Time
+	deleted_at            *time.Time
 	clearedFields         map[string]struct{}
 	token_families        map[uuid.UUID]struct{}
 	removedtoken_families map[uuid.UUID]struct{}
@@ -5755,6 +5830,104 @@ func (m *UserMutation) ResetUpdatedAt() {
 	m.updated_at = nil
 }
 
+// SetImportedAt sets the "imported_at" field.
+func (m *UserMutation) SetImportedAt(t time.Time) {
+	m.imported_at = &t
+}
+
+// ImportedAt returns the value of the "imported_at" field in the mutation.
+func (m *UserMutation) ImportedAt() (r time.Time, exists bool) {
+	v := m.imported_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldImportedAt returns the old "imported_at" field's value of the User entity.
+// If the User object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UserMutation) OldImportedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldImportedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldImportedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldImportedAt: %w", err)
+	}
+	return oldValue.ImportedAt, nil
+}
+
+// ClearImportedAt clears the value of the "imported_at" field.
+func (m *UserMutation) ClearImportedAt() {
+	m.imported_at = nil
+	m.clearedFields[user.FieldImportedAt] = struct{}{}
+}
+
+// ImportedAtCleared returns if the "imported_at" field was cleared in this mutation.
+func (m *UserMutation) ImportedAtCleared() bool {
+	_, ok := m.clearedFields[user.FieldImportedAt]
+	return ok
+}
+
+// ResetImportedAt resets all changes to the "imported_at" field.
+func (m *UserMutation) ResetImportedAt() {
+	m.imported_at = nil
+	delete(m.clearedFields, user.FieldImportedAt)
+}
+
+// SetDeletedAt sets the "deleted_at" field.
+func (m *UserMutation) SetDeletedAt(t time.Time) {
+	m.deleted_at = &t
+}
+
+// DeletedAt returns the value of the "deleted_at" field in the mutation.
+func (m *UserMutation) DeletedAt() (r time.Time, exists bool) {
+	v := m.deleted_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDeletedAt returns the old "deleted_at" field's value of the User entity.
+// If the User object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UserMutation) OldDeletedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDeletedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDeletedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDeletedAt: %w", err)
+	}
+	return oldValue.DeletedAt, nil
+}
+
+// ClearDeletedAt clears the value of the "deleted_at" field.
+func (m *UserMutation) ClearDeletedAt() {
+	m.deleted_at = nil
+	m.clearedFields[user.FieldDeletedAt] = struct{}{}
+}
+
+// DeletedAtCleared returns if the "deleted_at" field was cleared in this mutation.
+func (m *UserMutation) DeletedAtCleared() bool {
+	_, ok := m.clearedFields[user.FieldDeletedAt]
+	return ok
+}
+
+// ResetDeletedAt resets all changes to the "deleted_at" field.
+func (m *UserMutation) ResetDeletedAt() {
+	m.deleted_at = nil
+	delete(m.clearedFields, user.FieldDeletedAt)
+}
+
 // AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by ids.
 func (m *UserMutation) AddTokenFamilyIDs(ids ...uuid.UUID) {
 	if m.token_families == nil {
@@ -5951,7 +6124,7 @@ func (m *UserMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UserMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 10)
 	if m.created_at != nil {
 		fields = append(fields, user.FieldCreatedAt)
 	}
@@ -5975,6 +6148,12 @@ func (m *UserMutation) Fields() []string {
 	}
 	if m.updated_at != nil {
 		fields = append(fields, user.FieldUpdatedAt)
+	}
+	if m.imported_at != nil {
+		fields = append(fields, user.FieldImportedAt)
+	}
+	if m.deleted_at != nil {
+		fields = append(fields, user.FieldDeletedAt)
 	}
 	return fields
 }
@@ -6000,6 +6179,10 @@ func (m *UserMutation) Field(name string) (ent.Value, bool) {
 		return m.VerifiedAt()
 	case user.FieldUpdatedAt:
 		return m.UpdatedAt()
+	case user.FieldImportedAt:
+		return m.ImportedAt()
+	case user.FieldDeletedAt:
+		return m.DeletedAt()
 	}
 	return nil, false
 }
@@ -6025,6 +6208,10 @@ func (m *UserMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldVerifiedAt(ctx)
 	case user.FieldUpdatedAt:
 		return m.OldUpdatedAt(ctx)
+	case user.FieldImportedAt:
+		return m.OldImportedAt(ctx)
+	case user.FieldDeletedAt:
+		return m.OldDeletedAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown User field %s", name)
 }
@@ -6090,6 +6277,20 @@ func (m *UserMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUpdatedAt(v)
 		return nil
+	case user.FieldImportedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetImportedAt(v)
+		return nil
+	case user.FieldDeletedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDeletedAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown User field %s", name)
 }
@@ -6123,6 +6324,12 @@ func (m *UserMutation) ClearedFields() []string {
 	if m.FieldCleared(user.FieldVerifiedAt) {
 		fields = append(fields, user.FieldVerifiedAt)
 	}
+	if m.FieldCleared(user.FieldImportedAt) {
+		fields = append(fields, user.FieldImportedAt)
+	}
+	if m.FieldCleared(user.FieldDeletedAt) {
+		fields = append(fields, user.FieldDeletedAt)
+	}
 	return fields
 }
 
@@ -6139,6 +6346,12 @@ func (m *UserMutation) ClearField(name string) error {
 	switch name {
 	case user.FieldVerifiedAt:
 		m.ClearVerifiedAt()
+		return nil
+	case user.FieldImportedAt:
+		m.ClearImportedAt()
+		return nil
+	case user.FieldDeletedAt:
+		m.ClearDeletedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown User nullable field %s", name)
@@ -6171,6 +6384,12 @@ func (m *UserMutation) ResetField(name string) error {
 		return nil
 	case user.FieldUpdatedAt:
 		m.ResetUpdatedAt()
+		return nil
+	case user.FieldImportedAt:
+		m.ResetImportedAt()
+		return nil
+	case user.FieldDeletedAt:
+		m.ResetDeletedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown User field %s", name)

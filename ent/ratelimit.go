@@ -33,7 +33,9 @@ type RateLimit struct {
 	// LastAt holds the value of the "last_at" field.
 	LastAt *time.Time `json:"last_at,omitempty"`
 	// UpdatedAt holds the value of the "updated_at" field.
-	UpdatedAt    time.Time `json:"updated_at,omitempty"`
+	UpdatedAt time.Time `json:"updated_at,omitempty"`
+	// AccountHmac holds the value of the "account_hmac" field.
+	AccountHmac  *[]byte `json:"-"`
 	selectValues sql.SelectValues
 }
 
@@ -42,7 +44,7 @@ func (*RateLimit) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case ratelimit.FieldKeyHmac:
+		case ratelimit.FieldKeyHmac, ratelimit.FieldAccountHmac:
 			values[i] = new([]byte)
 		case ratelimit.FieldCount, ratelimit.FieldPending:
 			values[i] = new(sql.NullInt64)
@@ -123,6 +125,12 @@ func (_m *RateLimit) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.UpdatedAt = value.Time
 			}
+		case ratelimit.FieldAccountHmac:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field account_hmac", values[i])
+			} else if value != nil {
+				_m.AccountHmac = value
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -185,6 +193,8 @@ func (_m *RateLimit) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("updated_at=")
 	builder.WriteString(_m.UpdatedAt.Format(time.ANSIC))
+	builder.WriteString(", ")
+	builder.WriteString("account_hmac=<sensitive>")
 	builder.WriteByte(')')
 	return builder.String()
 }

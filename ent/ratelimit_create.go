@@ -104,6 +104,12 @@ func (_c *RateLimitCreate) SetUpdatedAt(v time.Time) *RateLimitCreate {
 	return _c
 }
 
+// SetAccountHmac sets the "account_hmac" field.
+func (_c *RateLimitCreate) SetAccountHmac(v []byte) *RateLimitCreate {
+	_c.mutation.SetAccountHmac(v)
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *RateLimitCreate) SetID(v uuid.UUID) *RateLimitCreate {
 	_c.mutation.SetID(v)
@@ -207,6 +213,11 @@ func (_c *RateLimitCreate) check() error {
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
 		return &ValidationError{Name: "updated_at", err: errors.New(`ent: missing required field "RateLimit.updated_at"`)}
 	}
+	if v, ok := _c.mutation.AccountHmac(); ok {
+		if err := ratelimit.AccountHmacValidator(v); err != nil {
+			return &ValidationError{Name: "account_hmac", err: fmt.Errorf(`ent: validator failed for field "RateLimit.account_hmac": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -274,6 +285,10 @@ func (_c *RateLimitCreate) createSpec() (*RateLimit, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.UpdatedAt(); ok {
 		_spec.SetField(ratelimit.FieldUpdatedAt, field.TypeTime, value)
 		_node.UpdatedAt = value
+	}
+	if value, ok := _c.mutation.AccountHmac(); ok {
+		_spec.SetField(ratelimit.FieldAccountHmac, field.TypeBytes, value)
+		_node.AccountHmac = &value
 	}
 	return _node, _spec
 }
@@ -445,6 +460,9 @@ func (u *RateLimitUpsertOne) UpdateNewValues() *RateLimitUpsertOne {
 		}
 		if _, exists := u.create.mutation.Purpose(); exists {
 			s.SetIgnore(ratelimit.FieldPurpose)
+		}
+		if _, exists := u.create.mutation.AccountHmac(); exists {
+			s.SetIgnore(ratelimit.FieldAccountHmac)
 		}
 	}))
 	return u
@@ -777,6 +795,9 @@ func (u *RateLimitUpsertBulk) UpdateNewValues() *RateLimitUpsertBulk {
 			}
 			if _, exists := b.mutation.Purpose(); exists {
 				s.SetIgnore(ratelimit.FieldPurpose)
+			}
+			if _, exists := b.mutation.AccountHmac(); exists {
+				s.SetIgnore(ratelimit.FieldAccountHmac)
 			}
 		}
 	}))

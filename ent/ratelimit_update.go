@@ -234,6 +234,9 @@ func (_u *RateLimitUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(ratelimit.FieldUpdatedAt, field.TypeTime, value)
 	}
+	if _u.mutation.AccountHmacCleared() {
+		_spec.ClearField(ratelimit.FieldAccountHmac, field.TypeBytes)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -490,6 +493,9 @@ func (_u *RateLimitUpdateOne) sqlSave(ctx context.Context) (_node *RateLimit, er
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(ratelimit.FieldUpdatedAt, field.TypeTime, value)
+	}
+	if _u.mutation.AccountHmacCleared() {
+		_spec.ClearField(ratelimit.FieldAccountHmac, field.TypeBytes)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &RateLimit{config: _u.config}

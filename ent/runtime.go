@@ -212,6 +212,24 @@ func init() {
 	ratelimit.DefaultPending = ratelimitDescPending.Default.(int)
 	// ratelimit.PendingValidator is a validator for the "pending" field. It is called by the builders before save.
 	ratelimit.PendingValidator = ratelimitDescPending.Validators[0].(func(int) error)
+	// ratelimitDescAccountHmac is the schema descriptor for account_hmac field.
+	ratelimitDescAccountHmac := ratelimitFields[8].Descriptor()
+	// ratelimit.AccountHmacValidator is a validator for the "account_hmac" field. It is called by the builders before save.
+	ratelimit.AccountHmacValidator = func() func([]byte) error {
+		validators := ratelimitDescAccountHmac.Validators
+		fns := [...]func([]byte) error{
+			validators[0].(func([]byte) error),
+			validators[1].(func([]byte) error),
+		}
+		return func(account_hmac []byte) error {
+			for _, fn := range fns {
+				if err := fn(account_hmac); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
 	// ratelimitDescID is the schema descriptor for id field.
 	ratelimitDescID := ratelimitMixinFields0[0].Descriptor()
 	// ratelimit.DefaultID holds the default value on creation for the id field.

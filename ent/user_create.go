@@ -107,6 +107,34 @@ func (_c *UserCreate) SetNillableUpdatedAt(v *time.Time) *UserCreate {
 	return _c
 }
 
+// SetImportedAt sets the "imported_at" field.
+func (_c *UserCreate) SetImportedAt(v time.Time) *UserCreate {
+	_c.mutation.SetImportedAt(v)
+	return _c
+}
+
+// SetNillableImportedAt sets the "imported_at" field if the given value is not nil.
+func (_c *UserCreate) SetNillableImportedAt(v *time.Time) *UserCreate {
+	if v != nil {
+		_c.SetImportedAt(*v)
+	}
+	return _c
+}
+
+// SetDeletedAt sets the "deleted_at" field.
+func (_c *UserCreate) SetDeletedAt(v time.Time) *UserCreate {
+	_c.mutation.SetDeletedAt(v)
+	return _c
+}
+
+// SetNillableDeletedAt sets the "deleted_at" field if the given value is not nil.
+func (_c *UserCreate) SetNillableDeletedAt(v *time.Time) *UserCreate {
+	if v != nil {
+		_c.SetDeletedAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *UserCreate) SetID(v uuid.UUID) *UserCreate {
 	_c.mutation.SetID(v)
@@ -325,6 +353,14 @@ func (_c *UserCreate) createSpec() (*User, *sqlgraph.CreateSpec) {
 		_spec.SetField(user.FieldUpdatedAt, field.TypeTime, value)
 		_node.UpdatedAt = value
 	}
+	if value, ok := _c.mutation.ImportedAt(); ok {
+		_spec.SetField(user.FieldImportedAt, field.TypeTime, value)
+		_node.ImportedAt = &value
+	}
+	if value, ok := _c.mutation.DeletedAt(); ok {
+		_spec.SetField(user.FieldDeletedAt, field.TypeTime, value)
+		_node.DeletedAt = &value
+	}
 	if nodes := _c.mutation.TokenFamiliesIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -515,6 +551,42 @@ func (u *UserUpsert) UpdateUpdatedAt() *UserUpsert {
 	return u
 }
 
+// SetImportedAt sets the "imported_at" field.
+func (u *UserUpsert) SetImportedAt(v time.Time) *UserUpsert {
+	u.Set(user.FieldImportedAt, v)
+	return u
+}
+
+// UpdateImportedAt sets the "imported_at" field to the value that was provided on create.
+func (u *UserUpsert) UpdateImportedAt() *UserUpsert {
+	u.SetExcluded(user.FieldImportedAt)
+	return u
+}
+
+// ClearImportedAt clears the value of the "imported_at" field.
+func (u *UserUpsert) ClearImportedAt() *UserUpsert {
+	u.SetNull(user.FieldImportedAt)
+	return u
+}
+
+// SetDeletedAt sets the "deleted_at" field.
+func (u *UserUpsert) SetDeletedAt(v time.Time) *UserUpsert {
+	u.Set(user.FieldDeletedAt, v)
+	return u
+}
+
+// UpdateDeletedAt sets the "deleted_at" field to the value that was provided on create.
+func (u *UserUpsert) UpdateDeletedAt() *UserUpsert {
+	u.SetExcluded(user.FieldDeletedAt)
+	return u
+}
+
+// ClearDeletedAt clears the value of the "deleted_at" field.
+func (u *UserUpsert) ClearDeletedAt() *UserUpsert {
+	u.SetNull(user.FieldDeletedAt)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -668,6 +740,48 @@ func (u *UserUpsertOne) SetUpdatedAt(v time.Time) *UserUpsertOne {
 func (u *UserUpsertOne) UpdateUpdatedAt() *UserUpsertOne {
 	return u.Update(func(s *UserUpsert) {
 		s.UpdateUpdatedAt()
+	})
+}
+
+// SetImportedAt sets the "imported_at" field.
+func (u *UserUpsertOne) SetImportedAt(v time.Time) *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.SetImportedAt(v)
+	})
+}
+
+// UpdateImportedAt sets the "imported_at" field to the value that was provided on create.
+func (u *UserUpsertOne) UpdateImportedAt() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateImportedAt()
+	})
+}
+
+// ClearImportedAt clears the value of the "imported_at" field.
+func (u *UserUpsertOne) ClearImportedAt() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearImportedAt()
+	})
+}
+
+// SetDeletedAt sets the "deleted_at" field.
+func (u *UserUpsertOne) SetDeletedAt(v time.Time) *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.SetDeletedAt(v)
+	})
+}
+
+// UpdateDeletedAt sets the "deleted_at" field to the value that was provided on create.
+func (u *UserUpsertOne) UpdateDeletedAt() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateDeletedAt()
+	})
+}
+
+// ClearDeletedAt clears the value of the "deleted_at" field.
+func (u *UserUpsertOne) ClearDeletedAt() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearDeletedAt()
 	})
 }
 
@@ -991,6 +1105,48 @@ func (u *UserUpsertBulk) SetUpdatedAt(v time.Time) *UserUpsertBulk {
 func (u *UserUpsertBulk) UpdateUpdatedAt() *UserUpsertBulk {
 	return u.Update(func(s *UserUpsert) {
 		s.UpdateUpdatedAt()
+	})
+}
+
+// SetImportedAt sets the "imported_at" field.
+func (u *UserUpsertBulk) SetImportedAt(v time.Time) *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.SetImportedAt(v)
+	})
+}
+
+// UpdateImportedAt sets the "imported_at" field to the value that was provided on create.
+func (u *UserUpsertBulk) UpdateImportedAt() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateImportedAt()
+	})
+}
+
+// ClearImportedAt clears the value of the "imported_at" field.
+func (u *UserUpsertBulk) ClearImportedAt() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearImportedAt()
+	})
+}
+
+// SetDeletedAt sets the "deleted_at" field.
+func (u *UserUpsertBulk) SetDeletedAt(v time.Time) *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.SetDeletedAt(v)
+	})
+}
+
+// UpdateDeletedAt sets the "deleted_at" field to the value that was provided on create.
+func (u *UserUpsertBulk) UpdateDeletedAt() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateDeletedAt()
+	})
+}
+
+// ClearDeletedAt clears the value of the "deleted_at" field.
+func (u *UserUpsertBulk) ClearDeletedAt() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearDeletedAt()
 	})
 }
 

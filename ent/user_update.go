@@ -129,6 +129,46 @@ func (_u *UserUpdate) SetUpdatedAt(v time.Time) *UserUpdate {
 	return _u
 }
 
+// SetImportedAt sets the "imported_at" field.
+func (_u *UserUpdate) SetImportedAt(v time.Time) *UserUpdate {
+	_u.mutation.SetImportedAt(v)
+	return _u
+}
+
+// SetNillableImportedAt sets the "imported_at" field if the given value is not nil.
+func (_u *UserUpdate) SetNillableImportedAt(v *time.Time) *UserUpdate {
+	if v != nil {
+		_u.SetImportedAt(*v)
+	}
+	return _u
+}
+
+// ClearImportedAt clears the value of the "imported_at" field.
+func (_u *UserUpdate) ClearImportedAt() *UserUpdate {
+	_u.mutation.ClearImportedAt()
+	return _u
+}
+
+// SetDeletedAt sets the "deleted_at" field.
+func (_u *UserUpdate) SetDeletedAt(v time.Time) *UserUpdate {
+	_u.mutation.SetDeletedAt(v)
+	return _u
+}
+
+// SetNillableDeletedAt sets the "deleted_at" field if the given value is not nil.
+func (_u *UserUpdate) SetNillableDeletedAt(v *time.Time) *UserUpdate {
+	if v != nil {
+		_u.SetDeletedAt(*v)
+	}
+	return _u
+}
+
+// ClearDeletedAt clears the value of the "deleted_at" field.
+func (_u *UserUpdate) ClearDeletedAt() *UserUpdate {
+	_u.mutation.ClearDeletedAt()
+	return _u
+}
+
 // AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by IDs.
 func (_u *UserUpdate) AddTokenFamilyIDs(ids ...uuid.UUID) *UserUpdate {
 	_u.mutation.AddTokenFamilyIDs(ids...)
@@ -339,6 +379,18 @@ func (_u *UserUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(user.FieldUpdatedAt, field.TypeTime, value)
+	}
+	if value, ok := _u.mutation.ImportedAt(); ok {
+		_spec.SetField(user.FieldImportedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ImportedAtCleared() {
+		_spec.ClearField(user.FieldImportedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.DeletedAt(); ok {
+		_spec.SetField(user.FieldDeletedAt, field.TypeTime, value)
+	}
+	if _u.mutation.DeletedAtCleared() {
+		_spec.ClearField(user.FieldDeletedAt, field.TypeTime)
 	}
 	if _u.mutation.TokenFamiliesCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -593,6 +645,46 @@ func (_u *UserUpdateOne) SetUpdatedAt(v time.Time) *UserUpdateOne {
 	return _u
 }
 
+// SetImportedAt sets the "imported_at" field.
+func (_u *UserUpdateOne) SetImportedAt(v time.Time) *UserUpdateOne {
+	_u.mutation.SetImportedAt(v)
+	return _u
+}
+
+// SetNillableImportedAt sets the "imported_at" field if the given value is not nil.
+func (_u *UserUpdateOne) SetNillableImportedAt(v *time.Time) *UserUpdateOne {
+	if v != nil {
+		_u.SetImportedAt(*v)
+	}
+	return _u
+}
+
+// ClearImportedAt clears the value of the "imported_at" field.
+func (_u *UserUpdateOne) ClearImportedAt() *UserUpdateOne {
+	_u.mutation.ClearImportedAt()
+	return _u
+}
+
+// SetDeletedAt sets the "deleted_at" field.
+func (_u *UserUpdateOne) SetDeletedAt(v time.Time) *UserUpdateOne {
+	_u.mutation.SetDeletedAt(v)
+	return _u
+}
+
+// SetNillableDeletedAt sets the "deleted_at" field if the given value is not nil.
+func (_u *UserUpdateOne) SetNillableDeletedAt(v *time.Time) *UserUpdateOne {
+	if v != nil {
+		_u.SetDeletedAt(*v)
+	}
+	return _u
+}
+
+// ClearDeletedAt clears the value of the "deleted_at" field.
+func (_u *UserUpdateOne) ClearDeletedAt() *UserUpdateOne {
+	_u.mutation.ClearDeletedAt()
+	return _u
+}
+
 // AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by IDs.
 func (_u *UserUpdateOne) AddTokenFamilyIDs(ids ...uuid.UUID) *UserUpdateOne {
 	_u.mutation.AddTokenFamilyIDs(ids...)
@@ -833,6 +925,18 @@ func (_u *UserUpdateOne) sqlSave(ctx context.Context) (_node *User, err error) {
 	}
 	if value, ok := _u.mutation.UpdatedAt(); ok {
 		_spec.SetField(user.FieldUpdatedAt, field.TypeTime, value)
+	}
+	if value, ok := _u.mutation.ImportedAt(); ok {
+		_spec.SetField(user.FieldImportedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ImportedAtCleared() {
+		_spec.ClearField(user.FieldImportedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.DeletedAt(); ok {
+		_spec.SetField(user.FieldDeletedAt, field.TypeTime, value)
+	}
+	if _u.mutation.DeletedAtCleared() {
+		_spec.ClearField(user.FieldDeletedAt, field.TypeTime)
 	}
 	if _u.mutation.TokenFamiliesCleared() {
 		edge := &sqlgraph.EdgeSpec{

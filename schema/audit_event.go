@@ -22,6 +22,9 @@ func (AuditEvent) Fields() []ent.Field {
 			"login_succeeded", "login_failed", "login_throttled",
 			"token_refreshed", "refresh_token_reused", "token_family_revoked", "logout",
 			"otp_sent", "otp_verified", "otp_failed",
+			"register_throttled", "server_busy",
+			"password_reset_requested", "password_reset", "password_changed",
+			"logout_all", "session_revoked", "user_deleted", "user_imported",
 		).Immutable(),
 		// user_id is the account concerned; nil for a failed login with an
 		// unknown address.

@@ -19,7 +19,10 @@ func (OtpRequest) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMix
 func (OtpRequest) Fields() []ent.Field {
 	return []ent.Field{
 		field.UUID("user_id", uuid.UUID{}).Immutable(),
-		field.Enum("purpose").Values("email_verification").Default("email_verification").Immutable(),
+		// purpose says what the code proves: an address (sign-up) or the
+		// right to set a new password; a new code supersedes only codes of
+		// its own purpose.
+		field.Enum("purpose").Values("email_verification", "password_reset").Default("email_verification").Immutable(),
 		// code_hmac is HMAC-SHA256 of the code under the server's OTP key.
 		field.Bytes("code_hmac").Sensitive().Immutable().MinLen(32).MaxLen(32),
 		// attempts counts verification attempts, right or wrong.

@@ -25,6 +25,7 @@ func (RateLimit) Fields() []ent.Field {
 			"login", "login_account", "signed_in",
 			"code_check", "code_check_account", "code_send", "code_send_account",
 			"register",
+			"reset_check", "reset_check_account", "reset_send",
 		).Immutable(),
 		// count counts events since window_started_at.
 		field.Int("count").NonNegative().Default(0),
@@ -37,6 +38,10 @@ func (RateLimit) Fields() []ent.Field {
 		// last_at is when the last event was counted.
 		field.Time("last_at").Optional().Nillable(),
 		field.Time("updated_at"),
+		// account_hmac names the account a counter belongs to (HMAC of its
+		// canonical address), so that a password reset can clear the
+		// account's login locks; NULL for counters of no account.
+		field.Bytes("account_hmac").Sensitive().Optional().Nillable().Immutable().MinLen(32).MaxLen(32),
 	}
 }
 
@@ -44,5 +49,6 @@ func (RateLimit) Indexes() []ent.Index {
 	return []ent.Index{
 		// The periodic pruning deletes idle counters per purpose.
 		index.Fields("purpose", "updated_at"),
+		index.Fields("account_hmac"),
 	}
 }

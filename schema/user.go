@@ -8,7 +8,9 @@ import (
 )
 
 // User is an account: a person who signs in with an e-mail address and a
-// password.
+// password. A deleted account stays as a tombstone (deleted_at set; its
+// name, address and password erased: see store's EraseUser), so the ids
+// other services hold keep resolving; its address can be registered anew.
 type User struct{ ent.Schema }
 
 func (User) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMixin{}} }
@@ -17,17 +19,25 @@ func (User) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("username").NotEmpty().MaxRuneLen(64),
 		// email is the address as the user typed it (trimmed), for display
-		// and for sending mail.
+		// and for sending mail; "" on a tombstone.
 		field.String("email").NotEmpty().MaxLen(254),
 		// email_normalized is the canonical form used for look-ups; its
 		// unique index makes registration case-insensitively unique. Case
-		// folding can lengthen an address, hence the larger bound.
+		// folding can lengthen an address, hence the larger bound. A
+		// tombstone's is "deleted:" and its id, which no address normalizes
+		// to (an address has an @).
 		field.String("email_normalized").NotEmpty().MaxLen(1024).Unique(),
-		// password_hash is a bcrypt hash in modular crypt format.
+		// password_hash is a bcrypt hash in modular crypt format; "" on a
+		// tombstone.
 		field.String("password_hash").Sensitive(),
 		field.Bool("is_verified").Default(false),
 		field.Time("verified_at").Optional().Nillable(),
 		field.Time("updated_at").Default(now).UpdateDefault(now),
+		// imported_at is when `authd users import` brought the account over
+		// from the platform's earlier service.
+		field.Time("imported_at").Optional().Nillable(),
+		// deleted_at is when the account was deleted (a tombstone).
+		field.Time("deleted_at").Optional().Nillable(),
 	}
 }
 

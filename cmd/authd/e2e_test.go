@@ -685,3 +685,110 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 		p.stop(t)
 	})
 }
+
+// TestUsersImport imports a committed export of the platform's earlier
+// service (testdata/python-users.jsonl: bcrypt hashes made by Python's
+// bcrypt) into a database where an unverified account made in authd holds
+// one of its addresses: the imported user signs in with its 6-character
+// password and keeps its id, the unverified account is replaced, the
+// duplicate address and the pbkdf2 hash are reported with their line
+// numbers, a second run imports nothing; a dry run writes nothing; the
+// export writes every user, 0600.
+func TestUsersImport(t *testing.T) {
+	dbURL := testdb.NewURL(t)
+	bin := buildAuthd(t)
+	dataDir := t.TempDir()
+	env := []string{"PATH=" + os.Getenv("PATH"), "DATABASE__URL=" + dbURL, "DATA__DIR=" + dataDir}
+	authd := func(args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = t.TempDir()
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := authd("users", "import", "testdata/python-users.jsonl"); err == nil || !strings.Contains(out, "pending migrations") {
+		t.Errorf("import before the migrations: %v\n%s", err, out)
+	}
+	mailSrv := smtptest.Start(t)
+	p := start(t, t.TempDir(), []string{
+		"DATABASE__URL=" + dbURL, "JWT__SECRET=e2e-secret-0123456789-abcdefghijklmnopq",
+		"SMTP__HOST=" + mailSrv.Host, "SMTP__PORT=" + strconv.Itoa(mailSrv.Port),
+		"SMTP__FROM=PlaceBrain <no-reply@placebrain.test>", "SMTP__TLS=none", "PASSWORD__BCRYPT_COST=4",
+	})
+	ctx := context.Background()
+	squatter, err := p.client.Register(ctx, &authpb.RegisterRequest{Username: "squatter", Email: "Carol@example.com", Password: "squatter password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixture, err := filepath.Abs("testdata/python-users.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := authd("users", "import", "--dry-run", fixture)
+	if err != nil || !strings.Contains(out, "dry run: 1 imported, 1 replaced an unverified account, 0 already imported, 2 skipped") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	if _, err := p.client.GetMe(ctx, &authpb.GetMeRequest{UserId: squatter.GetUserId()}); err != nil {
+		t.Errorf("the dry run changed something: %v", err)
+	}
+
+	out, err = authd("users", "import", fixture)
+	if err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"line 1: imported (id 7d3f6a2e-0b1c-4c8e-9a51-2f6e8d1b4c70)",
+		`line 2: skipped (id "0a9e5c41-6f2d-4b7a-8e13-5c4d3b2a1f09"): the address is already on line 1`,
+		`line 3: skipped (id "b6c1d2e3-4f5a-4b6c-8d7e-9f0a1b2c3d4e"): password_hash: scheme "pbkdf2-sha256" is not bcrypt`,
+		"line 4: replaced (id e4f5a6b7-c8d9-4e0f-a1b2-c3d4e5f6a7b8)",
+		"1 imported, 1 replaced an unverified account, 0 already imported, 2 skipped",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("import output lacks %q:\n%s", want, out)
+		}
+	}
+	// Alice signs in with the password Python hashed, and keeps her id.
+	login, err := p.client.Login(ctx, &authpb.LoginRequest{Email: "alice@example.com", Password: "abc123"})
+	if err != nil {
+		t.Fatalf("imported user's login: %v\n%s", err, p.logs.String())
+	}
+	v, err := p.client.ValidateToken(ctx, &authpb.ValidateTokenRequest{AccessToken: login.GetAccessToken()})
+	if err != nil || v.GetUserId() != "7d3f6a2e-0b1c-4c8e-9a51-2f6e8d1b4c70" || v.GetEmail() != "ALICE@EXAMPLE.COM" {
+		t.Errorf("imported user's token: %v, %v", v, err)
+	}
+	// The squatter's unverified account is gone; Carol is the imported one.
+	_, err = p.client.GetMe(ctx, &authpb.GetMeRequest{UserId: squatter.GetUserId()})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("the replaced account: %v", err)
+	}
+	if _, err := p.client.Login(ctx, &authpb.LoginRequest{Email: "carol@example.com", Password: "carol-pass-1"}); err != nil {
+		t.Errorf("Carol's login: %v", err)
+	}
+	if _, err := p.client.Login(ctx, &authpb.LoginRequest{Email: "carol@example.com", Password: "squatter password"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the squatter's password: %v", err)
+	}
+
+	out, err = authd("users", "import", fixture)
+	if err != nil || !strings.Contains(out, "0 imported, 0 replaced an unverified account, 2 already imported, 2 skipped") {
+		t.Errorf("second run: %v\n%s", err, out)
+	}
+
+	export := filepath.Join(t.TempDir(), "users.jsonl")
+	out, err = authd("users", "export", export)
+	if err != nil || !strings.Contains(out, "2 users written") {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(export)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("export file mode: %v, %v", fi, err)
+	}
+	b, _ := os.ReadFile(export)
+	if lines := strings.Count(string(b), "\n"); lines != 2 || !strings.Contains(string(b), `"password_hash":"$2`) {
+		t.Errorf("export:\n%s", b)
+	}
+	if _, err := authd("users", "export", export); err == nil {
+		t.Errorf("export over an existing file succeeded")
+	}
+	p.stop(t)
+}

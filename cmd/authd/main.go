@@ -4,6 +4,9 @@
 //	authd migrate plan           print the SQL of pending migrations
 //	authd migrate apply          apply pending migrations
 //	authd migrate status         show applied and pending migrations
+//	authd users import [--dry-run] FILE|-
+//	                             import users (JSON lines) from the platform's earlier service
+//	authd users export FILE      write every user, password hashes included, to FILE (created 0600)
 //
 // Configuration comes from environment variables; see the README.
 package main
@@ -24,7 +27,7 @@ import (
 	"github.com/placebrain/auth/migrations"
 )
 
-const usage = "usage: authd [serve [--dev] | migrate plan|apply|status]"
+const usage = "usage: authd [serve [--dev] | migrate plan|apply|status | users import [--dry-run] FILE|- | users export FILE]"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -56,6 +59,8 @@ func realMain(ctx context.Context, args []string) error {
 			return errors.New(usage)
 		}
 		return runMigrate(ctx, args[1])
+	case "users":
+		return runUsers(ctx, args[1:], os.Stdin, os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return nil

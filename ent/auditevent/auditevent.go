@@ -60,17 +60,26 @@ type Event string
 
 // Event values.
 const (
-	EventRegister           Event = "register"
-	EventLoginSucceeded     Event = "login_succeeded"
-	EventLoginFailed        Event = "login_failed"
-	EventLoginThrottled     Event = "login_throttled"
-	EventTokenRefreshed     Event = "token_refreshed"
-	EventRefreshTokenReused Event = "refresh_token_reused"
-	EventTokenFamilyRevoked Event = "token_family_revoked"
-	EventLogout             Event = "logout"
-	EventOtpSent            Event = "otp_sent"
-	EventOtpVerified        Event = "otp_verified"
-	EventOtpFailed          Event = "otp_failed"
+	EventRegister               Event = "register"
+	EventLoginSucceeded         Event = "login_succeeded"
+	EventLoginFailed            Event = "login_failed"
+	EventLoginThrottled         Event = "login_throttled"
+	EventTokenRefreshed         Event = "token_refreshed"
+	EventRefreshTokenReused     Event = "refresh_token_reused"
+	EventTokenFamilyRevoked     Event = "token_family_revoked"
+	EventLogout                 Event = "logout"
+	EventOtpSent                Event = "otp_sent"
+	EventOtpVerified            Event = "otp_verified"
+	EventOtpFailed              Event = "otp_failed"
+	EventRegisterThrottled      Event = "register_throttled"
+	EventServerBusy             Event = "server_busy"
+	EventPasswordResetRequested Event = "password_reset_requested"
+	EventPasswordReset          Event = "password_reset"
+	EventPasswordChanged        Event = "password_changed"
+	EventLogoutAll              Event = "logout_all"
+	EventSessionRevoked         Event = "session_revoked"
+	EventUserDeleted            Event = "user_deleted"
+	EventUserImported           Event = "user_imported"
 )
 
 func (e Event) String() string {
@@ -80,7 +89,7 @@ func (e Event) String() string {
 // EventValidator is a validator for the "event" field enum values. It is called by the builders before save.
 func EventValidator(e Event) error {
 	switch e {
-	case EventRegister, EventLoginSucceeded, EventLoginFailed, EventLoginThrottled, EventTokenRefreshed, EventRefreshTokenReused, EventTokenFamilyRevoked, EventLogout, EventOtpSent, EventOtpVerified, EventOtpFailed:
+	case EventRegister, EventLoginSucceeded, EventLoginFailed, EventLoginThrottled, EventTokenRefreshed, EventRefreshTokenReused, EventTokenFamilyRevoked, EventLogout, EventOtpSent, EventOtpVerified, EventOtpFailed, EventRegisterThrottled, EventServerBusy, EventPasswordResetRequested, EventPasswordReset, EventPasswordChanged, EventLogoutAll, EventSessionRevoked, EventUserDeleted, EventUserImported:
 		return nil
 	default:
 		return fmt.Errorf("auditevent: invalid enum value for event field: %q", e)

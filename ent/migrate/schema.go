@@ -12,7 +12,7 @@ var (
 	AuditEventsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "created_at", Type: field.TypeTime},
-		{Name: "event", Type: field.TypeEnum, Enums: []string{"register", "login_succeeded", "login_failed", "login_throttled", "token_refreshed", "refresh_token_reused", "token_family_revoked", "logout", "otp_sent", "otp_verified", "otp_failed"}},
+		{Name: "event", Type: field.TypeEnum, Enums: []string{"register", "login_succeeded", "login_failed", "login_throttled", "token_refreshed", "refresh_token_reused", "token_family_revoked", "logout", "otp_sent", "otp_verified", "otp_failed", "register_throttled", "server_busy", "password_reset_requested", "password_reset", "password_changed", "logout_all", "session_revoked", "user_deleted", "user_imported"}},
 		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "reason", Type: field.TypeString, Nullable: true, Size: 64},
 	}
@@ -53,7 +53,7 @@ var (
 	OtpRequestsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "created_at", Type: field.TypeTime},
-		{Name: "purpose", Type: field.TypeEnum, Enums: []string{"email_verification"}, Default: "email_verification"},
+		{Name: "purpose", Type: field.TypeEnum, Enums: []string{"email_verification", "password_reset"}, Default: "email_verification"},
 		{Name: "code_hmac", Type: field.TypeBytes, Size: 32},
 		{Name: "attempts", Type: field.TypeInt, Default: 0},
 		{Name: "expires_at", Type: field.TypeTime},
@@ -114,13 +114,14 @@ var (
 	RateLimitsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "key_hmac", Type: field.TypeBytes, Unique: true, Size: 32},
-		{Name: "purpose", Type: field.TypeEnum, Enums: []string{"login", "login_account", "signed_in", "code_check", "code_check_account", "code_send", "code_send_account", "register"}},
+		{Name: "purpose", Type: field.TypeEnum, Enums: []string{"login", "login_account", "signed_in", "code_check", "code_check_account", "code_send", "code_send_account", "register", "reset_check", "reset_check_account", "reset_send"}},
 		{Name: "count", Type: field.TypeInt, Default: 0},
 		{Name: "pending", Type: field.TypeInt, Default: 0},
 		{Name: "window_started_at", Type: field.TypeTime},
 		{Name: "locked_until", Type: field.TypeTime, Nullable: true},
 		{Name: "last_at", Type: field.TypeTime, Nullable: true},
 		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "account_hmac", Type: field.TypeBytes, Nullable: true, Size: 32},
 	}
 	// RateLimitsTable holds the schema information for the "rate_limits" table.
 	RateLimitsTable = &schema.Table{
@@ -132,6 +133,11 @@ var (
 				Name:    "ratelimit_purpose_updated_at",
 				Unique:  false,
 				Columns: []*schema.Column{RateLimitsColumns[2], RateLimitsColumns[8]},
+			},
+			{
+				Name:    "ratelimit_account_hmac",
+				Unique:  false,
+				Columns: []*schema.Column{RateLimitsColumns[9]},
 			},
 		},
 	}
@@ -218,6 +224,8 @@ var (
 		{Name: "is_verified", Type: field.TypeBool, Default: false},
 		{Name: "verified_at", Type: field.TypeTime, Nullable: true},
 		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "imported_at", Type: field.TypeTime, Nullable: true},
+		{Name: "deleted_at", Type: field.TypeTime, Nullable: true},
 	}
 	// UsersTable holds the schema information for the "users" table.
 	UsersTable = &schema.Table{

@@ -90,6 +90,7 @@ const DefaultPurpose = PurposeEmailVerification
 // Purpose values.
 const (
 	PurposeEmailVerification Purpose = "email_verification"
+	PurposePasswordReset     Purpose = "password_reset"
 )
 
 func (pu Purpose) String() string {
@@ -99,7 +100,7 @@ func (pu Purpose) String() string {
 // PurposeValidator is a validator for the "purpose" field enum values. It is called by the builders before save.
 func PurposeValidator(pu Purpose) error {
 	switch pu {
-	case PurposeEmailVerification:
+	case PurposeEmailVerification, PurposePasswordReset:
 		return nil
 	default:
 		return fmt.Errorf("otprequest: invalid enum value for purpose field: %q", pu)

@@ -30,6 +30,8 @@ const (
 	FieldLastAt = "last_at"
 	// FieldUpdatedAt holds the string denoting the updated_at field in the database.
 	FieldUpdatedAt = "updated_at"
+	// FieldAccountHmac holds the string denoting the account_hmac field in the database.
+	FieldAccountHmac = "account_hmac"
 	// Table holds the table name of the ratelimit in the database.
 	Table = "rate_limits"
 )
@@ -45,6 +47,7 @@ var Columns = []string{
 	FieldLockedUntil,
 	FieldLastAt,
 	FieldUpdatedAt,
+	FieldAccountHmac,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -68,6 +71,8 @@ var (
 	DefaultPending int
 	// PendingValidator is a validator for the "pending" field. It is called by the builders before save.
 	PendingValidator func(int) error
+	// AccountHmacValidator is a validator for the "account_hmac" field. It is called by the builders before save.
+	AccountHmacValidator func([]byte) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -77,14 +82,17 @@ type Purpose string
 
 // Purpose values.
 const (
-	PurposeLogin            Purpose = "login"
-	PurposeLoginAccount     Purpose = "login_account"
-	PurposeSignedIn         Purpose = "signed_in"
-	PurposeCodeCheck        Purpose = "code_check"
-	PurposeCodeCheckAccount Purpose = "code_check_account"
-	PurposeCodeSend         Purpose = "code_send"
-	PurposeCodeSendAccount  Purpose = "code_send_account"
-	PurposeRegister         Purpose = "register"
+	PurposeLogin             Purpose = "login"
+	PurposeLoginAccount      Purpose = "login_account"
+	PurposeSignedIn          Purpose = "signed_in"
+	PurposeCodeCheck         Purpose = "code_check"
+	PurposeCodeCheckAccount  Purpose = "code_check_account"
+	PurposeCodeSend          Purpose = "code_send"
+	PurposeCodeSendAccount   Purpose = "code_send_account"
+	PurposeRegister          Purpose = "register"
+	PurposeResetCheck        Purpose = "reset_check"
+	PurposeResetCheckAccount Purpose = "reset_check_account"
+	PurposeResetSend         Purpose = "reset_send"
 )
 
 func (pu Purpose) String() string {
@@ -94,7 +102,7 @@ func (pu Purpose) String() string {
 // PurposeValidator is a validator for the "purpose" field enum values. It is called by the builders before save.
 func PurposeValidator(pu Purpose) error {
 	switch pu {
-	case PurposeLogin, PurposeLoginAccount, PurposeSignedIn, PurposeCodeCheck, PurposeCodeCheckAccount, PurposeCodeSend, PurposeCodeSendAccount, PurposeRegister:
+	case PurposeLogin, PurposeLoginAccount, PurposeSignedIn, PurposeCodeCheck, PurposeCodeCheckAccount, PurposeCodeSend, PurposeCodeSendAccount, PurposeRegister, PurposeResetCheck, PurposeResetCheckAccount, PurposeResetSend:
 		return nil
 	default:
 		return fmt.Errorf("ratelimit: invalid enum value for purpose field: %q", pu)

@@ -90,6 +90,11 @@ func UpdatedAt(v time.Time) predicate.RateLimit {
 	return predicate.RateLimit(sql.FieldEQ(FieldUpdatedAt, v))
 }
 
+// AccountHmac applies equality check predicate on the "account_hmac" field. It's identical to AccountHmacEQ.
+func AccountHmac(v []byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldEQ(FieldAccountHmac, v))
+}
+
 // KeyHmacEQ applies the EQ predicate on the "key_hmac" field.
 func KeyHmacEQ(v []byte) predicate.RateLimit {
 	return predicate.RateLimit(sql.FieldEQ(FieldKeyHmac, v))
@@ -408,6 +413,56 @@ func UpdatedAtLT(v time.Time) predicate.RateLimit {
 // UpdatedAtLTE applies the LTE predicate on the "updated_at" field.
 func UpdatedAtLTE(v time.Time) predicate.RateLimit {
 	return predicate.RateLimit(sql.FieldLTE(FieldUpdatedAt, v))
+}
+
+// AccountHmacEQ applies the EQ predicate on the "account_hmac" field.
+func AccountHmacEQ(v []byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldEQ(FieldAccountHmac, v))
+}
+
+// AccountHmacNEQ applies the NEQ predicate on the "account_hmac" field.
+func AccountHmacNEQ(v []byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldNEQ(FieldAccountHmac, v))
+}
+
+// AccountHmacIn applies the In predicate on the "account_hmac" field.
+func AccountHmacIn(vs ...[]byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldIn(FieldAccountHmac, vs...))
+}
+
+// AccountHmacNotIn applies the NotIn predicate on the "account_hmac" field.
+func AccountHmacNotIn(vs ...[]byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldNotIn(FieldAccountHmac, vs...))
+}
+
+// AccountHmacGT applies the GT predicate on the "account_hmac" field.
+func AccountHmacGT(v []byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldGT(FieldAccountHmac, v))
+}
+
+// AccountHmacGTE applies the GTE predicate on the "account_hmac" field.
+func AccountHmacGTE(v []byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldGTE(FieldAccountHmac, v))
+}
+
+// AccountHmacLT applies the LT predicate on the "account_hmac" field.
+func AccountHmacLT(v []byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldLT(FieldAccountHmac, v))
+}
+
+// AccountHmacLTE applies the LTE predicate on the "account_hmac" field.
+func AccountHmacLTE(v []byte) predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldLTE(FieldAccountHmac, v))
+}
+
+// AccountHmacIsNil applies the IsNil predicate on the "account_hmac" field.
+func AccountHmacIsNil() predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldIsNull(FieldAccountHmac))
+}
+
+// AccountHmacNotNil applies the NotNil predicate on the "account_hmac" field.
+func AccountHmacNotNil() predicate.RateLimit {
+	return predicate.RateLimit(sql.FieldNotNull(FieldAccountHmac))
 }
 
 // And groups predicates with the AND operator between them.

@@ -31,6 +31,10 @@ const (
 	FieldVerifiedAt = "verified_at"
 	// FieldUpdatedAt holds the string denoting the updated_at field in the database.
 	FieldUpdatedAt = "updated_at"
+	// FieldImportedAt holds the string denoting the imported_at field in the database.
+	FieldImportedAt = "imported_at"
+	// FieldDeletedAt holds the string denoting the deleted_at field in the database.
+	FieldDeletedAt = "deleted_at"
 	// EdgeTokenFamilies holds the string denoting the token_families edge name in mutations.
 	EdgeTokenFamilies = "token_families"
 	// EdgeRefreshTokens holds the string denoting the refresh_tokens edge name in mutations.
@@ -73,6 +77,8 @@ var Columns = []string{
 	FieldIsVerified,
 	FieldVerifiedAt,
 	FieldUpdatedAt,
+	FieldImportedAt,
+	FieldDeletedAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -150,6 +156,16 @@ func ByVerifiedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByUpdatedAt orders the results by the updated_at field.
 func ByUpdatedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldUpdatedAt, opts...).ToFunc()
+}
+
+// ByImportedAt orders the results by the imported_at field.
+func ByImportedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldImportedAt, opts...).ToFunc()
+}
+
+// ByDeletedAt orders the results by the deleted_at field.
+func ByDeletedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDeletedAt, opts...).ToFunc()
 }
 
 // ByTokenFamiliesCount orders the results by token_families count.

@@ -96,6 +96,16 @@ func UpdatedAt(v time.Time) predicate.User {
 	return predicate.User(sql.FieldEQ(FieldUpdatedAt, v))
 }
 
+// ImportedAt applies equality check predicate on the "imported_at" field. It's identical to ImportedAtEQ.
+func ImportedAt(v time.Time) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldImportedAt, v))
+}
+
+// DeletedAt applies equality check predicate on the "deleted_at" field. It's identical to DeletedAtEQ.
+func DeletedAt(v time.Time) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldDeletedAt, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.User {
 	return predicate.User(sql.FieldEQ(FieldCreatedAt, v))
@@ -494,6 +504,106 @@ func UpdatedAtLT(v time.Time) predicate.User {
 // UpdatedAtLTE applies the LTE predicate on the "updated_at" field.
 func UpdatedAtLTE(v time.Time) predicate.User {
 	return predicate.User(sql.FieldLTE(FieldUpdatedAt, v))
+}
+
+// ImportedAtEQ applies the EQ predicate on the "imported_at" field.
+func ImportedAtEQ(v time.Time) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldImportedAt, v))
+}
+
+// ImportedAtNEQ applies the NEQ predicate on the "imported_at" field.
+func ImportedAtNEQ(v time.Time) predicate.User {
+	return predicate.User(sql.FieldNEQ(FieldImportedAt, v))
+}
+
+// ImportedAtIn applies the In predicate on the "imported_at" field.
+func ImportedAtIn(vs ...time.Time) predicate.User {
+	return predicate.User(sql.FieldIn(FieldImportedAt, vs...))
+}
+
+// ImportedAtNotIn applies the NotIn predicate on the "imported_at" field.
+func ImportedAtNotIn(vs ...time.Time) predicate.User {
+	return predicate.User(sql.FieldNotIn(FieldImportedAt, vs...))
+}
+
+// ImportedAtGT applies the GT predicate on the "imported_at" field.
+func ImportedAtGT(v time.Time) predicate.User {
+	return predicate.User(sql.FieldGT(FieldImportedAt, v))
+}
+
+// ImportedAtGTE applies the GTE predicate on the "imported_at" field.
+func ImportedAtGTE(v time.Time) predicate.User {
+	return predicate.User(sql.FieldGTE(FieldImportedAt, v))
+}
+
+// ImportedAtLT applies the LT predicate on the "imported_at" field.
+func ImportedAtLT(v time.Time) predicate.User {
+	return predicate.User(sql.FieldLT(FieldImportedAt, v))
+}
+
+// ImportedAtLTE applies the LTE predicate on the "imported_at" field.
+func ImportedAtLTE(v time.Time) predicate.User {
+	return predicate.User(sql.FieldLTE(FieldImportedAt, v))
+}
+
+// ImportedAtIsNil applies the IsNil predicate on the "imported_at" field.
+func ImportedAtIsNil() predicate.User {
+	return predicate.User(sql.FieldIsNull(FieldImportedAt))
+}
+
+// ImportedAtNotNil applies the NotNil predicate on the "imported_at" field.
+func ImportedAtNotNil() predicate.User {
+	return predicate.User(sql.FieldNotNull(FieldImportedAt))
+}
+
+// DeletedAtEQ applies the EQ predicate on the "deleted_at" field.
+func DeletedAtEQ(v time.Time) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldDeletedAt, v))
+}
+
+// DeletedAtNEQ applies the NEQ predicate on the "deleted_at" field.
+func DeletedAtNEQ(v time.Time) predicate.User {
+	return predicate.User(sql.FieldNEQ(FieldDeletedAt, v))
+}
+
+// DeletedAtIn applies the In predicate on the "deleted_at" field.
+func DeletedAtIn(vs ...time.Time) predicate.User {
+	return predicate.User(sql.FieldIn(FieldDeletedAt, vs...))
+}
+
+// DeletedAtNotIn applies the NotIn predicate on the "deleted_at" field.
+func DeletedAtNotIn(vs ...time.Time) predicate.User {
+	return predicate.User(sql.FieldNotIn(FieldDeletedAt, vs...))
+}
+
+// DeletedAtGT applies the GT predicate on the "deleted_at" field.
+func DeletedAtGT(v time.Time) predicate.User {
+	return predicate.User(sql.FieldGT(FieldDeletedAt, v))
+}
+
+// DeletedAtGTE applies the GTE predicate on the "deleted_at" field.
+func DeletedAtGTE(v time.Time) predicate.User {
+	return predicate.User(sql.FieldGTE(FieldDeletedAt, v))
+}
+
+// DeletedAtLT applies the LT predicate on the "deleted_at" field.
+func DeletedAtLT(v time.Time) predicate.User {
+	return predicate.User(sql.FieldLT(FieldDeletedAt, v))
+}
+
+// DeletedAtLTE applies the LTE predicate on the "deleted_at" field.
+func DeletedAtLTE(v time.Time) predicate.User {
+	return predicate.User(sql.FieldLTE(FieldDeletedAt, v))
+}
+
+// DeletedAtIsNil applies the IsNil predicate on the "deleted_at" field.
+func DeletedAtIsNil() predicate.User {
+	return predicate.User(sql.FieldIsNull(FieldDeletedAt))
+}
+
+// DeletedAtNotNil applies the NotNil predicate on the "deleted_at" field.
+func DeletedAtNotNil() predicate.User {
+	return predicate.User(sql.FieldNotNull(FieldDeletedAt))
 }
 
 // HasTokenFamilies applies the HasEdge predicate on the "token_families" edge.

@@ -30,7 +30,13 @@ type Store interface {
 	// last event was before last (or that have none) and that lock nothing
 	// at now, and returns how many.
 	DeleteIdleCounters(ctx context.Context, purpose Purpose, last, now time.Time) (int, error)
+	// EachUser calls fn with every account that is not a tombstone, in id
+	// order, until fn fails.
+	EachUser(ctx context.Context, fn func(Account) error) error
 }
+
+// ErrUserExists reports an account id that is taken (an import).
+var ErrUserExists = errors.New("user id exists")
 
 // Queries are the single statements that need no unit of work; on a Store
 // each runs on its own, on a Tx inside the transaction.
@@ -41,12 +47,18 @@ type Queries interface {
 	// UserByEmail returns the account whose canonical address (see
 	// identity.Email) is canonical; ErrUserNotFound when there is none.
 	UserByEmail(ctx context.Context, canonical string) (Account, error)
+	// UsersByIDs returns the accounts with the ids, tombstones included,
+	// in one statement; unknown ids are left out.
+	UsersByIDs(ctx context.Context, ids []uuid.UUID) ([]Account, error)
 	// UserVerified reports whether the user's address is verified (false
 	// for an unknown user).
 	UserVerified(ctx context.Context, id uuid.UUID) (bool, error)
-	// LatestLiveOTP returns the user's newest code that is neither consumed
-	// nor superseded; ok is false when there is none.
-	LatestLiveOTP(ctx context.Context, userID uuid.UUID) (c OTPCode, ok bool, err error)
+	// LatestLiveOTP returns the user's newest code of purpose that is
+	// neither consumed nor superseded; ok is false when there is none.
+	LatestLiveOTP(ctx context.Context, userID uuid.UUID, purpose CodePurpose) (c OTPCode, ok bool, err error)
+	// Sessions returns the user's token families that are not revoked and
+	// whose newest token expires after now, oldest first.
+	Sessions(ctx context.Context, userID uuid.UUID, now time.Time) ([]Session, error)
 	// RecordAudit records a security event.
 	RecordAudit(ctx context.Context, e AuditEvent) error
 	// ReadCounter reads the limiter counter named key, without locking it;
@@ -66,6 +78,18 @@ type Tx interface {
 	// LockUser reads the account with id and locks its row until the
 	// transaction ends; ErrUserNotFound when there is none.
 	LockUser(ctx context.Context, id uuid.UUID) (Account, error)
+	// InsertImportedUser stores an account brought over from the platform's
+	// earlier service, with its id, hash and creation time; ErrEmailTaken
+	// when the canonical address is registered, ErrUserExists when the id
+	// is.
+	InsertImportedUser(ctx context.Context, a ImportedAccount, at time.Time) error
+	// DeleteUnverifiedUser deletes an unverified account (not a tombstone)
+	// and everything of it; false when id names no such account.
+	DeleteUnverifiedUser(ctx context.Context, id uuid.UUID) (bool, error)
+	// EraseUser erases an account: its tokens and families, codes and
+	// pending e-mails are deleted, its name, addresses and password set to
+	// NULL and deleted_at set, leaving a tombstone. Audit events stay.
+	EraseUser(ctx context.Context, id uuid.UUID, at time.Time) error
 	// SetPasswordHash replaces the user's password hash.
 	SetPasswordHash(ctx context.Context, id uuid.UUID, hash string, at time.Time) error
 	// MarkVerified marks the user's address verified.
@@ -87,12 +111,22 @@ type Tx interface {
 	// RevokeFamily ends a (locked) token family: none of its tokens is
 	// accepted afterwards.
 	RevokeFamily(ctx context.Context, familyID uuid.UUID, reason string, at time.Time) error
+	// RevokeUserFamily ends the user's token family familyID; false when
+	// the user has no such family (already revoked counts as found).
+	RevokeUserFamily(ctx context.Context, userID, familyID uuid.UUID, reason string, at time.Time) (bool, error)
+	// RevokeUserFamilies ends every live token family of the user and
+	// returns how many.
+	RevokeUserFamilies(ctx context.Context, userID uuid.UUID, reason string, at time.Time) (int, error)
 
 	// LockCounter reads the limiter counter of purpose named key, creating
-	// an empty one (no events, window starting at now) when there is none,
-	// and locks it until the transaction ends, in one statement, so that
-	// concurrent events on one key are counted one by one.
-	LockCounter(ctx context.Context, purpose Purpose, key []byte, now time.Time) (Counter, error)
+	// an empty one (no events, window starting at now; account names the
+	// account it belongs to, nil for none) when there is none, and locks it
+	// until the transaction ends, in one statement, so that concurrent
+	// events on one key are counted one by one.
+	LockCounter(ctx context.Context, purpose Purpose, key, account []byte, now time.Time) (Counter, error)
+	// DeleteAccountCounters deletes the account's limiter counters of the
+	// purposes.
+	DeleteAccountCounters(ctx context.Context, account []byte, purposes ...Purpose) error
 	// SaveCounter writes the limiter counter named key.
 	SaveCounter(ctx context.Context, key []byte, c Counter, now time.Time) error
 
@@ -116,9 +150,40 @@ type Account struct {
 	Username string
 	// Email is the address as the user typed it.
 	Email string
+	// EmailCanonical is its canonical form (identity.Email).
+	EmailCanonical string
 	// PasswordHash is the bcrypt hash in modular crypt format.
 	PasswordHash string
 	Verified     bool
+	// Deleted marks a tombstone: the account was deleted and only its id
+	// remains.
+	Deleted bool
+	// Imported says the account came from the platform's earlier service.
+	Imported  bool
+	CreatedAt time.Time
+}
+
+// ImportedAccount is an account brought over from the platform's earlier
+// service.
+type ImportedAccount struct {
+	ID             uuid.UUID
+	Username       string
+	Email          string
+	EmailCanonical string
+	PasswordHash   string
+	Verified       bool
+	CreatedAt      time.Time
+}
+
+// Session is one sign-in session: a token family.
+type Session struct {
+	ID        uuid.UUID
+	CreatedAt time.Time
+	// LastUsedAt is when its newest refresh token was issued (the sign-in
+	// or the last rotation).
+	LastUsedAt time.Time
+	// ExpiresAt is when its newest refresh token expires.
+	ExpiresAt time.Time
 }
 
 // NewAccount is an account to create.
@@ -161,10 +226,22 @@ type RefreshToken struct {
 	ExpiresAt time.Time
 }
 
-// OTPCode is a verification code as stored: its HMAC, never the code.
+// CodePurpose is what a one-time code proves.
+type CodePurpose string
+
+// The code purposes.
+const (
+	// CodeVerifyEmail proves an address (sign-up).
+	CodeVerifyEmail CodePurpose = "email_verification"
+	// CodeResetPassword lets its holder set a new password.
+	CodeResetPassword CodePurpose = "password_reset"
+)
+
+// OTPCode is a one-time code as stored: its HMAC, never the code.
 type OTPCode struct {
-	ID     uuid.UUID
-	UserID uuid.UUID
+	ID      uuid.UUID
+	UserID  uuid.UUID
+	Purpose CodePurpose
 	// MAC is otp.Keyer.MAC(ID, code).
 	MAC       []byte
 	CreatedAt time.Time
@@ -201,7 +278,21 @@ const (
 	EventOTPSent            Event = "otp_sent"
 	EventOTPVerified        Event = "otp_verified"
 	EventOTPFailed          Event = "otp_failed"
+	EventResetRequested     Event = "password_reset_requested"
+	EventPasswordReset      Event = "password_reset"
+	EventPasswordChanged    Event = "password_changed"
+	EventLogoutAll          Event = "logout_all"
+	EventSessionRevoked     Event = "session_revoked"
+	EventUserDeleted        Event = "user_deleted"
+	EventUserImported       Event = "user_imported"
 )
+
+// Events lists every audit event (the store's schema must accept each).
+var Events = []Event{EventRegister, EventLoginSucceeded, EventLoginFailed, EventLoginThrottled,
+	EventRegisterThrottled, EventServerBusy, EventTokenRefreshed, EventRefreshTokenReused,
+	EventTokenFamilyRevoked, EventLogout, EventOTPSent, EventOTPVerified, EventOTPFailed,
+	EventResetRequested, EventPasswordReset, EventPasswordChanged, EventLogoutAll,
+	EventSessionRevoked, EventUserDeleted, EventUserImported}
 
 // committed marks the error of a unit of work whose writes must commit.
 type committed struct{ err error }

@@ -56,6 +56,8 @@ var (
 	ErrEmailNotVerified     = &Error{Kind: KindFailedPrecondition, Reason: "EMAIL_NOT_VERIFIED", Message: "Email not verified"}
 	ErrEmailTaken           = &Error{Kind: KindAlreadyExists, Reason: "EMAIL_TAKEN", Message: "Email already registered"}
 	ErrUserNotFound         = &Error{Kind: KindNotFound, Reason: "USER_NOT_FOUND", Message: "User not found"}
+	ErrSessionNotFound      = &Error{Kind: KindNotFound, Reason: "SESSION_NOT_FOUND", Message: "Session not found"}
+	ErrWrongPassword        = &Error{Kind: KindInvalidArgument, Reason: "PASSWORD_INCORRECT", Message: "Current password is incorrect"}
 	ErrInvalidRefreshToken  = &Error{Kind: KindUnauthenticated, Reason: "INVALID_REFRESH_TOKEN", Message: "Invalid refresh token"}
 	ErrRefreshTokenExpired  = &Error{Kind: KindUnauthenticated, Reason: "REFRESH_TOKEN_EXPIRED", Message: "Refresh token expired; sign in again"}
 	ErrRefreshTokenRevoked  = &Error{Kind: KindUnauthenticated, Reason: "REFRESH_TOKEN_REVOKED", Message: "Refresh token revoked; sign in again"}

@@ -45,7 +45,22 @@ const (
 	PurposeCodeSendAccount Purpose = "code_send_account"
 	// PurposeRegister counts registrations from one source.
 	PurposeRegister Purpose = "register"
+	// PurposeResetCheck counts attempts on an account's password-reset
+	// code from one source (or from any); it starts anew with each code.
+	PurposeResetCheck Purpose = "reset_check"
+	// PurposeResetCheckAccount counts an account's reset-code attempts,
+	// whatever the sources.
+	PurposeResetCheckAccount Purpose = "reset_check_account"
+	// PurposeResetSend counts reset codes mailed to an account at the
+	// request of one source (or of any).
+	PurposeResetSend Purpose = "reset_send"
 )
+
+// Purposes lists every limiter purpose (the store's schema must accept
+// each).
+var Purposes = []Purpose{PurposeLogin, PurposeLoginAccount, PurposeSignedIn, PurposeCodeCheck,
+	PurposeCodeCheckAccount, PurposeCodeSend, PurposeCodeSendAccount, PurposeRegister,
+	PurposeResetCheck, PurposeResetCheckAccount, PurposeResetSend}
 
 // Counter is what a limiter counter holds.
 type Counter struct {
@@ -196,12 +211,27 @@ func limiterKey(key []byte, p Purpose, account string, source netip.Prefix) []by
 type counterRef struct {
 	purpose Purpose
 	key     []byte
+	// account names the account the counter belongs to (nil: none).
+	account []byte
 }
 
-// counter names the counter of purpose p for account and the request's
-// source (none when the source is unknown or ignored).
+// accountPurpose is the purpose limiterKey names an account by, so that
+// its counters can be found together (Tx.DeleteAccountCounters).
+const accountPurpose Purpose = "account"
+
+// accountKey names the account whose canonical address is canonical.
+func (s *Service) accountKey(canonical string) []byte {
+	return limiterKey(s.o.LimiterKey, accountPurpose, canonical, netip.Prefix{})
+}
+
+// counter names the counter of purpose p for account (a canonical
+// address, or "" for none) and source (invalid: none).
 func (s *Service) counter(p Purpose, account string, source netip.Prefix) counterRef {
-	return counterRef{purpose: p, key: limiterKey(s.o.LimiterKey, p, account, source)}
+	ref := counterRef{purpose: p, key: limiterKey(s.o.LimiterKey, p, account, source)}
+	if account != "" {
+		ref.account = s.accountKey(account)
+	}
+	return ref
 }
 
 // takeIn counts one event on the counter in tx under l, and stores the
@@ -209,7 +239,7 @@ func (s *Service) counter(p Purpose, account string, source netip.Prefix) counte
 // starts anew at since. It returns the counter after the event and, when
 // the event is refused, the end of the lock and whether this event set it.
 func takeIn(ctx context.Context, tx Tx, ref counterRef, l Limit, since, now time.Time) (next Counter, until time.Time, locked bool, err error) {
-	c, err := tx.LockCounter(ctx, ref.purpose, ref.key, now)
+	c, err := tx.LockCounter(ctx, ref.purpose, ref.key, ref.account, now)
 	if err != nil {
 		return Counter{}, time.Time{}, false, err
 	}
@@ -223,7 +253,7 @@ func takeIn(ctx context.Context, tx Tx, ref counterRef, l Limit, since, now time
 
 // refundIn takes back one counted event on the counter in tx.
 func refundIn(ctx context.Context, tx Tx, ref counterRef, now time.Time) error {
-	c, err := tx.LockCounter(ctx, ref.purpose, ref.key, now)
+	c, err := tx.LockCounter(ctx, ref.purpose, ref.key, ref.account, now)
 	if err != nil || c.Count == 0 {
 		return err
 	}

@@ -83,11 +83,76 @@ func (p OTPPolicy) mismatch(c OTPCode, attempt int, now time.Time) error {
 	return withMeta(ErrInvalidOTP, "attempts_left", strconv.Itoa(p.MaxAttempts-attempt))
 }
 
+// codeKind is one kind of one-time code: what it proves, its limits and
+// its e-mail.
+type codeKind struct {
+	purpose CodePurpose
+	policy  OTPPolicy
+	// check and send are the per-source counters of attempts and of codes
+	// sent; checkAccount and sendAccount the account-wide ones with their
+	// limits (a reset code's attempts also count toward the sign-up
+	// codes' account-wide cap).
+	check, send  Purpose
+	checkAccount []accountLimit
+	sendAccount  []accountLimit
+	template     string
+	sent         Event
+}
+
+// accountLimit is an account-wide counter and its limit.
+type accountLimit struct {
+	purpose Purpose
+	limit   Limit
+}
+
+// verifyKind is the sign-up code: it proves an address.
+func (s *Service) verifyKind() codeKind {
+	p := s.o.OTP
+	return codeKind{
+		purpose: CodeVerifyEmail, policy: p,
+		check: PurposeCodeCheck, send: PurposeCodeSend,
+		checkAccount: []accountLimit{{PurposeCodeCheckAccount, p.perAccountChecks()}},
+		sendAccount:  []accountLimit{{PurposeCodeSendAccount, p.perAccountSends()}},
+		template:     mail.TemplateOTP, sent: EventOTPSent,
+	}
+}
+
+// resetKind is the password-reset code: it lets its holder set a new
+// password (and proves the address). It allows fewer attempts than a
+// sign-up code (ResetPolicy), and counts toward the sign-up codes'
+// account-wide caps as well as its own.
+func (s *Service) resetKind() codeKind {
+	p := s.o.OTP
+	rp := p
+	rp.MaxAttempts = s.o.Reset.MaxAttempts
+	return codeKind{
+		purpose: CodeResetPassword, policy: rp,
+		check: PurposeResetCheck, send: PurposeResetSend,
+		checkAccount: []accountLimit{
+			{PurposeResetCheckAccount, Limit{Max: s.o.Reset.AccountDailyFailures, Window: otpDay}},
+			{PurposeCodeCheckAccount, p.perAccountChecks()},
+		},
+		sendAccount: []accountLimit{{PurposeCodeSendAccount, p.perAccountSends()}},
+		template:    mail.TemplateReset, sent: EventResetRequested,
+	}
+}
+
+// ResetPolicy limits password-reset codes, which give an account away and
+// so allow fewer guesses than sign-up codes.
+type ResetPolicy struct {
+	// MaxAttempts is how many attempts one reset code allows from one
+	// source.
+	MaxAttempts int
+	// AccountDailyFailures caps the reset codes checked against one
+	// account in 24 hours, whatever the sources.
+	AccountDailyFailures int
+}
+
 // SendOTP issues a new verification code for the address and queues its
 // e-mail. An unknown or already verified address gets the same success and
 // nothing is sent (this does not hide registration: Register and
 // GetUserByEmail tell by design). Errors: INVALID_INPUT, ErrOTPCooldown and
-// ErrOTPDailyLimit (see issueOTP).
+// ErrOTPDailyLimit (see issueCode).
 func (s *Service) SendOTP(ctx context.Context, email string) error {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -104,7 +169,7 @@ func (s *Service) SendOTP(ctx context.Context, email string) error {
 	var issued bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
 		var err error
-		issued, err = s.issueOTP(ctx, tx, u.ID, addr.Canonical, source, s.now())
+		issued, err = s.issueCode(ctx, tx, s.verifyKind(), u.ID, addr.Canonical, source, s.now())
 		return err
 	})
 	if err != nil {
@@ -117,26 +182,27 @@ func (s *Service) SendOTP(ctx context.Context, email string) error {
 	return nil
 }
 
-// issueOTP creates a code for the user whose canonical address is
-// canonical, at the request of source (none: invalid prefix), supersedes
-// older ones and queues the e-mail, unless the user is verified (issued
-// false, no error) or a limit applies: ErrOTPCooldown when the source's
-// last code is younger than Cooldown, ErrOTPDailyLimit when the source's
-// (DailyLimit) or the address's (AccountDailyLimit) codes of the day are
-// used up. The user row is locked and read again under the lock, so
-// concurrent requests for one user serialize and see each other's codes;
-// a refusal rolls the unit of work back, so it counts nothing.
-func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, canonical string, source netip.Prefix, now time.Time) (bool, error) {
+// issueCode creates a code of kind for the user whose canonical address
+// is canonical, at the request of source (none: invalid prefix),
+// supersedes older ones of its kind and queues the e-mail, unless a
+// sign-up code is asked for a verified user (issued false, no error) or a
+// limit applies: ErrOTPCooldown when the source's last code of the kind is
+// younger than Cooldown, ErrOTPDailyLimit when the source's (DailyLimit)
+// or the address's codes of the day are used up. The user row is locked
+// and read again under the lock, so concurrent requests for one user
+// serialize and see each other's codes; a refusal rolls the unit of work
+// back, so it counts nothing.
+func (s *Service) issueCode(ctx context.Context, tx Tx, kind codeKind, userID uuid.UUID, canonical string, source netip.Prefix, now time.Time) (bool, error) {
 	u, err := tx.LockUser(ctx, userID)
 	if err != nil {
 		return false, err
 	}
-	if u.Verified {
+	if u.Verified && kind.purpose == CodeVerifyEmail {
 		return false, nil
 	}
-	p := s.o.OTP
-	send := s.counter(PurposeCodeSend, canonical, source)
-	c, err := tx.LockCounter(ctx, send.purpose, send.key, now)
+	p := kind.policy
+	send := s.counter(kind.send, canonical, source)
+	c, err := tx.LockCounter(ctx, send.purpose, send.key, send.account, now)
 	if err != nil {
 		return false, err
 	}
@@ -153,22 +219,24 @@ func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, canonic
 	if err := tx.SaveCounter(ctx, send.key, next, now); err != nil {
 		return false, err
 	}
-	if _, until, _, err := takeIn(ctx, tx, s.counter(PurposeCodeSendAccount, canonical, netip.Prefix{}), p.perAccountSends(), time.Time{}, now); err != nil || !until.IsZero() {
-		if err == nil {
-			err = withRetry(ErrOTPDailyLimit, until.Sub(now))
+	for _, al := range kind.sendAccount {
+		if _, until, _, err := takeIn(ctx, tx, s.counter(al.purpose, canonical, netip.Prefix{}), al.limit, time.Time{}, now); err != nil || !until.IsZero() {
+			if err == nil {
+				err = withRetry(ErrOTPDailyLimit, until.Sub(now))
+			}
+			return false, err
 		}
-		return false, err
 	}
 	code, err := otp.NewCode()
 	if err != nil {
 		return false, err
 	}
 	id := uuid.New()
-	if err := tx.IssueOTP(ctx, OTPCode{ID: id, UserID: u.ID, MAC: s.o.OTPKeys.MAC(id, code),
+	if err := tx.IssueOTP(ctx, OTPCode{ID: id, UserID: u.ID, Purpose: kind.purpose, MAC: s.o.OTPKeys.MAC(id, code),
 		CreatedAt: now, ExpiresAt: now.Add(p.TTL)}); err != nil {
 		return false, err
 	}
-	if err := auditTx(ctx, tx, EventOTPSent, u.ID, "", now); err != nil {
+	if err := auditTx(ctx, tx, kind.sent, u.ID, "", now); err != nil {
 		return false, err
 	}
 	msgID := uuid.New()
@@ -179,7 +247,7 @@ func (s *Service) issueOTP(ctx context.Context, tx Tx, userID uuid.UUID, canonic
 	if err != nil {
 		return false, err
 	}
-	err = tx.EnqueueMail(ctx, mail.Message{ID: msgID, UserID: u.ID, To: u.Email, Template: mail.TemplateOTP, Sealed: sealed}, now)
+	err = tx.EnqueueMail(ctx, mail.Message{ID: msgID, UserID: u.ID, To: u.Email, Template: kind.template, Sealed: sealed}, now)
 	return err == nil, err
 }
 
@@ -215,7 +283,12 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 		return nil
 	}
 	source, _ := SourceFrom(ctx)
-	err = s.verifyOTP(ctx, u.ID, addr.Canonical, source, code)
+	err = s.checkCode(ctx, s.verifyKind(), u.ID, addr.Canonical, source, code, func(tx Tx, now time.Time) error {
+		if err := auditTx(ctx, tx, EventOTPVerified, u.ID, "", now); err != nil {
+			return err
+		}
+		return tx.MarkVerified(ctx, u.ID, now)
+	})
 	if err != nil {
 		// A concurrent request with the right code may have won.
 		if v, verr := s.db.UserVerified(ctx, u.ID); verr == nil && v {
@@ -227,10 +300,16 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 	return nil
 }
 
-func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, canonical string, source netip.Prefix, code string) error {
+// checkCode checks code against the user's live code of kind. The
+// attempt is counted and committed before the comparison: the account-wide
+// caps first (the refusal that first hits one commits its lock and is
+// audited), then the source's attempts on this code, and the count tells
+// this attempt's number. A wrong code is audited; a right one is consumed
+// and then, in the same unit of work, succeeded runs.
+func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID, canonical string, source netip.Prefix, code string, succeeded func(tx Tx, now time.Time) error) error {
 	now := s.now()
-	p := s.o.OTP
-	c, ok, err := s.db.LatestLiveOTP(ctx, userID)
+	p := kind.policy
+	c, ok, err := s.db.LatestLiveOTP(ctx, userID, kind.purpose)
 	if err != nil {
 		return err
 	}
@@ -240,23 +319,21 @@ func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, canonical str
 	if err := p.checkable(c, now); err != nil {
 		return err
 	}
-	// Count the attempt and commit it before comparing: at most
-	// MaxAttempts attempts per source and AccountDailyFailures per account
-	// are admitted, even concurrently, and the count tells this attempt's
-	// number.
 	var attempt int
 	var capped bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
-		_, until, locked, err := takeIn(ctx, tx, s.counter(PurposeCodeCheckAccount, canonical, netip.Prefix{}), p.perAccountChecks(), time.Time{}, now)
-		if err != nil {
-			return err
+		for _, al := range kind.checkAccount {
+			_, until, locked, err := takeIn(ctx, tx, s.counter(al.purpose, canonical, netip.Prefix{}), al.limit, time.Time{}, now)
+			if err != nil {
+				return err
+			}
+			if !until.IsZero() {
+				// Commit the account's lock (its first refusal is audited).
+				capped = locked
+				return CommitAnd(withRetry(ErrOTPAttemptsExhausted, until.Sub(now)))
+			}
 		}
-		if !until.IsZero() {
-			// Commit the account's lock (its first refusal is audited).
-			capped = locked
-			return CommitAnd(withRetry(ErrOTPAttemptsExhausted, until.Sub(now)))
-		}
-		n, until, _, err := takeIn(ctx, tx, s.counter(PurposeCodeCheck, canonical, source), p.perSourceChecks(), c.CreatedAt, now)
+		n, until, _, err := takeIn(ctx, tx, s.counter(kind.check, canonical, source), p.perSourceChecks(), c.CreatedAt, now)
 		if err != nil {
 			return err
 		}
@@ -280,7 +357,7 @@ func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, canonical str
 		return err
 	}
 	if !s.o.OTPKeys.Verify(c.ID, code, c.MAC) {
-		s.o.Log.InfoContext(ctx, "otp verification failed", "user_id", userID, "attempt", attempt)
+		s.o.Log.InfoContext(ctx, "code check failed", "user_id", userID, "purpose", kind.purpose, "attempt", attempt)
 		err := p.mismatch(c, attempt, now)
 		de, _ := AsError(err)
 		s.audit(ctx, EventOTPFailed, userID, strings.ToLower(de.Reason), now)
@@ -294,9 +371,6 @@ func (s *Service) verifyOTP(ctx context.Context, userID uuid.UUID, canonical str
 		if !ok {
 			return ErrInvalidOTP // consumed or superseded meanwhile
 		}
-		if err := auditTx(ctx, tx, EventOTPVerified, userID, "", now); err != nil {
-			return err
-		}
-		return tx.MarkVerified(ctx, userID, now)
+		return succeeded(tx, now)
 	})
 }

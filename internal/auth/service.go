@@ -44,6 +44,8 @@ type Options struct {
 	Login LoginPolicy
 	// Register limits registrations per source.
 	Register RegisterPolicy
+	// Reset limits password-reset codes.
+	Reset ResetPolicy
 	// LimiterKey keys the HMAC that names limiter counters (32 bytes).
 	LimiterKey []byte
 	// Sleep waits d or until ctx ends (a real timer when nil); the login
@@ -67,6 +69,9 @@ type Service struct {
 	o  Options
 	// busyAudited is when a busy refusal was last audited.
 	busyAudited atomic.Pointer[time.Time]
+	// resetTimes are how long password-reset requests for existing
+	// accounts took (RequestPasswordReset).
+	resetTimes durations
 }
 
 // New returns a Service on db.
@@ -94,7 +99,12 @@ type User struct {
 	Verified bool
 }
 
+// user is the account as the API shows it; a tombstone shows its id with
+// DeletedUsername, no address and not verified.
 func (a Account) user() User {
+	if a.Deleted {
+		return User{ID: a.ID, Username: DeletedUsername}
+	}
 	return User{ID: a.ID, Username: a.Username, Email: a.Email, Verified: a.Verified}
 }
 
@@ -207,7 +217,7 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 		if err := auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
 			return err
 		}
-		_, err = s.issueOTP(ctx, tx, id, addr.Canonical, source, now)
+		_, err = s.issueCode(ctx, tx, s.verifyKind(), id, addr.Canonical, source, now)
 		return err
 	})
 	if throttled {
@@ -254,7 +264,10 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 	if err != nil {
 		return TokenPair{}, invalidInput("email", err.Error())
 	}
-	if err := password.Validate(pw); err != nil {
+	// Only the bytes bcrypt reads are bounded here: the length rules apply
+	// where a password is set, and an account imported from the platform's
+	// earlier service may have a shorter one.
+	if err := password.ValidateLength(pw); err != nil {
 		return TokenPair{}, invalidInput("password", err.Error())
 	}
 	// Refuse at once, before any database work, a login the hashing pool
@@ -356,14 +369,12 @@ func (s *Service) busy(ctx context.Context, err error) error {
 }
 
 // GetUser returns the user with the given id, a UUID in its canonical
-// lower-case hyphenated form. Errors: INVALID_INPUT, ErrUserNotFound.
+// lower-case hyphenated form; a deleted user answers as a tombstone (see
+// Account.user). Errors: INVALID_INPUT, ErrUserNotFound.
 func (s *Service) GetUser(ctx context.Context, id string) (User, error) {
-	if id == "" {
-		return User{}, invalidInput("user_id", "user_id is required")
-	}
-	uid, err := uuid.Parse(id)
-	if err != nil || uid.String() != id {
-		return User{}, invalidInput("user_id", "user_id must be a UUID in canonical form")
+	uid, err := parseUserID(id)
+	if err != nil {
+		return User{}, err
 	}
 	u, err := s.db.UserByID(ctx, uid)
 	if err != nil {

@@ -112,7 +112,7 @@ func (s *Service) admitLogin(ctx context.Context, canonical string, source netip
 	var locked bool
 	for waits := 0; ; waits++ {
 		err := s.db.InTx(ctx, func(tx Tx) error {
-			c, err := tx.LockCounter(ctx, g.pair.purpose, g.pair.key, now)
+			c, err := tx.LockCounter(ctx, g.pair.purpose, g.pair.key, g.pair.account, now)
 			if err != nil {
 				return err
 			}
@@ -168,7 +168,7 @@ func (s *Service) admitLogin(ctx context.Context, canonical string, source netip
 
 // resolveIn records the outcome of an attempt the counter admitted.
 func resolveIn(ctx context.Context, tx Tx, ref counterRef, o outcome, now time.Time) error {
-	c, err := tx.LockCounter(ctx, ref.purpose, ref.key, now)
+	c, err := tx.LockCounter(ctx, ref.purpose, ref.key, ref.account, now)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (s *Service) loginSucceeded(ctx context.Context, g loginGate, canonical str
 			return nil
 		}
 		ref := s.counter(PurposeSignedIn, canonical, source)
-		if _, err := tx.LockCounter(ctx, ref.purpose, ref.key, now); err != nil {
+		if _, err := tx.LockCounter(ctx, ref.purpose, ref.key, ref.account, now); err != nil {
 			return err
 		}
 		return tx.SaveCounter(ctx, ref.key, Counter{WindowStart: now, Last: now}, now)

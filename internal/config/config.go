@@ -44,6 +44,7 @@ type Config struct {
 	OTP      OTP      `env:", prefix=OTP__"`
 	Login    Login    `env:", prefix=LOGIN__"`
 	Register Register `env:", prefix=REGISTER__"`
+	Reset    Reset    `env:", prefix=RESET__"`
 	Audit    Audit    `env:", prefix=AUDIT__"`
 	Password Password `env:", prefix=PASSWORD__"`
 	SMTP     SMTP     `env:", prefix=SMTP__"`
@@ -187,6 +188,18 @@ type Login struct {
 	TrustedSource time.Duration `env:"TRUSTED_SOURCE_DAYS, default=90"`
 }
 
+// Reset configures password-reset codes, which give an account away and
+// so allow fewer guesses than sign-up codes; their lifetime, cooldown and
+// daily limit per source are OTP__'s.
+type Reset struct {
+	// MaxAttempts is how many attempts one reset code allows from one
+	// source.
+	MaxAttempts int `env:"MAX_ATTEMPTS, default=3"`
+	// AccountDailyFailures caps the reset codes checked against one
+	// account in 24 hours, whatever the sources (0: no cap).
+	AccountDailyFailures int `env:"ACCOUNT_DAILY_FAILURES, default=10"`
+}
+
 // Register configures registration limits.
 type Register struct {
 	// MaxPerSource registrations from one source within Window (0: no
@@ -268,6 +281,7 @@ const (
 	SectionOTP      Section = "OTP"
 	SectionLogin    Section = "LOGIN"
 	SectionRegister Section = "REGISTER"
+	SectionReset    Section = "RESET"
 	SectionAudit    Section = "AUDIT"
 	SectionPassword Section = "PASSWORD"
 	SectionSMTP     Section = "SMTP"
@@ -276,7 +290,7 @@ const (
 
 // Serve is every section: what `authd serve` reads.
 var Serve = []Section{SectionGRPC, SectionLog, SectionDebug, SectionData, SectionDatabase, SectionJWT,
-	SectionOTP, SectionLogin, SectionRegister, SectionAudit, SectionPassword, SectionSMTP, SectionOutbox}
+	SectionOTP, SectionLogin, SectionRegister, SectionReset, SectionAudit, SectionPassword, SectionSMTP, SectionOutbox}
 
 // Storage is what a command that only opens the database reads
 // (`authd migrate`): DATA__DIR and DATABASE__*.
@@ -380,6 +394,8 @@ func (c *Config) section(s Section) any {
 		return &c.Login
 	case SectionRegister:
 		return &c.Register
+	case SectionReset:
+		return &c.Reset
 	case SectionAudit:
 		return &c.Audit
 	case SectionPassword:
@@ -542,6 +558,11 @@ func (c *Config) rules(s Section) []rule {
 			{c.Login.AccountDailyFailures >= 0, "LOGIN__ACCOUNT_DAILY_FAILURES must not be negative"},
 			{c.Login.AccountDelay >= 0, "LOGIN__ACCOUNT_DELAY_SECONDS must not be negative"},
 			{c.Login.TrustedSource >= 0, "LOGIN__TRUSTED_SOURCE_DAYS must not be negative"},
+		}
+	case SectionReset:
+		return []rule{
+			{c.Reset.MaxAttempts > 0, "RESET__MAX_ATTEMPTS must be positive"},
+			{c.Reset.AccountDailyFailures >= 0, "RESET__ACCOUNT_DAILY_FAILURES must not be negative"},
 		}
 	case SectionRegister:
 		return []rule{

@@ -83,6 +83,7 @@ func TestLoadDefaults(t *testing.T) {
 		Login: config.Login{MaxFailures: 10, Window: 15 * time.Minute, Lockout: 15 * time.Minute,
 			AccountDailyFailures: 100, AccountDelay: 2 * time.Second, TrustedSource: 90 * 24 * time.Hour},
 		Register: config.Register{MaxPerSource: 10, Window: time.Hour},
+		Reset:    config.Reset{MaxAttempts: 3, AccountDailyFailures: 10},
 		Audit:    config.Audit{Retention: 90 * 24 * time.Hour},
 		Password: config.Password{BcryptCost: 12, HashQueue: 32},
 		SMTP: config.SMTP{

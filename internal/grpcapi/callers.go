@@ -179,6 +179,21 @@ func (c *Callers) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	return handler(srv, w)
 }
 
+// AuthenticatedOnly are the AuthService methods that answer
+// PERMISSION_DENIED unless caller authentication is configured (their
+// handlers check, so other methods pay nothing): they act on a user_id the
+// caller asserts (the gateway reads it from a verified access token) and
+// change or reveal more than the platform's gateway ever asked for, so an
+// unauthenticated port must not offer them.
+var AuthenticatedOnly = map[string]bool{
+	"ChangePassword": true, "LogoutAll": true, "ListSessions": true,
+	"RevokeSession": true, "DeleteUser": true, "GetUsers": true,
+}
+
+// msgNeedsCallerAuth answers AuthenticatedOnly methods on a port without
+// caller authentication.
+const msgNeedsCallerAuth = "this method needs caller authentication (GRPC__API_KEYS or GRPC__CLIENT_CA_FILE)"
+
 // admit authenticates and authorizes a call of method and returns its
 // context, carrying the end user's source when the caller gave one.
 func (c *Callers) admit(ctx context.Context, method string) (context.Context, error) {

@@ -90,6 +90,8 @@ func TestToStatusDomainErrors(t *testing.T) {
 		{"ErrEmailNotVerified", auth.ErrEmailNotVerified, codes.FailedPrecondition, "EMAIL_NOT_VERIFIED", "Email not verified"},
 		{"ErrEmailTaken", auth.ErrEmailTaken, codes.AlreadyExists, "EMAIL_TAKEN", "Email already registered"},
 		{"ErrUserNotFound", auth.ErrUserNotFound, codes.NotFound, "USER_NOT_FOUND", "User not found"},
+		{"ErrSessionNotFound", auth.ErrSessionNotFound, codes.NotFound, "SESSION_NOT_FOUND", "Session not found"},
+		{"ErrWrongPassword", auth.ErrWrongPassword, codes.InvalidArgument, "PASSWORD_INCORRECT", "Current password is incorrect"},
 		{"ErrInvalidRefreshToken", auth.ErrInvalidRefreshToken, codes.Unauthenticated, "INVALID_REFRESH_TOKEN", "Invalid refresh token"},
 		{"ErrRefreshTokenExpired", auth.ErrRefreshTokenExpired, codes.Unauthenticated, "REFRESH_TOKEN_EXPIRED", "Refresh token expired; sign in again"},
 		{"ErrRefreshTokenRevoked", auth.ErrRefreshTokenRevoked, codes.Unauthenticated, "REFRESH_TOKEN_REVOKED", "Refresh token revoked; sign in again"},

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/placebrain/auth/internal/auth"
 	"github.com/placebrain/auth/proto/authpb"
@@ -22,15 +23,30 @@ import (
 type Server struct {
 	authpb.UnimplementedAuthServiceServer
 	svc *auth.Service
+	// callerAuth says callers authenticate (AuthenticatedOnly methods are
+	// served).
+	callerAuth bool
 }
 
-// NewServer returns the AuthService implementation.
-func NewServer(svc *auth.Service) *Server { return &Server{svc: svc} }
+// NewServer returns the AuthService implementation; callers is the caller
+// authentication in front of it (nil: none).
+func NewServer(svc *auth.Service, callers *Callers) *Server {
+	return &Server{svc: svc, callerAuth: callers.Enabled()}
+}
 
 // Register registers the AuthService implementation on gs with
 // ServiceDesc. gs must use Codec (see ServerOptions).
-func Register(gs *grpc.Server, svc *auth.Service) {
-	gs.RegisterService(ServiceDesc(), NewServer(svc))
+func Register(gs *grpc.Server, svc *auth.Service, callers *Callers) {
+	gs.RegisterService(ServiceDesc(), NewServer(svc, callers))
+}
+
+// needsCallerAuth refuses an AuthenticatedOnly method on a port without
+// caller authentication.
+func (s *Server) needsCallerAuth() error {
+	if s.callerAuth {
+		return nil
+	}
+	return status.Error(codes.PermissionDenied, msgNeedsCallerAuth)
 }
 
 // ServiceDesc returns AuthService's service description with every
@@ -160,4 +176,100 @@ func (s *Server) VerifyOtp(ctx context.Context, r *authpb.VerifyOtpRequest) (*au
 		return nil, err
 	}
 	return &authpb.VerifyOtpResponse{Success: true}, nil
+}
+
+// RequestPasswordReset mails a password-reset code; the answer does not
+// tell whether the address has an account.
+func (s *Server) RequestPasswordReset(ctx context.Context, r *authpb.RequestPasswordResetRequest) (*authpb.RequestPasswordResetResponse, error) {
+	if err := s.svc.RequestPasswordReset(ctx, r.GetEmail()); err != nil {
+		return nil, err
+	}
+	return &authpb.RequestPasswordResetResponse{Success: true}, nil
+}
+
+// ResetPassword sets a new password with a reset code.
+func (s *Server) ResetPassword(ctx context.Context, r *authpb.ResetPasswordRequest) (*authpb.ResetPasswordResponse, error) {
+	if err := s.svc.ResetPassword(ctx, r.GetEmail(), r.GetCode(), r.GetNewPassword()); err != nil {
+		return nil, err
+	}
+	return &authpb.ResetPasswordResponse{Success: true}, nil
+}
+
+// ChangePassword sets a new password after checking the current one.
+func (s *Server) ChangePassword(ctx context.Context, r *authpb.ChangePasswordRequest) (*authpb.ChangePasswordResponse, error) {
+	if err := s.needsCallerAuth(); err != nil {
+		return nil, err
+	}
+	p, err := s.svc.ChangePassword(ctx, r.GetUserId(), r.GetCurrentPassword(), r.GetNewPassword())
+	if err != nil {
+		return nil, err
+	}
+	return &authpb.ChangePasswordResponse{AccessToken: p.AccessToken, RefreshToken: p.RefreshToken}, nil
+}
+
+// LogoutAll ends every session of the user.
+func (s *Server) LogoutAll(ctx context.Context, r *authpb.LogoutAllRequest) (*authpb.LogoutAllResponse, error) {
+	if err := s.needsCallerAuth(); err != nil {
+		return nil, err
+	}
+	n, err := s.svc.LogoutAll(ctx, r.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	return &authpb.LogoutAllResponse{SessionsEnded: int32(n)}, nil
+}
+
+// ListSessions lists the user's live sessions.
+func (s *Server) ListSessions(ctx context.Context, r *authpb.ListSessionsRequest) (*authpb.ListSessionsResponse, error) {
+	if err := s.needsCallerAuth(); err != nil {
+		return nil, err
+	}
+	sessions, err := s.svc.ListSessions(ctx, r.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	out := &authpb.ListSessionsResponse{Sessions: make([]*authpb.Session, len(sessions))}
+	for i, x := range sessions {
+		out.Sessions[i] = &authpb.Session{SessionId: x.ID.String(), CreatedAt: timestamppb.New(x.CreatedAt),
+			LastUsedAt: timestamppb.New(x.LastUsedAt), ExpiresAt: timestamppb.New(x.ExpiresAt)}
+	}
+	return out, nil
+}
+
+// RevokeSession ends one of the user's sessions.
+func (s *Server) RevokeSession(ctx context.Context, r *authpb.RevokeSessionRequest) (*authpb.RevokeSessionResponse, error) {
+	if err := s.needsCallerAuth(); err != nil {
+		return nil, err
+	}
+	if err := s.svc.RevokeSession(ctx, r.GetUserId(), r.GetSessionId()); err != nil {
+		return nil, err
+	}
+	return &authpb.RevokeSessionResponse{Success: true}, nil
+}
+
+// DeleteUser erases the user after checking the password.
+func (s *Server) DeleteUser(ctx context.Context, r *authpb.DeleteUserRequest) (*authpb.DeleteUserResponse, error) {
+	if err := s.needsCallerAuth(); err != nil {
+		return nil, err
+	}
+	if err := s.svc.DeleteUser(ctx, r.GetUserId(), r.GetPassword()); err != nil {
+		return nil, err
+	}
+	return &authpb.DeleteUserResponse{Success: true}, nil
+}
+
+// GetUsers returns up to 500 users by id.
+func (s *Server) GetUsers(ctx context.Context, r *authpb.GetUsersRequest) (*authpb.GetUsersResponse, error) {
+	if err := s.needsCallerAuth(); err != nil {
+		return nil, err
+	}
+	users, err := s.svc.GetUsers(ctx, r.GetUserIds())
+	if err != nil {
+		return nil, err
+	}
+	out := &authpb.GetUsersResponse{Users: make([]*authpb.User, len(users))}
+	for i, u := range users {
+		out.Users[i] = &authpb.User{UserId: u.ID.String(), Username: u.Username, Email: u.Email, IsVerified: u.Verified}
+	}
+	return out, nil
 }

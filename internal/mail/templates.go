@@ -13,9 +13,14 @@ import (
 // stranger registered with could otherwise pass for ours in the message.
 const TemplateOTP = "otp"
 
+// TemplateReset is the password-reset-code e-mail. Its data keys are code
+// and expiresMinutes; like TemplateOTP it shows nothing a caller chose.
+const TemplateReset = "reset"
+
 // subjects holds each template's subject line.
 var subjects = map[string]string{
-	TemplateOTP: "Your PlaceBrain verification code",
+	TemplateOTP:   "Your PlaceBrain verification code",
+	TemplateReset: "Your PlaceBrain password reset code",
 }
 
 //go:embed templates/*.tmpl

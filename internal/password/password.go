@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,35 @@ var ErrMismatch = errors.New("password does not match")
 func Validate(pw string) error {
 	if len(pw) < MinBytes || len(pw) > MaxBytes {
 		return fmt.Errorf("password must be %d to %d bytes long", MinBytes, MaxBytes)
+	}
+	return nil
+}
+
+// ValidateLength checks only that pw fits bcrypt (MaxBytes): the bound
+// where a password is checked rather than set (Login). Its error is a
+// sentence fit to show a user.
+func ValidateLength(pw string) error {
+	if len(pw) > MaxBytes {
+		return fmt.Errorf("password must be at most %d bytes long", MaxBytes)
+	}
+	return nil
+}
+
+// CheckBcrypt reports a hash that is not bcrypt in modular crypt format
+// ($2a$, $2b$ or $2y$, a cost bcrypt accepts), naming the scheme it has
+// without echoing the hash.
+func CheckBcrypt(hash string) error {
+	if len(hash) < 4 || hash[0] != '$' || !(hash[1:4] == "2a$" || hash[1:4] == "2b$" || hash[1:4] == "2y$") {
+		scheme := "unknown"
+		if len(hash) > 1 && hash[0] == '$' {
+			if end := strings.IndexByte(hash[1:], '$'); end > 0 && end <= 32 {
+				scheme = hash[1 : 1+end]
+			}
+		}
+		return fmt.Errorf("scheme %q is not bcrypt ($2a$, $2b$, $2y$)", scheme)
+	}
+	if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		return errors.New("not a well-formed bcrypt hash")
 	}
 	return nil
 }
@@ -91,10 +121,12 @@ func (h *Hasher) record(d time.Duration) {
 }
 
 // Hash returns the bcrypt hash of pw in modular crypt format, computed in
-// the pool under key (see Pool). pw must pass Validate. Errors: ErrBusy,
-// the context's error while queued.
+// the pool under key (see Pool). pw must fit bcrypt (ValidateLength); the
+// length rules (Validate) are the caller's where a password is set, not
+// where one is rehashed. Errors: ErrBusy, the context's error while
+// queued.
 func (h *Hasher) Hash(ctx context.Context, key, pw string) (string, error) {
-	if err := Validate(pw); err != nil {
+	if err := ValidateLength(pw); err != nil {
 		return "", err
 	}
 	var (

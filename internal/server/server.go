@@ -234,6 +234,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 			TrustedFor:           c.Login.TrustedSource,
 		},
 		Register:       auth.RegisterPolicy{MaxPerSource: c.Register.MaxPerSource, Window: c.Register.Window},
+		Reset:          auth.ResetPolicy{MaxAttempts: c.Reset.MaxAttempts, AccountDailyFailures: c.Reset.AccountDailyFailures},
 		LimiterKey:     limiterKey,
 		Sleep:          o.Sleep,
 		AuditRetention: c.Audit.Retention,
@@ -251,7 +252,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, Callers: callers, cfg: c, log: log, lis: lis,
 		stopTLS: stopTLS, health: health.NewServer(), stopping: make(chan struct{})}
 	a.grpc = grpc.NewServer(append(grpcOpts, grpc.StreamInterceptor(a.endStreams))...)
-	grpcapi.Register(a.grpc, svc)
+	grpcapi.Register(a.grpc, svc, callers)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	if c.Dev || c.GRPC.Reflection {
 		reflection.Register(a.grpc)

@@ -49,14 +49,21 @@ func (q queries) DeleteCounter(ctx context.Context, key []byte) error {
 // row (see statements.lockCounter): on PostgreSQL its conflict branch
 // locks an existing row, and a concurrent creator waits for the first and
 // then gets its row, so no caller ever finds the row missing.
-func (t *Tx) LockCounter(ctx context.Context, purpose auth.Purpose, key []byte, now time.Time) (auth.Counter, error) {
+func (t *Tx) LockCounter(ctx context.Context, purpose auth.Purpose, key, account []byte, now time.Time) (auth.Counter, error) {
 	if err := ratelimit.PurposeValidator(ratelimit.Purpose(purpose)); err != nil {
 		return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
 	}
 	if err := ratelimit.KeyHmacValidator(key); err != nil {
 		return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
 	}
-	rows, err := t.c.QueryContext(ctx, t.sql.lockCounter, uuid.New(), key, string(purpose), now, now)
+	var acct any // NULL for a counter of no account
+	if account != nil {
+		if err := ratelimit.AccountHmacValidator(account); err != nil {
+			return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
+		}
+		acct = account
+	}
+	rows, err := t.c.QueryContext(ctx, t.sql.lockCounter, uuid.New(), key, string(purpose), acct, now, now)
 	if err != nil {
 		return auth.Counter{}, fmt.Errorf("lock limiter counter: %w", err)
 	}
@@ -107,4 +114,16 @@ func (db *DB) DeleteIdleCounters(ctx context.Context, purpose auth.Purpose, last
 		return 0, fmt.Errorf("prune limiter counters: %w", err)
 	}
 	return n, nil
+}
+
+// DeleteAccountCounters implements auth.Tx.
+func (t *Tx) DeleteAccountCounters(ctx context.Context, account []byte, purposes ...auth.Purpose) error {
+	ps := make([]ratelimit.Purpose, len(purposes))
+	for i, p := range purposes {
+		ps[i] = ratelimit.Purpose(p)
+	}
+	if _, err := t.c.RateLimit.Delete().Where(ratelimit.AccountHmac(account), ratelimit.PurposeIn(ps...)).Exec(ctx); err != nil {
+		return fmt.Errorf("delete account's limiter counters: %w", err)
+	}
+	return nil
 }

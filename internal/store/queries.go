@@ -27,7 +27,9 @@ type queries struct {
 }
 
 func account(u *ent.User) auth.Account {
-	return auth.Account{ID: u.ID, Username: u.Username, Email: u.Email, PasswordHash: u.PasswordHash, Verified: u.IsVerified}
+	return auth.Account{ID: u.ID, Username: u.Username, Email: u.Email, EmailCanonical: u.EmailNormalized,
+		PasswordHash: u.PasswordHash, Verified: u.IsVerified, Deleted: u.DeletedAt != nil, Imported: u.ImportedAt != nil,
+		CreatedAt: u.CreatedAt}
 }
 
 // UserByID implements auth.Queries.
@@ -69,9 +71,9 @@ func liveOTP() predicate.OtpRequest {
 }
 
 // LatestLiveOTP implements auth.Queries.
-func (q queries) LatestLiveOTP(ctx context.Context, userID uuid.UUID) (auth.OTPCode, bool, error) {
+func (q queries) LatestLiveOTP(ctx context.Context, userID uuid.UUID, purpose auth.CodePurpose) (auth.OTPCode, bool, error) {
 	o, err := q.c.OtpRequest.Query().
-		Where(otprequest.UserID(userID), liveOTP()).
+		Where(otprequest.UserID(userID), otprequest.PurposeEQ(otprequest.Purpose(purpose)), liveOTP()).
 		Order(ent.Desc(otprequest.FieldCreatedAt)).
 		First(ctx)
 	if ent.IsNotFound(err) {
@@ -80,7 +82,8 @@ func (q queries) LatestLiveOTP(ctx context.Context, userID uuid.UUID) (auth.OTPC
 	if err != nil {
 		return auth.OTPCode{}, false, fmt.Errorf("find code: %w", err)
 	}
-	return auth.OTPCode{ID: o.ID, UserID: o.UserID, MAC: o.CodeHmac, CreatedAt: o.CreatedAt, ExpiresAt: o.ExpiresAt}, true, nil
+	return auth.OTPCode{ID: o.ID, UserID: o.UserID, Purpose: auth.CodePurpose(o.Purpose), MAC: o.CodeHmac,
+		CreatedAt: o.CreatedAt, ExpiresAt: o.ExpiresAt}, true, nil
 }
 
 // RecordAudit implements auth.Queries with a prebuilt statement (it runs
@@ -223,8 +226,12 @@ func (t *Tx) RevokeFamily(ctx context.Context, familyID uuid.UUID, reason string
 
 // IssueOTP implements auth.Tx.
 func (t *Tx) IssueOTP(ctx context.Context, c auth.OTPCode) error {
+	purpose := otprequest.Purpose(c.Purpose)
+	if err := otprequest.PurposeValidator(purpose); err != nil {
+		return fmt.Errorf("store code: %w", err)
+	}
 	if err := t.c.OtpRequest.Update().
-		Where(otprequest.UserID(c.UserID), liveOTP()).
+		Where(otprequest.UserID(c.UserID), otprequest.PurposeEQ(purpose), liveOTP()).
 		SetSupersededAt(c.CreatedAt).
 		Exec(ctx); err != nil {
 		return fmt.Errorf("supersede codes: %w", err)
@@ -232,6 +239,7 @@ func (t *Tx) IssueOTP(ctx context.Context, c auth.OTPCode) error {
 	if err := t.c.OtpRequest.Create().
 		SetID(c.ID).
 		SetUserID(c.UserID).
+		SetPurpose(purpose).
 		SetCodeHmac(c.MAC).
 		SetCreatedAt(c.CreatedAt).
 		SetExpiresAt(c.ExpiresAt).

@@ -41,12 +41,20 @@ type Rotation struct {
 
 // statements are the prebuilt statements of one dialect.
 type statements struct {
+	// dialect is dialect.Postgres or dialect.SQLite, for statements built
+	// per call.
+	dialect string
 	Rotation
 	// lockCounter creates a limiter counter if missing and returns it,
 	// locked, in one statement (an upsert whose conflict branch touches
-	// the row, which locks it). Args: id, key_hmac, purpose, now.
+	// the row, which locks it). Args: id, key_hmac, purpose, account_hmac,
+	// window_started_at, updated_at.
 	// Columns: count, pending, window_started_at, locked_until, last_at.
 	lockCounter string
+	// eraseUser turns a user into a tombstone. Args: username, email,
+	// email_normalized, password_hash, is_verified, deleted_at,
+	// updated_at, id.
+	eraseUser string
 }
 
 var (
@@ -80,7 +88,7 @@ func newStatements(d string) *statements {
 		Join(u).On(t.C(refreshtoken.FieldUserID), u.C(user.FieldID)).
 		Where(entsql.EQ(t.C(refreshtoken.FieldTokenHash), []byte(nil)))
 	forUpdate(entsql.WithLockTables("t", "f"))(lock)
-	s := &statements{}
+	s := &statements{dialect: d}
 	s.LockToken, _ = lock.Query()
 	s.MarkUsed, _ = b.Update(refreshtoken.Table).
 		Set(refreshtoken.FieldUsedAt, time.Time{}).
@@ -92,12 +100,17 @@ func newStatements(d string) *statements {
 		Values(placeholders(7)...).
 		Query()
 	s.lockCounter, _ = b.Insert(ratelimit.Table).
-		Columns(ratelimit.FieldID, ratelimit.FieldKeyHmac, ratelimit.FieldPurpose, ratelimit.FieldWindowStartedAt, ratelimit.FieldUpdatedAt).
-		Values(0, 0, 0, 0, 0).
+		Columns(ratelimit.FieldID, ratelimit.FieldKeyHmac, ratelimit.FieldPurpose, ratelimit.FieldAccountHmac, ratelimit.FieldWindowStartedAt, ratelimit.FieldUpdatedAt).
+		Values(placeholders(6)...).
 		OnConflict(entsql.ConflictColumns(ratelimit.FieldKeyHmac), entsql.ResolveWith(func(u *entsql.UpdateSet) {
 			u.SetIgnore(ratelimit.FieldKeyHmac)
 		})).
 		Returning(ratelimit.FieldCount, ratelimit.FieldPending, ratelimit.FieldWindowStartedAt, ratelimit.FieldLockedUntil, ratelimit.FieldLastAt).
+		Query()
+	s.eraseUser, _ = b.Update(user.Table).
+		Set(user.FieldUsername, "").Set(user.FieldEmail, "").Set(user.FieldEmailNormalized, "").Set(user.FieldPasswordHash, "").
+		Set(user.FieldIsVerified, false).SetNull(user.FieldVerifiedAt).Set(user.FieldDeletedAt, time.Time{}).Set(user.FieldUpdatedAt, time.Time{}).
+		Where(entsql.EQ(user.FieldID, uuid.Nil)).
 		Query()
 	s.InsertAudit, _ = b.Insert(auditevent.Table).
 		Columns(auditevent.FieldID, auditevent.FieldCreatedAt, auditevent.FieldEvent, auditevent.FieldUserID, auditevent.FieldReason).

@@ -1,10 +1,15 @@
 package token
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
+
+	"golang.org/x/crypto/hkdf"
 )
 
 // RefreshTokenBytes is the entropy of a refresh token: 256 bits.
@@ -44,4 +49,60 @@ func HashRefreshToken(text string) ([]byte, error) {
 	}
 	sum := sha256.Sum256([]byte(text))
 	return sum[:], nil
+}
+
+// childInfo is the HKDF purpose of the key that seals a token's child.
+const childInfo = "placebrain-auth refresh child v1"
+
+// ErrChildUnreadable reports sealed child text that does not open with the
+// parent's text: not this parent's child, or damaged.
+var ErrChildUnreadable = errors.New("sealed child token does not open")
+
+// childAEAD is AES-256-GCM under a key derived from the parent token's
+// text with HKDF-SHA256 (RFC 5869): only whoever presents the parent can
+// open its child, so the database (and a backup, with every server secret)
+// holds no usable token.
+func childAEAD(parentText string) (cipher.AEAD, error) {
+	key := make([]byte, 32)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, []byte(parentText), nil, []byte(childInfo)), key); err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// SealChild seals the text of the token a rotation issued (the child) for
+// storage in its parent's row: a random nonce and the AES-GCM ciphertext,
+// with the parent's id as additional data so a sealed child cannot be moved
+// to another row. Only the parent's text opens it (OpenChild).
+func SealChild(parentText string, parentID [16]byte, childText string) ([]byte, error) {
+	aead, err := childAEAD(parentText)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(childText)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, []byte(childText), parentID[:]), nil
+}
+
+// OpenChild opens what SealChild sealed for the parent presented as
+// parentText; ErrChildUnreadable when it does not open.
+func OpenChild(parentText string, parentID [16]byte, sealed []byte) (string, error) {
+	aead, err := childAEAD(parentText)
+	if err != nil {
+		return "", err
+	}
+	if len(sealed) < aead.NonceSize() {
+		return "", ErrChildUnreadable
+	}
+	text, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], parentID[:])
+	if err != nil {
+		return "", ErrChildUnreadable
+	}
+	return string(text), nil
 }
