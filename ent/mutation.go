@@ -3934,6 +3934,7 @@ type RefreshTokenMutation struct {
 	token_hash    *[]byte
 	expires_at    *time.Time
 	used_at       *time.Time
+	child_sealed  *[]byte
 	clearedFields map[string]struct{}
 	user          *uuid.UUID
 	cleareduser   bool
@@ -4326,6 +4327,55 @@ func (m *RefreshTokenMutation) ResetUsedAt() {
 	delete(m.clearedFields, refreshtoken.FieldUsedAt)
 }
 
+// SetChildSealed sets the "child_sealed" field.
+func (m *RefreshTokenMutation) SetChildSealed(b []byte) {
+	m.child_sealed = &b
+}
+
+// ChildSealed returns the value of the "child_sealed" field in the mutation.
+func (m *RefreshTokenMutation) ChildSealed() (r []byte, exists bool) {
+	v := m.child_sealed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChildSealed returns the old "child_sealed" field's value of the RefreshToken entity.
+// If the RefreshToken object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefreshTokenMutation) OldChildSealed(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChildSealed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChildSealed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChildSealed: %w", err)
+	}
+	return oldValue.ChildSealed, nil
+}
+
+// ClearChildSealed clears the value of the "child_sealed" field.
+func (m *RefreshTokenMutation) ClearChildSealed() {
+	m.child_sealed = nil
+	m.clearedFields[refreshtoken.FieldChildSealed] = struct{}{}
+}
+
+// ChildSealedCleared returns if the "child_sealed" field was cleared in this mutation.
+func (m *RefreshTokenMutation) ChildSealedCleared() bool {
+	_, ok := m.clearedFields[refreshtoken.FieldChildSealed]
+	return ok
+}
+
+// ResetChildSealed resets all changes to the "child_sealed" field.
+func (m *RefreshTokenMutation) ResetChildSealed() {
+	m.child_sealed = nil
+	delete(m.clearedFields, refreshtoken.FieldChildSealed)
+}
+
 // ClearUser clears the "user" edge to the User entity.
 func (m *RefreshTokenMutation) ClearUser() {
 	m.cleareduser = true
@@ -4414,7 +4464,7 @@ func (m *RefreshTokenMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *RefreshTokenMutation) Fields() []string {
-	fields := make([]string, 0, 7)
+	fields := make([]string, 0, 8)
 	if m.created_at != nil {
 		fields = append(fields, refreshtoken.FieldCreatedAt)
 	}
@@ -4435,6 +4485,9 @@ func (m *RefreshTokenMutation) Fields() []string {
 	}
 	if m.used_at != nil {
 		fields = append(fields, refreshtoken.FieldUsedAt)
+	}
+	if m.child_sealed != nil {
+		fields = append(fields, refreshtoken.FieldChildSealed)
 	}
 	return fields
 }
@@ -4458,6 +4511,8 @@ func (m *RefreshTokenMutation) Field(name string) (ent.Value, bool) {
 		return m.ExpiresAt()
 	case refreshtoken.FieldUsedAt:
 		return m.UsedAt()
+	case refreshtoken.FieldChildSealed:
+		return m.ChildSealed()
 	}
 	return nil, false
 }
@@ -4481,6 +4536,8 @@ func (m *RefreshTokenMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldExpiresAt(ctx)
 	case refreshtoken.FieldUsedAt:
 		return m.OldUsedAt(ctx)
+	case refreshtoken.FieldChildSealed:
+		return m.OldChildSealed(ctx)
 	}
 	return nil, fmt.Errorf("unknown RefreshToken field %s", name)
 }
@@ -4539,6 +4596,13 @@ func (m *RefreshTokenMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetUsedAt(v)
 		return nil
+	case refreshtoken.FieldChildSealed:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChildSealed(v)
+		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken field %s", name)
 }
@@ -4575,6 +4639,9 @@ func (m *RefreshTokenMutation) ClearedFields() []string {
 	if m.FieldCleared(refreshtoken.FieldUsedAt) {
 		fields = append(fields, refreshtoken.FieldUsedAt)
 	}
+	if m.FieldCleared(refreshtoken.FieldChildSealed) {
+		fields = append(fields, refreshtoken.FieldChildSealed)
+	}
 	return fields
 }
 
@@ -4594,6 +4661,9 @@ func (m *RefreshTokenMutation) ClearField(name string) error {
 		return nil
 	case refreshtoken.FieldUsedAt:
 		m.ClearUsedAt()
+		return nil
+	case refreshtoken.FieldChildSealed:
+		m.ClearChildSealed()
 		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken nullable field %s", name)
@@ -4623,6 +4693,9 @@ func (m *RefreshTokenMutation) ResetField(name string) error {
 		return nil
 	case refreshtoken.FieldUsedAt:
 		m.ResetUsedAt()
+		return nil
+	case refreshtoken.FieldChildSealed:
+		m.ResetChildSealed()
 		return nil
 	}
 	return fmt.Errorf("unknown RefreshToken field %s", name)
@@ -5410,6 +5483,10 @@ type UserMutation struct {
 	updated_at            *time.Time
 	imported_at           *time.Time
 	deleted_at            *time.Time
+	claimed_at            *time.Time
+	claim_username        *string
+	claim_password_hash   *string
+	claims_contested_at   *time.Time
 	clearedFields         map[string]struct{}
 	token_families        map[uuid.UUID]struct{}
 	removedtoken_families map[uuid.UUID]struct{}
@@ -5928,6 +6005,202 @@ func (m *UserMutation) ResetDeletedAt() {
 	delete(m.clearedFields, user.FieldDeletedAt)
 }
 
+// SetClaimedAt sets the "claimed_at" field.
+func (m *UserMutation) SetClaimedAt(t time.Time) {
+	m.claimed_at = &t
+}
+
+// ClaimedAt returns the value of the "claimed_at" field in the mutation.
+func (m *UserMutation) ClaimedAt() (r time.Time, exists bool) {
+	v := m.claimed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClaimedAt returns the old "claimed_at" field's value of the User entity.
+// If the User object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UserMutation) OldClaimedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClaimedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClaimedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClaimedAt: %w", err)
+	}
+	return oldValue.ClaimedAt, nil
+}
+
+// ClearClaimedAt clears the value of the "claimed_at" field.
+func (m *UserMutation) ClearClaimedAt() {
+	m.claimed_at = nil
+	m.clearedFields[user.FieldClaimedAt] = struct{}{}
+}
+
+// ClaimedAtCleared returns if the "claimed_at" field was cleared in this mutation.
+func (m *UserMutation) ClaimedAtCleared() bool {
+	_, ok := m.clearedFields[user.FieldClaimedAt]
+	return ok
+}
+
+// ResetClaimedAt resets all changes to the "claimed_at" field.
+func (m *UserMutation) ResetClaimedAt() {
+	m.claimed_at = nil
+	delete(m.clearedFields, user.FieldClaimedAt)
+}
+
+// SetClaimUsername sets the "claim_username" field.
+func (m *UserMutation) SetClaimUsername(s string) {
+	m.claim_username = &s
+}
+
+// ClaimUsername returns the value of the "claim_username" field in the mutation.
+func (m *UserMutation) ClaimUsername() (r string, exists bool) {
+	v := m.claim_username
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClaimUsername returns the old "claim_username" field's value of the User entity.
+// If the User object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UserMutation) OldClaimUsername(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClaimUsername is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClaimUsername requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClaimUsername: %w", err)
+	}
+	return oldValue.ClaimUsername, nil
+}
+
+// ClearClaimUsername clears the value of the "claim_username" field.
+func (m *UserMutation) ClearClaimUsername() {
+	m.claim_username = nil
+	m.clearedFields[user.FieldClaimUsername] = struct{}{}
+}
+
+// ClaimUsernameCleared returns if the "claim_username" field was cleared in this mutation.
+func (m *UserMutation) ClaimUsernameCleared() bool {
+	_, ok := m.clearedFields[user.FieldClaimUsername]
+	return ok
+}
+
+// ResetClaimUsername resets all changes to the "claim_username" field.
+func (m *UserMutation) ResetClaimUsername() {
+	m.claim_username = nil
+	delete(m.clearedFields, user.FieldClaimUsername)
+}
+
+// SetClaimPasswordHash sets the "claim_password_hash" field.
+func (m *UserMutation) SetClaimPasswordHash(s string) {
+	m.claim_password_hash = &s
+}
+
+// ClaimPasswordHash returns the value of the "claim_password_hash" field in the mutation.
+func (m *UserMutation) ClaimPasswordHash() (r string, exists bool) {
+	v := m.claim_password_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClaimPasswordHash returns the old "claim_password_hash" field's value of the User entity.
+// If the User object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UserMutation) OldClaimPasswordHash(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClaimPasswordHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClaimPasswordHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClaimPasswordHash: %w", err)
+	}
+	return oldValue.ClaimPasswordHash, nil
+}
+
+// ClearClaimPasswordHash clears the value of the "claim_password_hash" field.
+func (m *UserMutation) ClearClaimPasswordHash() {
+	m.claim_password_hash = nil
+	m.clearedFields[user.FieldClaimPasswordHash] = struct{}{}
+}
+
+// ClaimPasswordHashCleared returns if the "claim_password_hash" field was cleared in this mutation.
+func (m *UserMutation) ClaimPasswordHashCleared() bool {
+	_, ok := m.clearedFields[user.FieldClaimPasswordHash]
+	return ok
+}
+
+// ResetClaimPasswordHash resets all changes to the "claim_password_hash" field.
+func (m *UserMutation) ResetClaimPasswordHash() {
+	m.claim_password_hash = nil
+	delete(m.clearedFields, user.FieldClaimPasswordHash)
+}
+
+// SetClaimsContestedAt sets the "claims_contested_at" field.
+func (m *UserMutation) SetClaimsContestedAt(t time.Time) {
+	m.claims_contested_at = &t
+}
+
+// ClaimsContestedAt returns the value of the "claims_contested_at" field in the mutation.
+func (m *UserMutation) ClaimsContestedAt() (r time.Time, exists bool) {
+	v := m.claims_contested_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClaimsContestedAt returns the old "claims_contested_at" field's value of the User entity.
+// If the User object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *UserMutation) OldClaimsContestedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClaimsContestedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClaimsContestedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClaimsContestedAt: %w", err)
+	}
+	return oldValue.ClaimsContestedAt, nil
+}
+
+// ClearClaimsContestedAt clears the value of the "claims_contested_at" field.
+func (m *UserMutation) ClearClaimsContestedAt() {
+	m.claims_contested_at = nil
+	m.clearedFields[user.FieldClaimsContestedAt] = struct{}{}
+}
+
+// ClaimsContestedAtCleared returns if the "claims_contested_at" field was cleared in this mutation.
+func (m *UserMutation) ClaimsContestedAtCleared() bool {
+	_, ok := m.clearedFields[user.FieldClaimsContestedAt]
+	return ok
+}
+
+// ResetClaimsContestedAt resets all changes to the "claims_contested_at" field.
+func (m *UserMutation) ResetClaimsContestedAt() {
+	m.claims_contested_at = nil
+	delete(m.clearedFields, user.FieldClaimsContestedAt)
+}
+
 // AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by ids.
 func (m *UserMutation) AddTokenFamilyIDs(ids ...uuid.UUID) {
 	if m.token_families == nil {
@@ -6124,7 +6397,7 @@ func (m *UserMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *UserMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 14)
 	if m.created_at != nil {
 		fields = append(fields, user.FieldCreatedAt)
 	}
@@ -6155,6 +6428,18 @@ func (m *UserMutation) Fields() []string {
 	if m.deleted_at != nil {
 		fields = append(fields, user.FieldDeletedAt)
 	}
+	if m.claimed_at != nil {
+		fields = append(fields, user.FieldClaimedAt)
+	}
+	if m.claim_username != nil {
+		fields = append(fields, user.FieldClaimUsername)
+	}
+	if m.claim_password_hash != nil {
+		fields = append(fields, user.FieldClaimPasswordHash)
+	}
+	if m.claims_contested_at != nil {
+		fields = append(fields, user.FieldClaimsContestedAt)
+	}
 	return fields
 }
 
@@ -6183,6 +6468,14 @@ func (m *UserMutation) Field(name string) (ent.Value, bool) {
 		return m.ImportedAt()
 	case user.FieldDeletedAt:
 		return m.DeletedAt()
+	case user.FieldClaimedAt:
+		return m.ClaimedAt()
+	case user.FieldClaimUsername:
+		return m.ClaimUsername()
+	case user.FieldClaimPasswordHash:
+		return m.ClaimPasswordHash()
+	case user.FieldClaimsContestedAt:
+		return m.ClaimsContestedAt()
 	}
 	return nil, false
 }
@@ -6212,6 +6505,14 @@ func (m *UserMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldImportedAt(ctx)
 	case user.FieldDeletedAt:
 		return m.OldDeletedAt(ctx)
+	case user.FieldClaimedAt:
+		return m.OldClaimedAt(ctx)
+	case user.FieldClaimUsername:
+		return m.OldClaimUsername(ctx)
+	case user.FieldClaimPasswordHash:
+		return m.OldClaimPasswordHash(ctx)
+	case user.FieldClaimsContestedAt:
+		return m.OldClaimsContestedAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown User field %s", name)
 }
@@ -6291,6 +6592,34 @@ func (m *UserMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetDeletedAt(v)
 		return nil
+	case user.FieldClaimedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClaimedAt(v)
+		return nil
+	case user.FieldClaimUsername:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClaimUsername(v)
+		return nil
+	case user.FieldClaimPasswordHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClaimPasswordHash(v)
+		return nil
+	case user.FieldClaimsContestedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClaimsContestedAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown User field %s", name)
 }
@@ -6330,6 +6659,18 @@ func (m *UserMutation) ClearedFields() []string {
 	if m.FieldCleared(user.FieldDeletedAt) {
 		fields = append(fields, user.FieldDeletedAt)
 	}
+	if m.FieldCleared(user.FieldClaimedAt) {
+		fields = append(fields, user.FieldClaimedAt)
+	}
+	if m.FieldCleared(user.FieldClaimUsername) {
+		fields = append(fields, user.FieldClaimUsername)
+	}
+	if m.FieldCleared(user.FieldClaimPasswordHash) {
+		fields = append(fields, user.FieldClaimPasswordHash)
+	}
+	if m.FieldCleared(user.FieldClaimsContestedAt) {
+		fields = append(fields, user.FieldClaimsContestedAt)
+	}
 	return fields
 }
 
@@ -6352,6 +6693,18 @@ func (m *UserMutation) ClearField(name string) error {
 		return nil
 	case user.FieldDeletedAt:
 		m.ClearDeletedAt()
+		return nil
+	case user.FieldClaimedAt:
+		m.ClearClaimedAt()
+		return nil
+	case user.FieldClaimUsername:
+		m.ClearClaimUsername()
+		return nil
+	case user.FieldClaimPasswordHash:
+		m.ClearClaimPasswordHash()
+		return nil
+	case user.FieldClaimsContestedAt:
+		m.ClearClaimsContestedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown User nullable field %s", name)
@@ -6390,6 +6743,18 @@ func (m *UserMutation) ResetField(name string) error {
 		return nil
 	case user.FieldDeletedAt:
 		m.ResetDeletedAt()
+		return nil
+	case user.FieldClaimedAt:
+		m.ResetClaimedAt()
+		return nil
+	case user.FieldClaimUsername:
+		m.ResetClaimUsername()
+		return nil
+	case user.FieldClaimPasswordHash:
+		m.ResetClaimPasswordHash()
+		return nil
+	case user.FieldClaimsContestedAt:
+		m.ResetClaimsContestedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown User field %s", name)

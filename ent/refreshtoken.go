@@ -34,6 +34,8 @@ type RefreshToken struct {
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
 	// UsedAt holds the value of the "used_at" field.
 	UsedAt *time.Time `json:"used_at,omitempty"`
+	// ChildSealed holds the value of the "child_sealed" field.
+	ChildSealed *[]byte `json:"-"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the RefreshTokenQuery when eager-loading is set.
 	Edges        RefreshTokenEdges `json:"edges"`
@@ -80,7 +82,7 @@ func (*RefreshToken) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case refreshtoken.FieldParentID:
 			values[i] = &sql.NullScanner{S: new(uuid.UUID)}
-		case refreshtoken.FieldTokenHash:
+		case refreshtoken.FieldTokenHash, refreshtoken.FieldChildSealed:
 			values[i] = new([]byte)
 		case refreshtoken.FieldCreatedAt, refreshtoken.FieldExpiresAt, refreshtoken.FieldUsedAt:
 			values[i] = new(sql.NullTime)
@@ -151,6 +153,12 @@ func (_m *RefreshToken) assignValues(columns []string, values []any) error {
 				_m.UsedAt = new(time.Time)
 				*_m.UsedAt = value.Time
 			}
+		case refreshtoken.FieldChildSealed:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field child_sealed", values[i])
+			} else if value != nil {
+				_m.ChildSealed = value
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -220,6 +228,8 @@ func (_m *RefreshToken) String() string {
 		builder.WriteString("used_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("child_sealed=<sensitive>")
 	builder.WriteByte(')')
 	return builder.String()
 }

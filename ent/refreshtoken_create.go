@@ -92,6 +92,12 @@ func (_c *RefreshTokenCreate) SetNillableUsedAt(v *time.Time) *RefreshTokenCreat
 	return _c
 }
 
+// SetChildSealed sets the "child_sealed" field.
+func (_c *RefreshTokenCreate) SetChildSealed(v []byte) *RefreshTokenCreate {
+	_c.mutation.SetChildSealed(v)
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *RefreshTokenCreate) SetID(v uuid.UUID) *RefreshTokenCreate {
 	_c.mutation.SetID(v)
@@ -245,6 +251,10 @@ func (_c *RefreshTokenCreate) createSpec() (*RefreshToken, *sqlgraph.CreateSpec)
 		_spec.SetField(refreshtoken.FieldUsedAt, field.TypeTime, value)
 		_node.UsedAt = &value
 	}
+	if value, ok := _c.mutation.ChildSealed(); ok {
+		_spec.SetField(refreshtoken.FieldChildSealed, field.TypeBytes, value)
+		_node.ChildSealed = &value
+	}
 	if nodes := _c.mutation.UserIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -349,6 +359,24 @@ func (u *RefreshTokenUpsert) ClearUsedAt() *RefreshTokenUpsert {
 	return u
 }
 
+// SetChildSealed sets the "child_sealed" field.
+func (u *RefreshTokenUpsert) SetChildSealed(v []byte) *RefreshTokenUpsert {
+	u.Set(refreshtoken.FieldChildSealed, v)
+	return u
+}
+
+// UpdateChildSealed sets the "child_sealed" field to the value that was provided on create.
+func (u *RefreshTokenUpsert) UpdateChildSealed() *RefreshTokenUpsert {
+	u.SetExcluded(refreshtoken.FieldChildSealed)
+	return u
+}
+
+// ClearChildSealed clears the value of the "child_sealed" field.
+func (u *RefreshTokenUpsert) ClearChildSealed() *RefreshTokenUpsert {
+	u.SetNull(refreshtoken.FieldChildSealed)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -433,6 +461,27 @@ func (u *RefreshTokenUpsertOne) UpdateUsedAt() *RefreshTokenUpsertOne {
 func (u *RefreshTokenUpsertOne) ClearUsedAt() *RefreshTokenUpsertOne {
 	return u.Update(func(s *RefreshTokenUpsert) {
 		s.ClearUsedAt()
+	})
+}
+
+// SetChildSealed sets the "child_sealed" field.
+func (u *RefreshTokenUpsertOne) SetChildSealed(v []byte) *RefreshTokenUpsertOne {
+	return u.Update(func(s *RefreshTokenUpsert) {
+		s.SetChildSealed(v)
+	})
+}
+
+// UpdateChildSealed sets the "child_sealed" field to the value that was provided on create.
+func (u *RefreshTokenUpsertOne) UpdateChildSealed() *RefreshTokenUpsertOne {
+	return u.Update(func(s *RefreshTokenUpsert) {
+		s.UpdateChildSealed()
+	})
+}
+
+// ClearChildSealed clears the value of the "child_sealed" field.
+func (u *RefreshTokenUpsertOne) ClearChildSealed() *RefreshTokenUpsertOne {
+	return u.Update(func(s *RefreshTokenUpsert) {
+		s.ClearChildSealed()
 	})
 }
 
@@ -687,6 +736,27 @@ func (u *RefreshTokenUpsertBulk) UpdateUsedAt() *RefreshTokenUpsertBulk {
 func (u *RefreshTokenUpsertBulk) ClearUsedAt() *RefreshTokenUpsertBulk {
 	return u.Update(func(s *RefreshTokenUpsert) {
 		s.ClearUsedAt()
+	})
+}
+
+// SetChildSealed sets the "child_sealed" field.
+func (u *RefreshTokenUpsertBulk) SetChildSealed(v []byte) *RefreshTokenUpsertBulk {
+	return u.Update(func(s *RefreshTokenUpsert) {
+		s.SetChildSealed(v)
+	})
+}
+
+// UpdateChildSealed sets the "child_sealed" field to the value that was provided on create.
+func (u *RefreshTokenUpsertBulk) UpdateChildSealed() *RefreshTokenUpsertBulk {
+	return u.Update(func(s *RefreshTokenUpsert) {
+		s.UpdateChildSealed()
+	})
+}
+
+// ClearChildSealed clears the value of the "child_sealed" field.
+func (u *RefreshTokenUpsertBulk) ClearChildSealed() *RefreshTokenUpsertBulk {
+	return u.Update(func(s *RefreshTokenUpsert) {
+		s.ClearChildSealed()
 	})
 }
 

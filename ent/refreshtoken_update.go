@@ -49,6 +49,18 @@ func (_u *RefreshTokenUpdate) ClearUsedAt() *RefreshTokenUpdate {
 	return _u
 }
 
+// SetChildSealed sets the "child_sealed" field.
+func (_u *RefreshTokenUpdate) SetChildSealed(v []byte) *RefreshTokenUpdate {
+	_u.mutation.SetChildSealed(v)
+	return _u
+}
+
+// ClearChildSealed clears the value of the "child_sealed" field.
+func (_u *RefreshTokenUpdate) ClearChildSealed() *RefreshTokenUpdate {
+	_u.mutation.ClearChildSealed()
+	return _u
+}
+
 // Mutation returns the RefreshTokenMutation object of the builder.
 func (_u *RefreshTokenUpdate) Mutation() *RefreshTokenMutation {
 	return _u.mutation
@@ -119,6 +131,12 @@ func (_u *RefreshTokenUpdate) sqlSave(ctx context.Context) (_node int, err error
 	if _u.mutation.UsedAtCleared() {
 		_spec.ClearField(refreshtoken.FieldUsedAt, field.TypeTime)
 	}
+	if value, ok := _u.mutation.ChildSealed(); ok {
+		_spec.SetField(refreshtoken.FieldChildSealed, field.TypeBytes, value)
+	}
+	if _u.mutation.ChildSealedCleared() {
+		_spec.ClearField(refreshtoken.FieldChildSealed, field.TypeBytes)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -158,6 +176,18 @@ func (_u *RefreshTokenUpdateOne) SetNillableUsedAt(v *time.Time) *RefreshTokenUp
 // ClearUsedAt clears the value of the "used_at" field.
 func (_u *RefreshTokenUpdateOne) ClearUsedAt() *RefreshTokenUpdateOne {
 	_u.mutation.ClearUsedAt()
+	return _u
+}
+
+// SetChildSealed sets the "child_sealed" field.
+func (_u *RefreshTokenUpdateOne) SetChildSealed(v []byte) *RefreshTokenUpdateOne {
+	_u.mutation.SetChildSealed(v)
+	return _u
+}
+
+// ClearChildSealed clears the value of the "child_sealed" field.
+func (_u *RefreshTokenUpdateOne) ClearChildSealed() *RefreshTokenUpdateOne {
+	_u.mutation.ClearChildSealed()
 	return _u
 }
 
@@ -260,6 +290,12 @@ func (_u *RefreshTokenUpdateOne) sqlSave(ctx context.Context) (_node *RefreshTok
 	}
 	if _u.mutation.UsedAtCleared() {
 		_spec.ClearField(refreshtoken.FieldUsedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ChildSealed(); ok {
+		_spec.SetField(refreshtoken.FieldChildSealed, field.TypeBytes, value)
+	}
+	if _u.mutation.ChildSealedCleared() {
+		_spec.ClearField(refreshtoken.FieldChildSealed, field.TypeBytes)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &RefreshToken{config: _u.config}

@@ -361,6 +361,10 @@ func init() {
 	user.DefaultUpdatedAt = userDescUpdatedAt.Default.(func() time.Time)
 	// user.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
 	user.UpdateDefaultUpdatedAt = userDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// userDescClaimUsername is the schema descriptor for claim_username field.
+	userDescClaimUsername := userFields[10].Descriptor()
+	// user.ClaimUsernameValidator is a validator for the "claim_username" field. It is called by the builders before save.
+	user.ClaimUsernameValidator = userDescClaimUsername.Validators[0].(func(string) error)
 	// userDescID is the schema descriptor for id field.
 	userDescID := userMixinFields0[0].Descriptor()
 	// user.DefaultID holds the default value on creation for the id field.

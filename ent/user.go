@@ -38,6 +38,14 @@ type User struct {
 	ImportedAt *time.Time `json:"imported_at,omitempty"`
 	// DeletedAt holds the value of the "deleted_at" field.
 	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+	// ClaimedAt holds the value of the "claimed_at" field.
+	ClaimedAt *time.Time `json:"claimed_at,omitempty"`
+	// ClaimUsername holds the value of the "claim_username" field.
+	ClaimUsername *string `json:"claim_username,omitempty"`
+	// ClaimPasswordHash holds the value of the "claim_password_hash" field.
+	ClaimPasswordHash *string `json:"-"`
+	// ClaimsContestedAt holds the value of the "claims_contested_at" field.
+	ClaimsContestedAt *time.Time `json:"claims_contested_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the UserQuery when eager-loading is set.
 	Edges        UserEdges `json:"edges"`
@@ -91,9 +99,9 @@ func (*User) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case user.FieldIsVerified:
 			values[i] = new(sql.NullBool)
-		case user.FieldUsername, user.FieldEmail, user.FieldEmailNormalized, user.FieldPasswordHash:
+		case user.FieldUsername, user.FieldEmail, user.FieldEmailNormalized, user.FieldPasswordHash, user.FieldClaimUsername, user.FieldClaimPasswordHash:
 			values[i] = new(sql.NullString)
-		case user.FieldCreatedAt, user.FieldVerifiedAt, user.FieldUpdatedAt, user.FieldImportedAt, user.FieldDeletedAt:
+		case user.FieldCreatedAt, user.FieldVerifiedAt, user.FieldUpdatedAt, user.FieldImportedAt, user.FieldDeletedAt, user.FieldClaimedAt, user.FieldClaimsContestedAt:
 			values[i] = new(sql.NullTime)
 		case user.FieldID:
 			values[i] = new(uuid.UUID)
@@ -181,6 +189,34 @@ func (_m *User) assignValues(columns []string, values []any) error {
 				_m.DeletedAt = new(time.Time)
 				*_m.DeletedAt = value.Time
 			}
+		case user.FieldClaimedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field claimed_at", values[i])
+			} else if value.Valid {
+				_m.ClaimedAt = new(time.Time)
+				*_m.ClaimedAt = value.Time
+			}
+		case user.FieldClaimUsername:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field claim_username", values[i])
+			} else if value.Valid {
+				_m.ClaimUsername = new(string)
+				*_m.ClaimUsername = value.String
+			}
+		case user.FieldClaimPasswordHash:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field claim_password_hash", values[i])
+			} else if value.Valid {
+				_m.ClaimPasswordHash = new(string)
+				*_m.ClaimPasswordHash = value.String
+			}
+		case user.FieldClaimsContestedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field claims_contested_at", values[i])
+			} else if value.Valid {
+				_m.ClaimsContestedAt = new(time.Time)
+				*_m.ClaimsContestedAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -264,6 +300,23 @@ func (_m *User) String() string {
 	builder.WriteString(", ")
 	if v := _m.DeletedAt; v != nil {
 		builder.WriteString("deleted_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.ClaimedAt; v != nil {
+		builder.WriteString("claimed_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.ClaimUsername; v != nil {
+		builder.WriteString("claim_username=")
+		builder.WriteString(*v)
+	}
+	builder.WriteString(", ")
+	builder.WriteString("claim_password_hash=<sensitive>")
+	builder.WriteString(", ")
+	if v := _m.ClaimsContestedAt; v != nil {
+		builder.WriteString("claims_contested_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

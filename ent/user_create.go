@@ -135,6 +135,62 @@ func (_c *UserCreate) SetNillableDeletedAt(v *time.Time) *UserCreate {
 	return _c
 }
 
+// SetClaimedAt sets the "claimed_at" field.
+func (_c *UserCreate) SetClaimedAt(v time.Time) *UserCreate {
+	_c.mutation.SetClaimedAt(v)
+	return _c
+}
+
+// SetNillableClaimedAt sets the "claimed_at" field if the given value is not nil.
+func (_c *UserCreate) SetNillableClaimedAt(v *time.Time) *UserCreate {
+	if v != nil {
+		_c.SetClaimedAt(*v)
+	}
+	return _c
+}
+
+// SetClaimUsername sets the "claim_username" field.
+func (_c *UserCreate) SetClaimUsername(v string) *UserCreate {
+	_c.mutation.SetClaimUsername(v)
+	return _c
+}
+
+// SetNillableClaimUsername sets the "claim_username" field if the given value is not nil.
+func (_c *UserCreate) SetNillableClaimUsername(v *string) *UserCreate {
+	if v != nil {
+		_c.SetClaimUsername(*v)
+	}
+	return _c
+}
+
+// SetClaimPasswordHash sets the "claim_password_hash" field.
+func (_c *UserCreate) SetClaimPasswordHash(v string) *UserCreate {
+	_c.mutation.SetClaimPasswordHash(v)
+	return _c
+}
+
+// SetNillableClaimPasswordHash sets the "claim_password_hash" field if the given value is not nil.
+func (_c *UserCreate) SetNillableClaimPasswordHash(v *string) *UserCreate {
+	if v != nil {
+		_c.SetClaimPasswordHash(*v)
+	}
+	return _c
+}
+
+// SetClaimsContestedAt sets the "claims_contested_at" field.
+func (_c *UserCreate) SetClaimsContestedAt(v time.Time) *UserCreate {
+	_c.mutation.SetClaimsContestedAt(v)
+	return _c
+}
+
+// SetNillableClaimsContestedAt sets the "claims_contested_at" field if the given value is not nil.
+func (_c *UserCreate) SetNillableClaimsContestedAt(v *time.Time) *UserCreate {
+	if v != nil {
+		_c.SetClaimsContestedAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *UserCreate) SetID(v uuid.UUID) *UserCreate {
 	_c.mutation.SetID(v)
@@ -285,6 +341,11 @@ func (_c *UserCreate) check() error {
 	if _, ok := _c.mutation.UpdatedAt(); !ok {
 		return &ValidationError{Name: "updated_at", err: errors.New(`ent: missing required field "User.updated_at"`)}
 	}
+	if v, ok := _c.mutation.ClaimUsername(); ok {
+		if err := user.ClaimUsernameValidator(v); err != nil {
+			return &ValidationError{Name: "claim_username", err: fmt.Errorf(`ent: validator failed for field "User.claim_username": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -360,6 +421,22 @@ func (_c *UserCreate) createSpec() (*User, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.DeletedAt(); ok {
 		_spec.SetField(user.FieldDeletedAt, field.TypeTime, value)
 		_node.DeletedAt = &value
+	}
+	if value, ok := _c.mutation.ClaimedAt(); ok {
+		_spec.SetField(user.FieldClaimedAt, field.TypeTime, value)
+		_node.ClaimedAt = &value
+	}
+	if value, ok := _c.mutation.ClaimUsername(); ok {
+		_spec.SetField(user.FieldClaimUsername, field.TypeString, value)
+		_node.ClaimUsername = &value
+	}
+	if value, ok := _c.mutation.ClaimPasswordHash(); ok {
+		_spec.SetField(user.FieldClaimPasswordHash, field.TypeString, value)
+		_node.ClaimPasswordHash = &value
+	}
+	if value, ok := _c.mutation.ClaimsContestedAt(); ok {
+		_spec.SetField(user.FieldClaimsContestedAt, field.TypeTime, value)
+		_node.ClaimsContestedAt = &value
 	}
 	if nodes := _c.mutation.TokenFamiliesIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -587,6 +664,78 @@ func (u *UserUpsert) ClearDeletedAt() *UserUpsert {
 	return u
 }
 
+// SetClaimedAt sets the "claimed_at" field.
+func (u *UserUpsert) SetClaimedAt(v time.Time) *UserUpsert {
+	u.Set(user.FieldClaimedAt, v)
+	return u
+}
+
+// UpdateClaimedAt sets the "claimed_at" field to the value that was provided on create.
+func (u *UserUpsert) UpdateClaimedAt() *UserUpsert {
+	u.SetExcluded(user.FieldClaimedAt)
+	return u
+}
+
+// ClearClaimedAt clears the value of the "claimed_at" field.
+func (u *UserUpsert) ClearClaimedAt() *UserUpsert {
+	u.SetNull(user.FieldClaimedAt)
+	return u
+}
+
+// SetClaimUsername sets the "claim_username" field.
+func (u *UserUpsert) SetClaimUsername(v string) *UserUpsert {
+	u.Set(user.FieldClaimUsername, v)
+	return u
+}
+
+// UpdateClaimUsername sets the "claim_username" field to the value that was provided on create.
+func (u *UserUpsert) UpdateClaimUsername() *UserUpsert {
+	u.SetExcluded(user.FieldClaimUsername)
+	return u
+}
+
+// ClearClaimUsername clears the value of the "claim_username" field.
+func (u *UserUpsert) ClearClaimUsername() *UserUpsert {
+	u.SetNull(user.FieldClaimUsername)
+	return u
+}
+
+// SetClaimPasswordHash sets the "claim_password_hash" field.
+func (u *UserUpsert) SetClaimPasswordHash(v string) *UserUpsert {
+	u.Set(user.FieldClaimPasswordHash, v)
+	return u
+}
+
+// UpdateClaimPasswordHash sets the "claim_password_hash" field to the value that was provided on create.
+func (u *UserUpsert) UpdateClaimPasswordHash() *UserUpsert {
+	u.SetExcluded(user.FieldClaimPasswordHash)
+	return u
+}
+
+// ClearClaimPasswordHash clears the value of the "claim_password_hash" field.
+func (u *UserUpsert) ClearClaimPasswordHash() *UserUpsert {
+	u.SetNull(user.FieldClaimPasswordHash)
+	return u
+}
+
+// SetClaimsContestedAt sets the "claims_contested_at" field.
+func (u *UserUpsert) SetClaimsContestedAt(v time.Time) *UserUpsert {
+	u.Set(user.FieldClaimsContestedAt, v)
+	return u
+}
+
+// UpdateClaimsContestedAt sets the "claims_contested_at" field to the value that was provided on create.
+func (u *UserUpsert) UpdateClaimsContestedAt() *UserUpsert {
+	u.SetExcluded(user.FieldClaimsContestedAt)
+	return u
+}
+
+// ClearClaimsContestedAt clears the value of the "claims_contested_at" field.
+func (u *UserUpsert) ClearClaimsContestedAt() *UserUpsert {
+	u.SetNull(user.FieldClaimsContestedAt)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -782,6 +931,90 @@ func (u *UserUpsertOne) UpdateDeletedAt() *UserUpsertOne {
 func (u *UserUpsertOne) ClearDeletedAt() *UserUpsertOne {
 	return u.Update(func(s *UserUpsert) {
 		s.ClearDeletedAt()
+	})
+}
+
+// SetClaimedAt sets the "claimed_at" field.
+func (u *UserUpsertOne) SetClaimedAt(v time.Time) *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.SetClaimedAt(v)
+	})
+}
+
+// UpdateClaimedAt sets the "claimed_at" field to the value that was provided on create.
+func (u *UserUpsertOne) UpdateClaimedAt() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateClaimedAt()
+	})
+}
+
+// ClearClaimedAt clears the value of the "claimed_at" field.
+func (u *UserUpsertOne) ClearClaimedAt() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearClaimedAt()
+	})
+}
+
+// SetClaimUsername sets the "claim_username" field.
+func (u *UserUpsertOne) SetClaimUsername(v string) *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.SetClaimUsername(v)
+	})
+}
+
+// UpdateClaimUsername sets the "claim_username" field to the value that was provided on create.
+func (u *UserUpsertOne) UpdateClaimUsername() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateClaimUsername()
+	})
+}
+
+// ClearClaimUsername clears the value of the "claim_username" field.
+func (u *UserUpsertOne) ClearClaimUsername() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearClaimUsername()
+	})
+}
+
+// SetClaimPasswordHash sets the "claim_password_hash" field.
+func (u *UserUpsertOne) SetClaimPasswordHash(v string) *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.SetClaimPasswordHash(v)
+	})
+}
+
+// UpdateClaimPasswordHash sets the "claim_password_hash" field to the value that was provided on create.
+func (u *UserUpsertOne) UpdateClaimPasswordHash() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateClaimPasswordHash()
+	})
+}
+
+// ClearClaimPasswordHash clears the value of the "claim_password_hash" field.
+func (u *UserUpsertOne) ClearClaimPasswordHash() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearClaimPasswordHash()
+	})
+}
+
+// SetClaimsContestedAt sets the "claims_contested_at" field.
+func (u *UserUpsertOne) SetClaimsContestedAt(v time.Time) *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.SetClaimsContestedAt(v)
+	})
+}
+
+// UpdateClaimsContestedAt sets the "claims_contested_at" field to the value that was provided on create.
+func (u *UserUpsertOne) UpdateClaimsContestedAt() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateClaimsContestedAt()
+	})
+}
+
+// ClearClaimsContestedAt clears the value of the "claims_contested_at" field.
+func (u *UserUpsertOne) ClearClaimsContestedAt() *UserUpsertOne {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearClaimsContestedAt()
 	})
 }
 
@@ -1147,6 +1380,90 @@ func (u *UserUpsertBulk) UpdateDeletedAt() *UserUpsertBulk {
 func (u *UserUpsertBulk) ClearDeletedAt() *UserUpsertBulk {
 	return u.Update(func(s *UserUpsert) {
 		s.ClearDeletedAt()
+	})
+}
+
+// SetClaimedAt sets the "claimed_at" field.
+func (u *UserUpsertBulk) SetClaimedAt(v time.Time) *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.SetClaimedAt(v)
+	})
+}
+
+// UpdateClaimedAt sets the "claimed_at" field to the value that was provided on create.
+func (u *UserUpsertBulk) UpdateClaimedAt() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateClaimedAt()
+	})
+}
+
+// ClearClaimedAt clears the value of the "claimed_at" field.
+func (u *UserUpsertBulk) ClearClaimedAt() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearClaimedAt()
+	})
+}
+
+// SetClaimUsername sets the "claim_username" field.
+func (u *UserUpsertBulk) SetClaimUsername(v string) *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.SetClaimUsername(v)
+	})
+}
+
+// UpdateClaimUsername sets the "claim_username" field to the value that was provided on create.
+func (u *UserUpsertBulk) UpdateClaimUsername() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateClaimUsername()
+	})
+}
+
+// ClearClaimUsername clears the value of the "claim_username" field.
+func (u *UserUpsertBulk) ClearClaimUsername() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearClaimUsername()
+	})
+}
+
+// SetClaimPasswordHash sets the "claim_password_hash" field.
+func (u *UserUpsertBulk) SetClaimPasswordHash(v string) *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.SetClaimPasswordHash(v)
+	})
+}
+
+// UpdateClaimPasswordHash sets the "claim_password_hash" field to the value that was provided on create.
+func (u *UserUpsertBulk) UpdateClaimPasswordHash() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateClaimPasswordHash()
+	})
+}
+
+// ClearClaimPasswordHash clears the value of the "claim_password_hash" field.
+func (u *UserUpsertBulk) ClearClaimPasswordHash() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearClaimPasswordHash()
+	})
+}
+
+// SetClaimsContestedAt sets the "claims_contested_at" field.
+func (u *UserUpsertBulk) SetClaimsContestedAt(v time.Time) *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.SetClaimsContestedAt(v)
+	})
+}
+
+// UpdateClaimsContestedAt sets the "claims_contested_at" field to the value that was provided on create.
+func (u *UserUpsertBulk) UpdateClaimsContestedAt() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.UpdateClaimsContestedAt()
+	})
+}
+
+// ClearClaimsContestedAt clears the value of the "claims_contested_at" field.
+func (u *UserUpsertBulk) ClearClaimsContestedAt() *UserUpsertBulk {
+	return u.Update(func(s *UserUpsert) {
+		s.ClearClaimsContestedAt()
 	})
 }
 

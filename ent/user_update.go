@@ -169,6 +169,86 @@ func (_u *UserUpdate) ClearDeletedAt() *UserUpdate {
 	return _u
 }
 
+// SetClaimedAt sets the "claimed_at" field.
+func (_u *UserUpdate) SetClaimedAt(v time.Time) *UserUpdate {
+	_u.mutation.SetClaimedAt(v)
+	return _u
+}
+
+// SetNillableClaimedAt sets the "claimed_at" field if the given value is not nil.
+func (_u *UserUpdate) SetNillableClaimedAt(v *time.Time) *UserUpdate {
+	if v != nil {
+		_u.SetClaimedAt(*v)
+	}
+	return _u
+}
+
+// ClearClaimedAt clears the value of the "claimed_at" field.
+func (_u *UserUpdate) ClearClaimedAt() *UserUpdate {
+	_u.mutation.ClearClaimedAt()
+	return _u
+}
+
+// SetClaimUsername sets the "claim_username" field.
+func (_u *UserUpdate) SetClaimUsername(v string) *UserUpdate {
+	_u.mutation.SetClaimUsername(v)
+	return _u
+}
+
+// SetNillableClaimUsername sets the "claim_username" field if the given value is not nil.
+func (_u *UserUpdate) SetNillableClaimUsername(v *string) *UserUpdate {
+	if v != nil {
+		_u.SetClaimUsername(*v)
+	}
+	return _u
+}
+
+// ClearClaimUsername clears the value of the "claim_username" field.
+func (_u *UserUpdate) ClearClaimUsername() *UserUpdate {
+	_u.mutation.ClearClaimUsername()
+	return _u
+}
+
+// SetClaimPasswordHash sets the "claim_password_hash" field.
+func (_u *UserUpdate) SetClaimPasswordHash(v string) *UserUpdate {
+	_u.mutation.SetClaimPasswordHash(v)
+	return _u
+}
+
+// SetNillableClaimPasswordHash sets the "claim_password_hash" field if the given value is not nil.
+func (_u *UserUpdate) SetNillableClaimPasswordHash(v *string) *UserUpdate {
+	if v != nil {
+		_u.SetClaimPasswordHash(*v)
+	}
+	return _u
+}
+
+// ClearClaimPasswordHash clears the value of the "claim_password_hash" field.
+func (_u *UserUpdate) ClearClaimPasswordHash() *UserUpdate {
+	_u.mutation.ClearClaimPasswordHash()
+	return _u
+}
+
+// SetClaimsContestedAt sets the "claims_contested_at" field.
+func (_u *UserUpdate) SetClaimsContestedAt(v time.Time) *UserUpdate {
+	_u.mutation.SetClaimsContestedAt(v)
+	return _u
+}
+
+// SetNillableClaimsContestedAt sets the "claims_contested_at" field if the given value is not nil.
+func (_u *UserUpdate) SetNillableClaimsContestedAt(v *time.Time) *UserUpdate {
+	if v != nil {
+		_u.SetClaimsContestedAt(*v)
+	}
+	return _u
+}
+
+// ClearClaimsContestedAt clears the value of the "claims_contested_at" field.
+func (_u *UserUpdate) ClearClaimsContestedAt() *UserUpdate {
+	_u.mutation.ClearClaimsContestedAt()
+	return _u
+}
+
 // AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by IDs.
 func (_u *UserUpdate) AddTokenFamilyIDs(ids ...uuid.UUID) *UserUpdate {
 	_u.mutation.AddTokenFamilyIDs(ids...)
@@ -335,6 +415,11 @@ func (_u *UserUpdate) check() error {
 			return &ValidationError{Name: "email_normalized", err: fmt.Errorf(`ent: validator failed for field "User.email_normalized": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ClaimUsername(); ok {
+		if err := user.ClaimUsernameValidator(v); err != nil {
+			return &ValidationError{Name: "claim_username", err: fmt.Errorf(`ent: validator failed for field "User.claim_username": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -391,6 +476,30 @@ func (_u *UserUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.DeletedAtCleared() {
 		_spec.ClearField(user.FieldDeletedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ClaimedAt(); ok {
+		_spec.SetField(user.FieldClaimedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ClaimedAtCleared() {
+		_spec.ClearField(user.FieldClaimedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ClaimUsername(); ok {
+		_spec.SetField(user.FieldClaimUsername, field.TypeString, value)
+	}
+	if _u.mutation.ClaimUsernameCleared() {
+		_spec.ClearField(user.FieldClaimUsername, field.TypeString)
+	}
+	if value, ok := _u.mutation.ClaimPasswordHash(); ok {
+		_spec.SetField(user.FieldClaimPasswordHash, field.TypeString, value)
+	}
+	if _u.mutation.ClaimPasswordHashCleared() {
+		_spec.ClearField(user.FieldClaimPasswordHash, field.TypeString)
+	}
+	if value, ok := _u.mutation.ClaimsContestedAt(); ok {
+		_spec.SetField(user.FieldClaimsContestedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ClaimsContestedAtCleared() {
+		_spec.ClearField(user.FieldClaimsContestedAt, field.TypeTime)
 	}
 	if _u.mutation.TokenFamiliesCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -685,6 +794,86 @@ func (_u *UserUpdateOne) ClearDeletedAt() *UserUpdateOne {
 	return _u
 }
 
+// SetClaimedAt sets the "claimed_at" field.
+func (_u *UserUpdateOne) SetClaimedAt(v time.Time) *UserUpdateOne {
+	_u.mutation.SetClaimedAt(v)
+	return _u
+}
+
+// SetNillableClaimedAt sets the "claimed_at" field if the given value is not nil.
+func (_u *UserUpdateOne) SetNillableClaimedAt(v *time.Time) *UserUpdateOne {
+	if v != nil {
+		_u.SetClaimedAt(*v)
+	}
+	return _u
+}
+
+// ClearClaimedAt clears the value of the "claimed_at" field.
+func (_u *UserUpdateOne) ClearClaimedAt() *UserUpdateOne {
+	_u.mutation.ClearClaimedAt()
+	return _u
+}
+
+// SetClaimUsername sets the "claim_username" field.
+func (_u *UserUpdateOne) SetClaimUsername(v string) *UserUpdateOne {
+	_u.mutation.SetClaimUsername(v)
+	return _u
+}
+
+// SetNillableClaimUsername sets the "claim_username" field if the given value is not nil.
+func (_u *UserUpdateOne) SetNillableClaimUsername(v *string) *UserUpdateOne {
+	if v != nil {
+		_u.SetClaimUsername(*v)
+	}
+	return _u
+}
+
+// ClearClaimUsername clears the value of the "claim_username" field.
+func (_u *UserUpdateOne) ClearClaimUsername() *UserUpdateOne {
+	_u.mutation.ClearClaimUsername()
+	return _u
+}
+
+// SetClaimPasswordHash sets the "claim_password_hash" field.
+func (_u *UserUpdateOne) SetClaimPasswordHash(v string) *UserUpdateOne {
+	_u.mutation.SetClaimPasswordHash(v)
+	return _u
+}
+
+// SetNillableClaimPasswordHash sets the "claim_password_hash" field if the given value is not nil.
+func (_u *UserUpdateOne) SetNillableClaimPasswordHash(v *string) *UserUpdateOne {
+	if v != nil {
+		_u.SetClaimPasswordHash(*v)
+	}
+	return _u
+}
+
+// ClearClaimPasswordHash clears the value of the "claim_password_hash" field.
+func (_u *UserUpdateOne) ClearClaimPasswordHash() *UserUpdateOne {
+	_u.mutation.ClearClaimPasswordHash()
+	return _u
+}
+
+// SetClaimsContestedAt sets the "claims_contested_at" field.
+func (_u *UserUpdateOne) SetClaimsContestedAt(v time.Time) *UserUpdateOne {
+	_u.mutation.SetClaimsContestedAt(v)
+	return _u
+}
+
+// SetNillableClaimsContestedAt sets the "claims_contested_at" field if the given value is not nil.
+func (_u *UserUpdateOne) SetNillableClaimsContestedAt(v *time.Time) *UserUpdateOne {
+	if v != nil {
+		_u.SetClaimsContestedAt(*v)
+	}
+	return _u
+}
+
+// ClearClaimsContestedAt clears the value of the "claims_contested_at" field.
+func (_u *UserUpdateOne) ClearClaimsContestedAt() *UserUpdateOne {
+	_u.mutation.ClearClaimsContestedAt()
+	return _u
+}
+
 // AddTokenFamilyIDs adds the "token_families" edge to the TokenFamily entity by IDs.
 func (_u *UserUpdateOne) AddTokenFamilyIDs(ids ...uuid.UUID) *UserUpdateOne {
 	_u.mutation.AddTokenFamilyIDs(ids...)
@@ -864,6 +1053,11 @@ func (_u *UserUpdateOne) check() error {
 			return &ValidationError{Name: "email_normalized", err: fmt.Errorf(`ent: validator failed for field "User.email_normalized": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.ClaimUsername(); ok {
+		if err := user.ClaimUsernameValidator(v); err != nil {
+			return &ValidationError{Name: "claim_username", err: fmt.Errorf(`ent: validator failed for field "User.claim_username": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -937,6 +1131,30 @@ func (_u *UserUpdateOne) sqlSave(ctx context.Context) (_node *User, err error) {
 	}
 	if _u.mutation.DeletedAtCleared() {
 		_spec.ClearField(user.FieldDeletedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ClaimedAt(); ok {
+		_spec.SetField(user.FieldClaimedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ClaimedAtCleared() {
+		_spec.ClearField(user.FieldClaimedAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ClaimUsername(); ok {
+		_spec.SetField(user.FieldClaimUsername, field.TypeString, value)
+	}
+	if _u.mutation.ClaimUsernameCleared() {
+		_spec.ClearField(user.FieldClaimUsername, field.TypeString)
+	}
+	if value, ok := _u.mutation.ClaimPasswordHash(); ok {
+		_spec.SetField(user.FieldClaimPasswordHash, field.TypeString, value)
+	}
+	if _u.mutation.ClaimPasswordHashCleared() {
+		_spec.ClearField(user.FieldClaimPasswordHash, field.TypeString)
+	}
+	if value, ok := _u.mutation.ClaimsContestedAt(); ok {
+		_spec.SetField(user.FieldClaimsContestedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ClaimsContestedAtCleared() {
+		_spec.ClearField(user.FieldClaimsContestedAt, field.TypeTime)
 	}
 	if _u.mutation.TokenFamiliesCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -25,6 +25,7 @@ func (AuditEvent) Fields() []ent.Field {
 			"register_throttled", "server_busy",
 			"password_reset_requested", "password_reset", "password_changed",
 			"logout_all", "session_revoked", "user_deleted", "user_imported",
+			"refresh_recovered",
 		).Immutable(),
 		// user_id is the account concerned; nil for a failed login with an
 		// unknown address.

@@ -44,5 +44,7 @@ func (OtpRequest) Edges() []ent.Edge {
 func (OtpRequest) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("user_id", "created_at"),
+		// The cleanup finds codes that expired.
+		index.Fields("expires_at"),
 	}
 }

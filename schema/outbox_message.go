@@ -43,5 +43,7 @@ func (OutboxMessage) Fields() []ent.Field {
 func (OutboxMessage) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("status", "next_attempt_at"),
+		// The cleanup finds sent and failed messages past the retention.
+		index.Fields("status", "created_at"),
 	}
 }

@@ -31,6 +31,11 @@ func (RefreshToken) Fields() []ent.Field {
 		// used_at is set when the token was exchanged by rotation.
 		// Revocation is recorded on the family.
 		field.Time("used_at").Optional().Nillable(),
+		// child_sealed is the text of the token this one was rotated to,
+		// sealed under a key derived from this token's own text
+		// (token.SealChild): a replay of this token can return its child,
+		// and nothing else can open it.
+		field.Bytes("child_sealed").Sensitive().Optional().Nillable(),
 	}
 }
 
@@ -47,5 +52,9 @@ func (RefreshToken) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("family_id"),
 		index.Fields("user_id"),
+		// A rotation finds the presented token's child; the cleanup finds
+		// used tokens past their expiry.
+		index.Fields("parent_id"),
+		index.Fields("expires_at"),
 	}
 }

@@ -38,5 +38,9 @@ func (TokenFamily) Edges() []ent.Edge {
 }
 
 func (TokenFamily) Indexes() []ent.Index {
-	return []ent.Index{index.Fields("user_id")}
+	return []ent.Index{
+		index.Fields("user_id"),
+		// The cleanup finds families revoked before its cutoff.
+		index.Fields("revoked_at"),
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
 )
 
 // User is an account: a person who signs in with an e-mail address and a
@@ -38,6 +39,37 @@ func (User) Fields() []ent.Field {
 		field.Time("imported_at").Optional().Nillable(),
 		// deleted_at is when the account was deleted (a tombstone).
 		field.Time("deleted_at").Optional().Nillable(),
+		// The fields below are added at the end of the table: on SQLite a
+		// column anywhere else rebuilds the table, which the tables that
+		// reference it cannot survive inside a migration's transaction.
+
+		// claimed_at is when the latest sign-up claim on an unverified
+		// account was made (Register, or its import); an unverified
+		// account whose latest claim is older than USERS__UNVERIFIED_TTL_HOURS
+		// is deleted. NULL for accounts made before claims existed, which
+		// are exempt.
+		field.Time("claimed_at").Optional().Nillable(),
+		// claim_username and claim_password_hash are the latest sign-up
+		// claim on the unverified account after the one that created it
+		// (Register for an address whose account is unverified): what
+		// verifying the address adopts. NULL when the account's own
+		// username and password are the claim.
+		field.String("claim_username").Optional().Nillable().MaxRuneLen(64),
+		field.String("claim_password_hash").Optional().Nillable().Sensitive(),
+		// claims_contested_at is when sign-up claims with different
+		// passwords were first made on the unverified account: verifying it
+		// then adopts no password (the owner sets one with ResetPassword).
+		// NULL while the claims agree. (A timestamp, not a boolean with a
+		// default: Atlas adds a column with a non-literal default on SQLite
+		// by rebuilding the table.)
+		field.Time("claims_contested_at").Optional().Nillable(),
+	}
+}
+
+func (User) Indexes() []ent.Index {
+	return []ent.Index{
+		// The cleanup finds unverified accounts whose claims expired.
+		index.Fields("is_verified", "claimed_at"),
 	}
 }
 

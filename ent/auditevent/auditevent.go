@@ -80,6 +80,7 @@ const (
 	EventSessionRevoked         Event = "session_revoked"
 	EventUserDeleted            Event = "user_deleted"
 	EventUserImported           Event = "user_imported"
+	EventRefreshRecovered       Event = "refresh_recovered"
 )
 
 func (e Event) String() string {
@@ -89,7 +90,7 @@ func (e Event) String() string {
 // EventValidator is a validator for the "event" field enum values. It is called by the builders before save.
 func EventValidator(e Event) error {
 	switch e {
-	case EventRegister, EventLoginSucceeded, EventLoginFailed, EventLoginThrottled, EventTokenRefreshed, EventRefreshTokenReused, EventTokenFamilyRevoked, EventLogout, EventOtpSent, EventOtpVerified, EventOtpFailed, EventRegisterThrottled, EventServerBusy, EventPasswordResetRequested, EventPasswordReset, EventPasswordChanged, EventLogoutAll, EventSessionRevoked, EventUserDeleted, EventUserImported:
+	case EventRegister, EventLoginSucceeded, EventLoginFailed, EventLoginThrottled, EventTokenRefreshed, EventRefreshTokenReused, EventTokenFamilyRevoked, EventLogout, EventOtpSent, EventOtpVerified, EventOtpFailed, EventRegisterThrottled, EventServerBusy, EventPasswordResetRequested, EventPasswordReset, EventPasswordChanged, EventLogoutAll, EventSessionRevoked, EventUserDeleted, EventUserImported, EventRefreshRecovered:
 		return nil
 	default:
 		return fmt.Errorf("auditevent: invalid enum value for event field: %q", e)

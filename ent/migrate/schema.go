@@ -12,7 +12,7 @@ var (
 	AuditEventsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
 		{Name: "created_at", Type: field.TypeTime},
-		{Name: "event", Type: field.TypeEnum, Enums: []string{"register", "login_succeeded", "login_failed", "login_throttled", "token_refreshed", "refresh_token_reused", "token_family_revoked", "logout", "otp_sent", "otp_verified", "otp_failed", "register_throttled", "server_busy", "password_reset_requested", "password_reset", "password_changed", "logout_all", "session_revoked", "user_deleted", "user_imported"}},
+		{Name: "event", Type: field.TypeEnum, Enums: []string{"register", "login_succeeded", "login_failed", "login_throttled", "token_refreshed", "refresh_token_reused", "token_family_revoked", "logout", "otp_sent", "otp_verified", "otp_failed", "register_throttled", "server_busy", "password_reset_requested", "password_reset", "password_changed", "logout_all", "session_revoked", "user_deleted", "user_imported", "refresh_recovered"}},
 		{Name: "user_id", Type: field.TypeUUID, Nullable: true},
 		{Name: "reason", Type: field.TypeString, Nullable: true, Size: 64},
 	}
@@ -80,6 +80,11 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{OtpRequestsColumns[8], OtpRequestsColumns[1]},
 			},
+			{
+				Name:    "otprequest_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{OtpRequestsColumns[5]},
+			},
 		},
 	}
 	// OutboxMessagesColumns holds the columns for the "outbox_messages" table.
@@ -107,6 +112,11 @@ var (
 				Name:    "outboxmessage_status_next_attempt_at",
 				Unique:  false,
 				Columns: []*schema.Column{OutboxMessagesColumns[7], OutboxMessagesColumns[9]},
+			},
+			{
+				Name:    "outboxmessage_status_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{OutboxMessagesColumns[7], OutboxMessagesColumns[1]},
 			},
 		},
 	}
@@ -149,6 +159,7 @@ var (
 		{Name: "token_hash", Type: field.TypeBytes, Unique: true, Size: 32},
 		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "used_at", Type: field.TypeTime, Nullable: true},
+		{Name: "child_sealed", Type: field.TypeBytes, Nullable: true},
 		{Name: "family_id", Type: field.TypeUUID},
 		{Name: "user_id", Type: field.TypeUUID},
 	}
@@ -160,13 +171,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "refresh_tokens_token_families_refresh_tokens",
-				Columns:    []*schema.Column{RefreshTokensColumns[6]},
+				Columns:    []*schema.Column{RefreshTokensColumns[7]},
 				RefColumns: []*schema.Column{TokenFamiliesColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 			{
 				Symbol:     "refresh_tokens_users_refresh_tokens",
-				Columns:    []*schema.Column{RefreshTokensColumns[7]},
+				Columns:    []*schema.Column{RefreshTokensColumns[8]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -175,12 +186,22 @@ var (
 			{
 				Name:    "refreshtoken_family_id",
 				Unique:  false,
-				Columns: []*schema.Column{RefreshTokensColumns[6]},
+				Columns: []*schema.Column{RefreshTokensColumns[7]},
 			},
 			{
 				Name:    "refreshtoken_user_id",
 				Unique:  false,
-				Columns: []*schema.Column{RefreshTokensColumns[7]},
+				Columns: []*schema.Column{RefreshTokensColumns[8]},
+			},
+			{
+				Name:    "refreshtoken_parent_id",
+				Unique:  false,
+				Columns: []*schema.Column{RefreshTokensColumns[2]},
+			},
+			{
+				Name:    "refreshtoken_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{RefreshTokensColumns[4]},
 			},
 		},
 	}
@@ -211,6 +232,11 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{TokenFamiliesColumns[4]},
 			},
+			{
+				Name:    "tokenfamily_revoked_at",
+				Unique:  false,
+				Columns: []*schema.Column{TokenFamiliesColumns[2]},
+			},
 		},
 	}
 	// UsersColumns holds the columns for the "users" table.
@@ -226,12 +252,23 @@ var (
 		{Name: "updated_at", Type: field.TypeTime},
 		{Name: "imported_at", Type: field.TypeTime, Nullable: true},
 		{Name: "deleted_at", Type: field.TypeTime, Nullable: true},
+		{Name: "claimed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "claim_username", Type: field.TypeString, Nullable: true, Size: 64},
+		{Name: "claim_password_hash", Type: field.TypeString, Nullable: true},
+		{Name: "claims_contested_at", Type: field.TypeTime, Nullable: true},
 	}
 	// UsersTable holds the schema information for the "users" table.
 	UsersTable = &schema.Table{
 		Name:       "users",
 		Columns:    UsersColumns,
 		PrimaryKey: []*schema.Column{UsersColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "user_is_verified_claimed_at",
+				Unique:  false,
+				Columns: []*schema.Column{UsersColumns[6], UsersColumns[11]},
+			},
+		},
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{

@@ -29,6 +29,8 @@ const (
 	FieldExpiresAt = "expires_at"
 	// FieldUsedAt holds the string denoting the used_at field in the database.
 	FieldUsedAt = "used_at"
+	// FieldChildSealed holds the string denoting the child_sealed field in the database.
+	FieldChildSealed = "child_sealed"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
 	// EdgeFamily holds the string denoting the family edge name in mutations.
@@ -61,6 +63,7 @@ var Columns = []string{
 	FieldTokenHash,
 	FieldExpiresAt,
 	FieldUsedAt,
+	FieldChildSealed,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).

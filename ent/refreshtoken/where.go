@@ -91,6 +91,11 @@ func UsedAt(v time.Time) predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldEQ(FieldUsedAt, v))
 }
 
+// ChildSealed applies equality check predicate on the "child_sealed" field. It's identical to ChildSealedEQ.
+func ChildSealed(v []byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldEQ(FieldChildSealed, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldEQ(FieldCreatedAt, v))
@@ -349,6 +354,56 @@ func UsedAtIsNil() predicate.RefreshToken {
 // UsedAtNotNil applies the NotNil predicate on the "used_at" field.
 func UsedAtNotNil() predicate.RefreshToken {
 	return predicate.RefreshToken(sql.FieldNotNull(FieldUsedAt))
+}
+
+// ChildSealedEQ applies the EQ predicate on the "child_sealed" field.
+func ChildSealedEQ(v []byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldEQ(FieldChildSealed, v))
+}
+
+// ChildSealedNEQ applies the NEQ predicate on the "child_sealed" field.
+func ChildSealedNEQ(v []byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNEQ(FieldChildSealed, v))
+}
+
+// ChildSealedIn applies the In predicate on the "child_sealed" field.
+func ChildSealedIn(vs ...[]byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldIn(FieldChildSealed, vs...))
+}
+
+// ChildSealedNotIn applies the NotIn predicate on the "child_sealed" field.
+func ChildSealedNotIn(vs ...[]byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNotIn(FieldChildSealed, vs...))
+}
+
+// ChildSealedGT applies the GT predicate on the "child_sealed" field.
+func ChildSealedGT(v []byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldGT(FieldChildSealed, v))
+}
+
+// ChildSealedGTE applies the GTE predicate on the "child_sealed" field.
+func ChildSealedGTE(v []byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldGTE(FieldChildSealed, v))
+}
+
+// ChildSealedLT applies the LT predicate on the "child_sealed" field.
+func ChildSealedLT(v []byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldLT(FieldChildSealed, v))
+}
+
+// ChildSealedLTE applies the LTE predicate on the "child_sealed" field.
+func ChildSealedLTE(v []byte) predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldLTE(FieldChildSealed, v))
+}
+
+// ChildSealedIsNil applies the IsNil predicate on the "child_sealed" field.
+func ChildSealedIsNil() predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldIsNull(FieldChildSealed))
+}
+
+// ChildSealedNotNil applies the NotNil predicate on the "child_sealed" field.
+func ChildSealedNotNil() predicate.RefreshToken {
+	return predicate.RefreshToken(sql.FieldNotNull(FieldChildSealed))
 }
 
 // HasUser applies the HasEdge predicate on the "user" edge.

@@ -35,6 +35,14 @@ const (
 	FieldImportedAt = "imported_at"
 	// FieldDeletedAt holds the string denoting the deleted_at field in the database.
 	FieldDeletedAt = "deleted_at"
+	// FieldClaimedAt holds the string denoting the claimed_at field in the database.
+	FieldClaimedAt = "claimed_at"
+	// FieldClaimUsername holds the string denoting the claim_username field in the database.
+	FieldClaimUsername = "claim_username"
+	// FieldClaimPasswordHash holds the string denoting the claim_password_hash field in the database.
+	FieldClaimPasswordHash = "claim_password_hash"
+	// FieldClaimsContestedAt holds the string denoting the claims_contested_at field in the database.
+	FieldClaimsContestedAt = "claims_contested_at"
 	// EdgeTokenFamilies holds the string denoting the token_families edge name in mutations.
 	EdgeTokenFamilies = "token_families"
 	// EdgeRefreshTokens holds the string denoting the refresh_tokens edge name in mutations.
@@ -79,6 +87,10 @@ var Columns = []string{
 	FieldUpdatedAt,
 	FieldImportedAt,
 	FieldDeletedAt,
+	FieldClaimedAt,
+	FieldClaimUsername,
+	FieldClaimPasswordHash,
+	FieldClaimsContestedAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -106,6 +118,8 @@ var (
 	DefaultUpdatedAt func() time.Time
 	// UpdateDefaultUpdatedAt holds the default value on update for the "updated_at" field.
 	UpdateDefaultUpdatedAt func() time.Time
+	// ClaimUsernameValidator is a validator for the "claim_username" field. It is called by the builders before save.
+	ClaimUsernameValidator func(string) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -166,6 +180,26 @@ func ByImportedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByDeletedAt orders the results by the deleted_at field.
 func ByDeletedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldDeletedAt, opts...).ToFunc()
+}
+
+// ByClaimedAt orders the results by the claimed_at field.
+func ByClaimedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClaimedAt, opts...).ToFunc()
+}
+
+// ByClaimUsername orders the results by the claim_username field.
+func ByClaimUsername(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClaimUsername, opts...).ToFunc()
+}
+
+// ByClaimPasswordHash orders the results by the claim_password_hash field.
+func ByClaimPasswordHash(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClaimPasswordHash, opts...).ToFunc()
+}
+
+// ByClaimsContestedAt orders the results by the claims_contested_at field.
+func ByClaimsContestedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClaimsContestedAt, opts...).ToFunc()
 }
 
 // ByTokenFamiliesCount orders the results by token_families count.

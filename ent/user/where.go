@@ -106,6 +106,26 @@ func DeletedAt(v time.Time) predicate.User {
 	return predicate.User(sql.FieldEQ(FieldDeletedAt, v))
 }
 
+// ClaimedAt applies equality check predicate on the "claimed_at" field. It's identical to ClaimedAtEQ.
+func ClaimedAt(v time.Time) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldClaimedAt, v))
+}
+
+// ClaimUsername applies equality check predicate on the "claim_username" field. It's identical to ClaimUsernameEQ.
+func ClaimUsername(v string) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldClaimUsername, v))
+}
+
+// ClaimPasswordHash applies equality check predicate on the "claim_password_hash" field. It's identical to ClaimPasswordHashEQ.
+func ClaimPasswordHash(v string) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldClaimPasswordHash, v))
+}
+
+// ClaimsContestedAt applies equality check predicate on the "claims_contested_at" field. It's identical to ClaimsContestedAtEQ.
+func ClaimsContestedAt(v time.Time) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldClaimsContestedAt, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.User {
 	return predicate.User(sql.FieldEQ(FieldCreatedAt, v))
@@ -604,6 +624,256 @@ func DeletedAtIsNil() predicate.User {
 // DeletedAtNotNil applies the NotNil predicate on the "deleted_at" field.
 func DeletedAtNotNil() predicate.User {
 	return predicate.User(sql.FieldNotNull(FieldDeletedAt))
+}
+
+// ClaimedAtEQ applies the EQ predicate on the "claimed_at" field.
+func ClaimedAtEQ(v time.Time) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldClaimedAt, v))
+}
+
+// ClaimedAtNEQ applies the NEQ predicate on the "claimed_at" field.
+func ClaimedAtNEQ(v time.Time) predicate.User {
+	return predicate.User(sql.FieldNEQ(FieldClaimedAt, v))
+}
+
+// ClaimedAtIn applies the In predicate on the "claimed_at" field.
+func ClaimedAtIn(vs ...time.Time) predicate.User {
+	return predicate.User(sql.FieldIn(FieldClaimedAt, vs...))
+}
+
+// ClaimedAtNotIn applies the NotIn predicate on the "claimed_at" field.
+func ClaimedAtNotIn(vs ...time.Time) predicate.User {
+	return predicate.User(sql.FieldNotIn(FieldClaimedAt, vs...))
+}
+
+// ClaimedAtGT applies the GT predicate on the "claimed_at" field.
+func ClaimedAtGT(v time.Time) predicate.User {
+	return predicate.User(sql.FieldGT(FieldClaimedAt, v))
+}
+
+// ClaimedAtGTE applies the GTE predicate on the "claimed_at" field.
+func ClaimedAtGTE(v time.Time) predicate.User {
+	return predicate.User(sql.FieldGTE(FieldClaimedAt, v))
+}
+
+// ClaimedAtLT applies the LT predicate on the "claimed_at" field.
+func ClaimedAtLT(v time.Time) predicate.User {
+	return predicate.User(sql.FieldLT(FieldClaimedAt, v))
+}
+
+// ClaimedAtLTE applies the LTE predicate on the "claimed_at" field.
+func ClaimedAtLTE(v time.Time) predicate.User {
+	return predicate.User(sql.FieldLTE(FieldClaimedAt, v))
+}
+
+// ClaimedAtIsNil applies the IsNil predicate on the "claimed_at" field.
+func ClaimedAtIsNil() predicate.User {
+	return predicate.User(sql.FieldIsNull(FieldClaimedAt))
+}
+
+// ClaimedAtNotNil applies the NotNil predicate on the "claimed_at" field.
+func ClaimedAtNotNil() predicate.User {
+	return predicate.User(sql.FieldNotNull(FieldClaimedAt))
+}
+
+// ClaimUsernameEQ applies the EQ predicate on the "claim_username" field.
+func ClaimUsernameEQ(v string) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldClaimUsername, v))
+}
+
+// ClaimUsernameNEQ applies the NEQ predicate on the "claim_username" field.
+func ClaimUsernameNEQ(v string) predicate.User {
+	return predicate.User(sql.FieldNEQ(FieldClaimUsername, v))
+}
+
+// ClaimUsernameIn applies the In predicate on the "claim_username" field.
+func ClaimUsernameIn(vs ...string) predicate.User {
+	return predicate.User(sql.FieldIn(FieldClaimUsername, vs...))
+}
+
+// ClaimUsernameNotIn applies the NotIn predicate on the "claim_username" field.
+func ClaimUsernameNotIn(vs ...string) predicate.User {
+	return predicate.User(sql.FieldNotIn(FieldClaimUsername, vs...))
+}
+
+// ClaimUsernameGT applies the GT predicate on the "claim_username" field.
+func ClaimUsernameGT(v string) predicate.User {
+	return predicate.User(sql.FieldGT(FieldClaimUsername, v))
+}
+
+// ClaimUsernameGTE applies the GTE predicate on the "claim_username" field.
+func ClaimUsernameGTE(v string) predicate.User {
+	return predicate.User(sql.FieldGTE(FieldClaimUsername, v))
+}
+
+// ClaimUsernameLT applies the LT predicate on the "claim_username" field.
+func ClaimUsernameLT(v string) predicate.User {
+	return predicate.User(sql.FieldLT(FieldClaimUsername, v))
+}
+
+// ClaimUsernameLTE applies the LTE predicate on the "claim_username" field.
+func ClaimUsernameLTE(v string) predicate.User {
+	return predicate.User(sql.FieldLTE(FieldClaimUsername, v))
+}
+
+// ClaimUsernameContains applies the Contains predicate on the "claim_username" field.
+func ClaimUsernameContains(v string) predicate.User {
+	return predicate.User(sql.FieldContains(FieldClaimUsername, v))
+}
+
+// ClaimUsernameHasPrefix applies the HasPrefix predicate on the "claim_username" field.
+func ClaimUsernameHasPrefix(v string) predicate.User {
+	return predicate.User(sql.FieldHasPrefix(FieldClaimUsername, v))
+}
+
+// ClaimUsernameHasSuffix applies the HasSuffix predicate on the "claim_username" field.
+func ClaimUsernameHasSuffix(v string) predicate.User {
+	return predicate.User(sql.FieldHasSuffix(FieldClaimUsername, v))
+}
+
+// ClaimUsernameIsNil applies the IsNil predicate on the "claim_username" field.
+func ClaimUsernameIsNil() predicate.User {
+	return predicate.User(sql.FieldIsNull(FieldClaimUsername))
+}
+
+// ClaimUsernameNotNil applies the NotNil predicate on the "claim_username" field.
+func ClaimUsernameNotNil() predicate.User {
+	return predicate.User(sql.FieldNotNull(FieldClaimUsername))
+}
+
+// ClaimUsernameEqualFold applies the EqualFold predicate on the "claim_username" field.
+func ClaimUsernameEqualFold(v string) predicate.User {
+	return predicate.User(sql.FieldEqualFold(FieldClaimUsername, v))
+}
+
+// ClaimUsernameContainsFold applies the ContainsFold predicate on the "claim_username" field.
+func ClaimUsernameContainsFold(v string) predicate.User {
+	return predicate.User(sql.FieldContainsFold(FieldClaimUsername, v))
+}
+
+// ClaimPasswordHashEQ applies the EQ predicate on the "claim_password_hash" field.
+func ClaimPasswordHashEQ(v string) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashNEQ applies the NEQ predicate on the "claim_password_hash" field.
+func ClaimPasswordHashNEQ(v string) predicate.User {
+	return predicate.User(sql.FieldNEQ(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashIn applies the In predicate on the "claim_password_hash" field.
+func ClaimPasswordHashIn(vs ...string) predicate.User {
+	return predicate.User(sql.FieldIn(FieldClaimPasswordHash, vs...))
+}
+
+// ClaimPasswordHashNotIn applies the NotIn predicate on the "claim_password_hash" field.
+func ClaimPasswordHashNotIn(vs ...string) predicate.User {
+	return predicate.User(sql.FieldNotIn(FieldClaimPasswordHash, vs...))
+}
+
+// ClaimPasswordHashGT applies the GT predicate on the "claim_password_hash" field.
+func ClaimPasswordHashGT(v string) predicate.User {
+	return predicate.User(sql.FieldGT(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashGTE applies the GTE predicate on the "claim_password_hash" field.
+func ClaimPasswordHashGTE(v string) predicate.User {
+	return predicate.User(sql.FieldGTE(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashLT applies the LT predicate on the "claim_password_hash" field.
+func ClaimPasswordHashLT(v string) predicate.User {
+	return predicate.User(sql.FieldLT(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashLTE applies the LTE predicate on the "claim_password_hash" field.
+func ClaimPasswordHashLTE(v string) predicate.User {
+	return predicate.User(sql.FieldLTE(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashContains applies the Contains predicate on the "claim_password_hash" field.
+func ClaimPasswordHashContains(v string) predicate.User {
+	return predicate.User(sql.FieldContains(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashHasPrefix applies the HasPrefix predicate on the "claim_password_hash" field.
+func ClaimPasswordHashHasPrefix(v string) predicate.User {
+	return predicate.User(sql.FieldHasPrefix(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashHasSuffix applies the HasSuffix predicate on the "claim_password_hash" field.
+func ClaimPasswordHashHasSuffix(v string) predicate.User {
+	return predicate.User(sql.FieldHasSuffix(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashIsNil applies the IsNil predicate on the "claim_password_hash" field.
+func ClaimPasswordHashIsNil() predicate.User {
+	return predicate.User(sql.FieldIsNull(FieldClaimPasswordHash))
+}
+
+// ClaimPasswordHashNotNil applies the NotNil predicate on the "claim_password_hash" field.
+func ClaimPasswordHashNotNil() predicate.User {
+	return predicate.User(sql.FieldNotNull(FieldClaimPasswordHash))
+}
+
+// ClaimPasswordHashEqualFold applies the EqualFold predicate on the "claim_password_hash" field.
+func ClaimPasswordHashEqualFold(v string) predicate.User {
+	return predicate.User(sql.FieldEqualFold(FieldClaimPasswordHash, v))
+}
+
+// ClaimPasswordHashContainsFold applies the ContainsFold predicate on the "claim_password_hash" field.
+func ClaimPasswordHashContainsFold(v string) predicate.User {
+	return predicate.User(sql.FieldContainsFold(FieldClaimPasswordHash, v))
+}
+
+// ClaimsContestedAtEQ applies the EQ predicate on the "claims_contested_at" field.
+func ClaimsContestedAtEQ(v time.Time) predicate.User {
+	return predicate.User(sql.FieldEQ(FieldClaimsContestedAt, v))
+}
+
+// ClaimsContestedAtNEQ applies the NEQ predicate on the "claims_contested_at" field.
+func ClaimsContestedAtNEQ(v time.Time) predicate.User {
+	return predicate.User(sql.FieldNEQ(FieldClaimsContestedAt, v))
+}
+
+// ClaimsContestedAtIn applies the In predicate on the "claims_contested_at" field.
+func ClaimsContestedAtIn(vs ...time.Time) predicate.User {
+	return predicate.User(sql.FieldIn(FieldClaimsContestedAt, vs...))
+}
+
+// ClaimsContestedAtNotIn applies the NotIn predicate on the "claims_contested_at" field.
+func ClaimsContestedAtNotIn(vs ...time.Time) predicate.User {
+	return predicate.User(sql.FieldNotIn(FieldClaimsContestedAt, vs...))
+}
+
+// ClaimsContestedAtGT applies the GT predicate on the "claims_contested_at" field.
+func ClaimsContestedAtGT(v time.Time) predicate.User {
+	return predicate.User(sql.FieldGT(FieldClaimsContestedAt, v))
+}
+
+// ClaimsContestedAtGTE applies the GTE predicate on the "claims_contested_at" field.
+func ClaimsContestedAtGTE(v time.Time) predicate.User {
+	return predicate.User(sql.FieldGTE(FieldClaimsContestedAt, v))
+}
+
+// ClaimsContestedAtLT applies the LT predicate on the "claims_contested_at" field.
+func ClaimsContestedAtLT(v time.Time) predicate.User {
+	return predicate.User(sql.FieldLT(FieldClaimsContestedAt, v))
+}
+
+// ClaimsContestedAtLTE applies the LTE predicate on the "claims_contested_at" field.
+func ClaimsContestedAtLTE(v time.Time) predicate.User {
+	return predicate.User(sql.FieldLTE(FieldClaimsContestedAt, v))
+}
+
+// ClaimsContestedAtIsNil applies the IsNil predicate on the "claims_contested_at" field.
+func ClaimsContestedAtIsNil() predicate.User {
+	return predicate.User(sql.FieldIsNull(FieldClaimsContestedAt))
+}
+
+// ClaimsContestedAtNotNil applies the NotNil predicate on the "claims_contested_at" field.
+func ClaimsContestedAtNotNil() predicate.User {
+	return predicate.User(sql.FieldNotNull(FieldClaimsContestedAt))
 }
 
 // HasTokenFamilies applies the HasEdge predicate on the "token_families" edge.

@@ -102,7 +102,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string) error 
 	var issued bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
 		var err error
-		issued, err = s.issueCode(ctx, tx, s.resetKind(), u.ID, addr.Canonical, source, s.now())
+		issued, err = s.issueCode(ctx, tx, s.resetKind(), u.ID, addr.Canonical, source, s.now(), false)
 		return err
 	})
 	if de, ok := AsError(err); ok && de.Kind == KindResourceExhausted {
@@ -173,13 +173,12 @@ func (s *Service) ResetPassword(ctx context.Context, email, code, newPassword st
 	defer cancel()
 	var ended int
 	err = s.db.InTx(ctx, func(tx Tx) error {
-		if err := tx.SetPasswordHash(ctx, u.ID, hash, now); err != nil {
-			return err
-		}
-		if !u.Verified {
-			if err := tx.MarkVerified(ctx, u.ID, now); err != nil {
+		if u.Verified {
+			if err := tx.SetPasswordHash(ctx, u.ID, hash, now); err != nil {
 				return err
 			}
+		} else if err := tx.MarkVerified(ctx, u.ID, u.Username, hash, now); err != nil {
+			return err
 		}
 		if err := tx.DeleteAccountCounters(ctx, s.accountKey(addr.Canonical), PurposeLogin, PurposeLoginAccount); err != nil {
 			return err
@@ -271,14 +270,11 @@ func (s *Service) ChangePassword(ctx context.Context, userID, current, newPasswo
 		if _, err := tx.RevokeUserFamilies(ctx, u.ID, revokePasswordSet, now); err != nil {
 			return err
 		}
-		family, err := tx.CreateTokenFamily(ctx, u.ID, now)
-		if err != nil {
-			return err
-		}
 		if err := auditTx(ctx, tx, EventPasswordChanged, u.ID, "", now); err != nil {
 			return err
 		}
-		refresh, err = s.storeRefreshToken(ctx, tx, u.ID, family, uuid.Nil, now)
+		var err error
+		refresh, err = s.startFamily(ctx, tx, u.ID, now)
 		return err
 	})
 	if err != nil {

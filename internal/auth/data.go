@@ -92,8 +92,12 @@ type Tx interface {
 	EraseUser(ctx context.Context, id uuid.UUID, at time.Time) error
 	// SetPasswordHash replaces the user's password hash.
 	SetPasswordHash(ctx context.Context, id uuid.UUID, hash string, at time.Time) error
-	// MarkVerified marks the user's address verified.
-	MarkVerified(ctx context.Context, id uuid.UUID, at time.Time) error
+	// MarkVerified marks the user's address verified, sets its username
+	// and password hash (an empty hash: no password), and clears its
+	// sign-up claims.
+	MarkVerified(ctx context.Context, id uuid.UUID, username, passwordHash string, at time.Time) error
+	// RecordClaim records a new sign-up claim on an unverified account.
+	RecordClaim(ctx context.Context, id uuid.UUID, c Claim) error
 
 	// CreateTokenFamily starts a token family (a session) for the user and
 	// returns its id.
@@ -104,8 +108,9 @@ type Tx interface {
 	// to the family sees what committed before. ErrInvalidRefreshToken
 	// when there is no such token.
 	LockRefreshToken(ctx context.Context, hash []byte) (PresentedToken, error)
-	// MarkUsed records a refresh token's rotation.
-	MarkUsed(ctx context.Context, tokenID uuid.UUID, at time.Time) error
+	// MarkUsed records a refresh token's rotation, keeping its child's
+	// text sealed under the token's own text (token.SealChild).
+	MarkUsed(ctx context.Context, tokenID uuid.UUID, at time.Time, childSealed []byte) error
 	// InsertRefreshToken stores a refresh token (its hash only).
 	InsertRefreshToken(ctx context.Context, t RefreshToken) error
 	// RevokeFamily ends a (locked) token family: none of its tokens is
@@ -161,6 +166,28 @@ type Account struct {
 	// Imported says the account came from the platform's earlier service.
 	Imported  bool
 	CreatedAt time.Time
+	// ClaimedAt is when the latest sign-up claim on the unverified account
+	// was made; zero for accounts made before claims existed.
+	ClaimedAt time.Time
+	// ClaimUsername and ClaimPasswordHash are the latest claim after the
+	// one that created the account; empty when the account's own username
+	// and password are the claim.
+	ClaimUsername     string
+	ClaimPasswordHash string
+	// ContestedAt is when claims with different passwords were first made
+	// on the unverified account; zero while they agree.
+	ContestedAt time.Time
+}
+
+// Claim is a sign-up claim on an unverified account: Register for its
+// address.
+type Claim struct {
+	Username     string
+	PasswordHash string
+	At           time.Time
+	// ContestedAt is the account's ContestedAt after the claim (zero:
+	// the claims agree).
+	ContestedAt time.Time
 }
 
 // ImportedAccount is an account brought over from the platform's earlier
@@ -198,7 +225,7 @@ type NewAccount struct {
 }
 
 // PresentedToken is a presented refresh token with what a rotation needs
-// of its token family and its user.
+// of its token family, its child and its user.
 type PresentedToken struct {
 	ID       uuid.UUID
 	UserID   uuid.UUID
@@ -206,10 +233,18 @@ type PresentedToken struct {
 	// UsedAt is when the token was rotated; zero when it was not.
 	UsedAt    time.Time
 	ExpiresAt time.Time
+	// ChildSealed is its child's text, sealed under its own text; nil
+	// while it was not rotated (or was rotated before children were kept).
+	ChildSealed []byte
+	// ChildUsedAt is when its child was rotated; zero when it was not (or
+	// there is none).
+	ChildUsedAt time.Time
 	// RevokedAt is when the family was revoked; zero when it was not.
 	RevokedAt time.Time
-	Email     string
-	Username  string
+	// FamilyCreatedAt is when the family (the session) started: its login.
+	FamilyCreatedAt time.Time
+	Email           string
+	Username        string
 }
 
 // RefreshToken is a refresh token to store.
@@ -285,6 +320,7 @@ const (
 	EventSessionRevoked     Event = "session_revoked"
 	EventUserDeleted        Event = "user_deleted"
 	EventUserImported       Event = "user_imported"
+	EventRefreshRecovered   Event = "refresh_recovered"
 )
 
 // Events lists every audit event (the store's schema must accept each).
@@ -292,7 +328,7 @@ var Events = []Event{EventRegister, EventLoginSucceeded, EventLoginFailed, Event
 	EventRegisterThrottled, EventServerBusy, EventTokenRefreshed, EventRefreshTokenReused,
 	EventTokenFamilyRevoked, EventLogout, EventOTPSent, EventOTPVerified, EventOTPFailed,
 	EventResetRequested, EventPasswordReset, EventPasswordChanged, EventLogoutAll,
-	EventSessionRevoked, EventUserDeleted, EventUserImported}
+	EventSessionRevoked, EventUserDeleted, EventUserImported, EventRefreshRecovered}
 
 // committed marks the error of a unit of work whose writes must commit.
 type committed struct{ err error }

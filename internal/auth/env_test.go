@@ -14,16 +14,18 @@ import (
 // The policies the tests below assume: the service's defaults, except
 // LOGIN__MAX_FAILURES (5, to keep the throttling tests short).
 const (
-	otpTTL         = 10 * time.Minute
-	otpCooldown    = 60 * time.Second
-	otpMaxAttempts = 5
-	otpDailyLimit  = 10
-	refreshGrace   = 10 * time.Second
-	loginMaxFails  = 5
-	loginWindow    = 15 * time.Minute
-	loginLockout   = 15 * time.Minute
-	refreshTTL     = 30 * 24 * time.Hour
-	accessTTL      = 15 * time.Minute
+	otpTTL          = 10 * time.Minute
+	otpCooldown     = 60 * time.Second
+	otpMaxAttempts  = 5
+	otpDailyLimit   = 10
+	refreshGrace    = 10 * time.Second
+	refreshRecovery = 15 * time.Minute
+	sessionMax      = 90 * 24 * time.Hour
+	loginMaxFails   = 5
+	loginWindow     = 15 * time.Minute
+	loginLockout    = 15 * time.Minute
+	refreshTTL      = 30 * 24 * time.Hour
+	accessTTL       = 15 * time.Minute
 )
 
 const pw = "correct horse battery"

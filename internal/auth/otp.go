@@ -49,13 +49,10 @@ func (p OTPPolicy) perAccountChecks() Limit {
 	return Limit{Max: p.AccountDailyFailures, Window: otpDay}
 }
 
-// cooling decides whether a source whose last code request counted at last
-// (zero: never) must wait at now: ErrOTPCooldown with the wait, or nil.
-func (p OTPPolicy) cooling(last, now time.Time) error {
-	if next := last.Add(p.Cooldown); !last.IsZero() && now.Before(next) {
-		return withRetry(ErrOTPCooldown, next.Sub(now))
-	}
-	return nil
+// cooling reports whether a source whose last code request counted at
+// last (zero: never) is still in its cooldown at now.
+func (p OTPPolicy) cooling(last, now time.Time) bool {
+	return !last.IsZero() && now.Before(last.Add(p.Cooldown))
 }
 
 // checkable decides whether code c may be checked at now: ErrOTPExpired
@@ -150,9 +147,12 @@ type ResetPolicy struct {
 
 // SendOTP issues a new verification code for the address and queues its
 // e-mail. An unknown or already verified address gets the same success and
-// nothing is sent (this does not hide registration: Register and
-// GetUserByEmail tell by design). Errors: INVALID_INPUT, ErrOTPCooldown and
-// ErrOTPDailyLimit (see issueCode).
+// nothing is sent (this does not hide registration: Register tells by
+// design), and so does a request within the cooldown of the source's last
+// code, whatever that code's state: nothing is issued, mailed or counted
+// (the platform's gateway calls SendOtp right after every Register, whose
+// code is on its way). Errors: INVALID_INPUT and ErrOTPDailyLimit (see
+// issueCode).
 func (s *Service) SendOTP(ctx context.Context, email string) error {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -169,7 +169,7 @@ func (s *Service) SendOTP(ctx context.Context, email string) error {
 	var issued bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
 		var err error
-		issued, err = s.issueCode(ctx, tx, s.verifyKind(), u.ID, addr.Canonical, source, s.now())
+		issued, err = s.issueCode(ctx, tx, s.verifyKind(), u.ID, addr.Canonical, source, s.now(), false)
 		return err
 	})
 	if err != nil {
@@ -184,15 +184,16 @@ func (s *Service) SendOTP(ctx context.Context, email string) error {
 
 // issueCode creates a code of kind for the user whose canonical address
 // is canonical, at the request of source (none: invalid prefix),
-// supersedes older ones of its kind and queues the e-mail, unless a
-// sign-up code is asked for a verified user (issued false, no error) or a
-// limit applies: ErrOTPCooldown when the source's last code of the kind is
-// younger than Cooldown, ErrOTPDailyLimit when the source's (DailyLimit)
-// or the address's codes of the day are used up. The user row is locked
-// and read again under the lock, so concurrent requests for one user
-// serialize and see each other's codes; a refusal rolls the unit of work
-// back, so it counts nothing.
-func (s *Service) issueCode(ctx context.Context, tx Tx, kind codeKind, userID uuid.UUID, canonical string, source netip.Prefix, now time.Time) (bool, error) {
+// supersedes older ones of its kind and queues the e-mail. It issues
+// nothing (issued false, no error) when a sign-up code is asked for a
+// verified user, or when the source's last code of the kind is younger
+// than Cooldown, unless claim is set (Register's sign-up claims are mailed
+// regardless of the cooldown). A limit refuses with ErrOTPDailyLimit when
+// the source's (DailyLimit) or the address's codes of the day are used up.
+// The user row is locked and read again under the lock, so concurrent
+// requests for one user serialize and see each other's codes; a refusal
+// rolls the unit of work back, so it counts nothing.
+func (s *Service) issueCode(ctx context.Context, tx Tx, kind codeKind, userID uuid.UUID, canonical string, source netip.Prefix, now time.Time, claim bool) (bool, error) {
 	u, err := tx.LockUser(ctx, userID)
 	if err != nil {
 		return false, err
@@ -206,8 +207,8 @@ func (s *Service) issueCode(ctx context.Context, tx Tx, kind codeKind, userID uu
 	if err != nil {
 		return false, err
 	}
-	if err := p.cooling(c.Last, now); err != nil {
-		return false, err
+	if !claim && p.cooling(c.Last, now) {
+		return false, nil
 	}
 	next, until, _ := p.perSourceSends().take(c, now)
 	if !until.IsZero() {
@@ -284,10 +285,19 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 	}
 	source, _ := SourceFrom(ctx)
 	err = s.checkCode(ctx, s.verifyKind(), u.ID, addr.Canonical, source, code, func(tx Tx, now time.Time) error {
-		if err := auditTx(ctx, tx, EventOTPVerified, u.ID, "", now); err != nil {
+		a, err := tx.LockUser(ctx, u.ID)
+		if err != nil {
 			return err
 		}
-		return tx.MarkVerified(ctx, u.ID, now)
+		name, hash := verifiedCredentials(a)
+		reason := ""
+		if hash == "" {
+			reason = "claims_contested"
+		}
+		if err := auditTx(ctx, tx, EventOTPVerified, u.ID, reason, now); err != nil {
+			return err
+		}
+		return tx.MarkVerified(ctx, u.ID, name, hash, now)
 	})
 	if err != nil {
 		// A concurrent request with the right code may have won.

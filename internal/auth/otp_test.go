@@ -70,18 +70,28 @@ func TestSendOtpCooldownAndSupersede(t *testing.T) {
 	e.Register(t, "kim", "kim@example.com", pw)
 	first := e.Code(t, "kim@example.com")
 
-	// Register already sent a code: the gateway's SendOtp right after is
-	// refused with a retry delay, and nothing is queued.
+	// Register already sent a code: the gateway's SendOtp right after
+	// succeeds and issues, mails and counts nothing, also after the code
+	// was used up or when it is the last moment of the cooldown.
 	e.Clock.Advance(5 * time.Second)
-	err := e.Service.SendOTP(ctx, "kim@example.com")
-	if de := wantErr(t, err, auth.ErrOTPCooldown, "A code was sent recently; wait before requesting another"); de.RetryAfter != 55*time.Second {
-		t.Errorf("retry delay = %v, want 55s", de.RetryAfter)
+	if err := e.Service.SendOTP(ctx, "kim@example.com"); err != nil {
+		t.Fatalf("SendOTP within the cooldown: %v", err)
+	}
+	for range otpMaxAttempts {
+		e.Service.VerifyOTP(ctx, "kim@example.com", wrongCode(first))
+	}
+	e.Clock.Advance(otpCooldown - 5*time.Second - 1)
+	if err := e.Service.SendOTP(ctx, "kim@example.com"); err != nil {
+		t.Fatalf("SendOTP within the cooldown, code used up: %v", err)
 	}
 	if n := e.DB.Ent.OutboxMessage.Query().CountX(ctx); n != 1 {
 		t.Errorf("outbox messages = %d, want 1", n)
 	}
+	if n := e.DB.Ent.OtpRequest.Query().CountX(ctx); n != 1 {
+		t.Errorf("codes = %d, want 1", n)
+	}
+	e.Clock.Advance(1)
 
-	e.Clock.Advance(otpCooldown)
 	if err := e.Service.SendOTP(ctx, "KIM@example.com"); err != nil {
 		t.Fatalf("SendOTP after cooldown: %v", err)
 	}
@@ -91,7 +101,7 @@ func TestSendOtpCooldownAndSupersede(t *testing.T) {
 		t.Skip("codes collided")
 	}
 	// Issuing a new code invalidated the previous one.
-	err = e.Service.VerifyOTP(ctx, "kim@example.com", first)
+	err := e.Service.VerifyOTP(ctx, "kim@example.com", first)
 	wantErr(t, err, auth.ErrInvalidOTP, "Invalid code")
 	if err := e.Service.VerifyOTP(ctx, "kim@example.com", second); err != nil {
 		t.Fatalf("new code: %v", err)
@@ -238,4 +248,12 @@ func TestVerifyOtpExpiryAndInput(t *testing.T) {
 	if o := e.DB.Ent.OtpRequest.Query().Where(otprequest.ConsumedAtNotNil()).CountX(ctx); o != 0 {
 		t.Errorf("expired code consumed")
 	}
+}
+
+// wrongCode returns a well-formed code other than code.
+func wrongCode(code string) string {
+	if code == "000000" {
+		return "111111"
+	}
+	return "000000"
 }

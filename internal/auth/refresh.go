@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,15 +21,19 @@ const (
 type refreshOutcome int
 
 const (
-	// refreshRotate: an unused, live token is rotated: marked used, and a
-	// new token is issued in its family.
+	// refreshRotate: an unused, live token is rotated: marked used, and its
+	// child issued in its family (a family is a chain, never a tree).
 	refreshRotate refreshOutcome = iota + 1
-	// refreshGrace: a used token presented again within the grace window
-	// (another tab, a retry after a lost response) gets a sibling token in
-	// the same family; its first use stays recorded, so the window does
-	// not slide.
-	refreshGrace
-	// refreshReuse: a used token after the grace window is reuse (RFC 9700
+	// refreshReplay: a used token presented again within the grace window
+	// (another tab, a retry) gets its child back, byte for byte, whether
+	// or not the child was used.
+	refreshReplay
+	// refreshRecover: a used token presented after the grace window, whose
+	// child is still unused, within the recovery window of its rotation (a
+	// client that lost the response) gets its child back; recorded as
+	// refresh_recovered.
+	refreshRecover
+	// refreshReuse: any other use of a used token is reuse (RFC 9700
 	// §4.14.2): the family is revoked, and that commits.
 	refreshReuse
 	// refreshRevoked: the token's family was revoked (logout, or reuse
@@ -37,40 +42,82 @@ const (
 	// refreshReusedRevoked: a used token of a revoked family: answered as
 	// reuse, the more telling reason, with nothing left to revoke.
 	refreshReusedRevoked
-	// refreshExpired: an unused token past its lifetime.
+	// refreshExpired: an unused token past its lifetime, or any token of a
+	// session past its lifetime.
 	refreshExpired
 )
 
-// decideRefresh decides what presenting t at now leads to, given the reuse
-// grace window. The order matters: a revoked family wins over everything,
-// reuse after the grace window over expiry.
-func decideRefresh(t PresentedToken, now time.Time, grace time.Duration) refreshOutcome {
+// RefreshPolicy is what decides a presented refresh token besides the
+// token itself.
+type RefreshPolicy struct {
+	// Grace is how long after a rotation a replay of the rotated token
+	// gets its child back (tabs refreshing at once, a retry).
+	Grace time.Duration
+	// Recovery is how long after a rotation a replay gets the child back
+	// when the child is still unused (a lost response); zero disables it.
+	Recovery time.Duration
+	// SessionMax bounds a token family from its login; zero: no bound.
+	SessionMax time.Duration
+}
+
+// sessionEnd is when a family that started at start ends (zero: never).
+func (p RefreshPolicy) sessionEnd(start time.Time) time.Time {
+	if p.SessionMax <= 0 {
+		return time.Time{}
+	}
+	return start.Add(p.SessionMax)
+}
+
+// expiry is when a token issued at now in a family that started at start
+// expires: the earlier of its own lifetime ttl and the family's end.
+func (p RefreshPolicy) expiry(now, start time.Time, ttl time.Duration) time.Time {
+	exp := now.Add(ttl)
+	if end := p.sessionEnd(start); !end.IsZero() && end.Before(exp) {
+		return end
+	}
+	return exp
+}
+
+// decideRefresh decides what presenting t at now leads to. The order
+// matters: a revoked family wins over everything, then the session's end,
+// then what the token's use allows.
+func (p RefreshPolicy) decideRefresh(t PresentedToken, now time.Time) refreshOutcome {
 	used := !t.UsedAt.IsZero()
 	switch {
 	case !t.RevokedAt.IsZero() && used:
 		return refreshReusedRevoked
 	case !t.RevokedAt.IsZero():
 		return refreshRevoked
-	case used && now.Sub(t.UsedAt) >= grace:
+	case !p.sessionEnd(t.FamilyCreatedAt).IsZero() && !now.Before(p.sessionEnd(t.FamilyCreatedAt)):
+		return refreshExpired
+	case used && t.ChildSealed == nil:
+		// Rotated before children were kept: nothing to return.
+		return refreshReuse
+	case used && now.Sub(t.UsedAt) < p.Grace:
+		return refreshReplay
+	case used && t.ChildUsedAt.IsZero() && now.Sub(t.UsedAt) < p.Recovery:
+		return refreshRecover
+	case used:
 		return refreshReuse
 	case !now.Before(t.ExpiresAt):
 		return refreshExpired
-	case used:
-		return refreshGrace
 	}
 	return refreshRotate
 }
 
-// storeRefreshToken stores a new refresh token for userID in family (the
-// child of parent; uuid.Nil for a family's first token) and returns its
-// text.
-func (s *Service) storeRefreshToken(ctx context.Context, tx Tx, userID, family, parent uuid.UUID, now time.Time) (string, error) {
+// startFamily starts a token family (a session) for userID and stores its
+// first refresh token, whose text it returns.
+func (s *Service) startFamily(ctx context.Context, tx Tx, userID uuid.UUID, now time.Time) (string, error) {
+	family, err := tx.CreateTokenFamily(ctx, userID, now)
+	if err != nil {
+		return "", err
+	}
 	text, hash, err := token.NewRefreshToken()
 	if err != nil {
 		return "", err
 	}
-	err = tx.InsertRefreshToken(ctx, RefreshToken{ID: uuid.New(), UserID: userID, FamilyID: family, ParentID: parent,
-		Hash: hash, CreatedAt: now, ExpiresAt: now.Add(s.o.RefreshTokenTTL)})
+	err = tx.InsertRefreshToken(ctx, RefreshToken{ID: uuid.New(), UserID: userID, FamilyID: family,
+		Hash: hash, CreatedAt: now, ExpiresAt: s.o.Refresh.expiry(now, now, s.o.RefreshTokenTTL)})
 	if err != nil {
 		return "", err
 	}
@@ -104,16 +151,18 @@ func refreshHash(raw string) ([]byte, error) {
 
 // Refresh rotates a refresh token: in one transaction, holding the row
 // locks of the presented token and its family (Tx.LockRefreshToken), it
-// decides with decideRefresh and either marks the token used and issues a
-// new one in the same family, or refuses it; the access token is signed
-// after the commit.
+// decides with RefreshPolicy.decideRefresh and either marks the token used,
+// keeping its child's text sealed under the token's own text, and issues
+// the child in the same family; or, for a replay or a recovery, opens the
+// child the first rotation kept and returns it again; or refuses the
+// token. The access token is signed after the commit.
 //
-// A thief and a client that lost a response cannot be told apart, so the
-// grace window is short and the safe side is taken after it: reuse
-// revokes the family (committed) and answers ErrRefreshTokenReused. A
-// token of a revoked family gives ErrRefreshTokenRevoked
-// (ErrRefreshTokenReused if it was used), an expired one
-// ErrRefreshTokenExpired, an unknown one ErrInvalidRefreshToken.
+// A family is a chain, never a tree: however many times a token is
+// presented, it has one child. Reuse revokes the family (committed) and
+// answers ErrRefreshTokenReused. A token of a revoked family gives
+// ErrRefreshTokenRevoked (ErrRefreshTokenReused if it was used), an expired
+// one or one of a session past its lifetime ErrRefreshTokenExpired, an
+// unknown one ErrInvalidRefreshToken.
 func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	hash, err := refreshHash(raw)
 	if err != nil {
@@ -131,8 +180,8 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			return err
 		}
 		now := s.now()
-		reason := ""
-		switch decideRefresh(rt, now, s.o.RefreshReuseGrace) {
+		subject = token.Subject{UserID: rt.UserID, Email: rt.Email, Username: rt.Username}
+		switch s.o.Refresh.decideRefresh(rt, now) {
 		case refreshReusedRevoked:
 			return ErrRefreshTokenReused
 		case refreshRevoked:
@@ -152,19 +201,35 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
 				"user_id", rt.UserID, "family_id", rt.FamilyID)
 			return CommitAnd(ErrRefreshTokenReused)
-		case refreshGrace:
-			reason = "reuse_grace"
-		case refreshRotate:
-			if err := tx.MarkUsed(ctx, rt.ID, now); err != nil {
-				return err
+		case refreshReplay:
+			if refresh, err = token.OpenChild(raw, rt.ID, rt.ChildSealed); err != nil {
+				return fmt.Errorf("open the child of a replayed token: %w", err)
 			}
+			return auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, "replay", now)
+		case refreshRecover:
+			if refresh, err = token.OpenChild(raw, rt.ID, rt.ChildSealed); err != nil {
+				return fmt.Errorf("open the child of a recovered token: %w", err)
+			}
+			s.o.Log.InfoContext(ctx, "refresh token recovered", "user_id", rt.UserID, "family_id", rt.FamilyID)
+			return auditTx(ctx, tx, EventRefreshRecovered, rt.UserID, "", now)
 		}
-		if err := auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, reason, now); err != nil {
+		var childHash []byte
+		refresh, childHash, err = token.NewRefreshToken()
+		if err != nil {
 			return err
 		}
-		subject = token.Subject{UserID: rt.UserID, Email: rt.Email, Username: rt.Username}
-		refresh, err = s.storeRefreshToken(ctx, tx, rt.UserID, rt.FamilyID, rt.ID, now)
-		return err
+		sealed, err := token.SealChild(raw, rt.ID, refresh)
+		if err != nil {
+			return err
+		}
+		if err := tx.MarkUsed(ctx, rt.ID, now, sealed); err != nil {
+			return err
+		}
+		if err := auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, "", now); err != nil {
+			return err
+		}
+		return tx.InsertRefreshToken(ctx, RefreshToken{ID: uuid.New(), UserID: rt.UserID, FamilyID: rt.FamilyID, ParentID: rt.ID,
+			Hash: childHash, CreatedAt: now, ExpiresAt: s.o.Refresh.expiry(now, rt.FamilyCreatedAt, s.o.RefreshTokenTTL)})
 	})
 	if err != nil {
 		return TokenPair{}, err

@@ -10,6 +10,8 @@ import (
 	"entgo.io/ent/dialect"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/placebrain/auth/ent/auditevent"
+	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/ent/tokenfamily"
 	"github.com/placebrain/auth/internal/auth"
 	"github.com/placebrain/auth/internal/server"
@@ -100,8 +102,9 @@ func refreshAtOnce(e *authtest.Env, rt string, n int) ([]auth.TokenPair, []error
 	return got, errs
 }
 
-// Login gives R0; five Refresh(R0) at the same moment all succeed (the
-// grace window), and a refresh with any returned token succeeds.
+// Login gives R0; five Refresh(R0) at the same moment all succeed and
+// return one refresh token, byte for byte (the family stays a chain), and
+// a refresh with any returned token succeeds.
 func TestConcurrentRefreshWithinGrace(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -113,6 +116,12 @@ func TestConcurrentRefreshWithinGrace(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("concurrent refresh %d: %v", i, errs[i])
 		}
+		if got[i].RefreshToken != got[0].RefreshToken {
+			t.Errorf("concurrent refresh %d returned another refresh token than refresh 0", i)
+		}
+	}
+	if n := e.DB.Ent.RefreshToken.Query().CountX(ctx); n != 2 {
+		t.Errorf("refresh tokens = %d, want 2 (R0 and its one child)", n)
 	}
 	e.Clock.Advance(refreshGrace) // the follow-ups are ordinary rotations
 	for i, r := range got {
@@ -125,12 +134,65 @@ func TestConcurrentRefreshWithinGrace(t *testing.T) {
 	}
 }
 
-// Without a grace window, concurrent refreshes of one fresh token are
-// serialized by the token's row lock: exactly one rotates it, every other
-// one sees it used and revokes the family (reuse detection), and the token
-// the winner got is revoked with it.
+// A family is a chain: a replay of R0 within the grace window returns R1
+// exactly; once R1 has been rotated and the grace window is over, R0 is
+// reuse and revokes the family.
+func TestRefreshChain(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.VerifiedUser(t, "chain", "chain@example.com", pw)
+	r0 := e.Login(t, "chain@example.com", pw).RefreshToken
+	r1, err := refresh(e, r0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(2 * time.Second)
+	again, err := refresh(e, r0)
+	if err != nil {
+		t.Fatalf("replay within the grace window: %v", err)
+	}
+	if again.RefreshToken != r1.RefreshToken {
+		t.Fatalf("replay within the grace window returned another token than R1")
+	}
+	if again.AccessToken == "" {
+		t.Fatalf("replay returned no access token")
+	}
+	e.Clock.Advance(refreshGrace)
+	r2, err := refresh(e, r1.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh R1 after the grace window: %v", err)
+	}
+	if r2.RefreshToken == r1.RefreshToken {
+		t.Fatalf("R1 was not rotated")
+	}
+	_, err = refresh(e, r0)
+	wantErr(t, err, auth.ErrRefreshTokenReused, "")
+	if n := e.DB.Ent.TokenFamily.Query().Where(tokenfamily.RevokedAtIsNil()).CountX(ctx); n != 0 {
+		t.Errorf("live families after reuse = %d, want 0", n)
+	}
+	_, err = refresh(e, r2.RefreshToken)
+	wantErr(t, err, auth.ErrRefreshTokenRevoked, "")
+	// A replay of R0 within R1's grace window is reuse too: R0's child
+	// was used.
+	s0 := e.Login(t, "chain@example.com", pw).RefreshToken
+	s1, err := refresh(e, s0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(refreshGrace)
+	if _, err := refresh(e, s1.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	_, err = refresh(e, s0)
+	wantErr(t, err, auth.ErrRefreshTokenReused, "")
+}
+
+// Without a grace or recovery window, concurrent refreshes of one fresh
+// token are serialized by the token's row lock: exactly one rotates it,
+// every other one sees it used and revokes the family (reuse detection),
+// and the token the winner got is revoked with it.
 func TestConcurrentRefreshWithoutGrace(t *testing.T) {
-	e := newEnv(t, authtest.Set("JWT__REFRESH_REUSE_GRACE_SECONDS", "0"))
+	e := newEnv(t, authtest.Set("JWT__REFRESH_REUSE_GRACE_SECONDS", "0", "JWT__REFRESH_RECOVERY_MINUTES", "0"))
 	e.VerifiedUser(t, "gus", "gus@example.com", pw)
 	for round := range 5 {
 		r0 := e.Login(t, "gus@example.com", pw).RefreshToken
@@ -155,10 +217,11 @@ func TestConcurrentRefreshWithoutGrace(t *testing.T) {
 	}
 }
 
-// A client that lost the response carrying R1 retries with R0 (the parent
-// of the family's active token): within the grace window it gets another
-// token and R1 stays valid; after the window the retry is reuse and ends
-// the session.
+// A client that lost the response carrying R1 retries with R0: within
+// the grace window and, while R1 is unused, within the recovery window it
+// gets R1 itself (after the grace window recorded as refresh_recovered),
+// and R1 works. After the recovery window the retry is reuse and ends the
+// session.
 func TestLostResponseRecovery(t *testing.T) {
 	e := newEnv(t)
 	e.VerifiedUser(t, "lost", "lost@example.com", pw)
@@ -173,10 +236,22 @@ func TestLostResponseRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("retry within the grace window: %v", err)
 	}
-	for _, tok := range []string{retry.RefreshToken, r1.RefreshToken} {
-		if _, err := refresh(e, tok); err != nil {
-			t.Errorf("token after recovery: %v", err)
-		}
+	if retry.RefreshToken != r1.RefreshToken {
+		t.Fatalf("retry within the grace window returned another token than R1")
+	}
+	e.Clock.Advance(time.Minute)
+	retry, err = refresh(e, r0)
+	if err != nil {
+		t.Fatalf("retry after the grace window: %v", err)
+	}
+	if retry.RefreshToken != r1.RefreshToken {
+		t.Fatalf("retry after the grace window returned another token than R1")
+	}
+	if n := auditCount(t, e, auditevent.EventRefreshRecovered, ""); n != 1 {
+		t.Errorf("refresh_recovered events = %d, want 1", n)
+	}
+	if _, err := refresh(e, r1.RefreshToken); err != nil {
+		t.Errorf("R1 after recovery: %v", err)
 	}
 
 	s0 := e.Login(t, "lost@example.com", pw).RefreshToken
@@ -184,11 +259,39 @@ func TestLostResponseRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Clock.Advance(refreshGrace)
+	e.Clock.Advance(refreshRecovery)
 	_, err = refresh(e, s0)
 	wantErr(t, err, auth.ErrRefreshTokenReused, "")
 	_, err = refresh(e, s1.RefreshToken)
 	wantErr(t, err, auth.ErrRefreshTokenRevoked, "")
+}
+
+// A session ends JWT__SESSION_MAX_DAYS after its login however often it
+// is refreshed: refreshed every 29 days, the first refresh after 90 days
+// answers REFRESH_TOKEN_EXPIRED, and the last token issued expires at the
+// session's end, not 30 days after its rotation.
+func TestSessionLifetime(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.VerifiedUser(t, "long", "long@example.com", pw)
+	login := e.Clock.Now()
+	rt := e.Login(t, "long@example.com", pw).RefreshToken
+	for e.Clock.Now().Sub(login) < sessionMax {
+		e.Clock.Advance(29 * 24 * time.Hour)
+		p, err := refresh(e, rt)
+		if e.Clock.Now().Sub(login) >= sessionMax {
+			wantErr(t, err, auth.ErrRefreshTokenExpired, "Refresh token expired; sign in again")
+			break
+		}
+		if err != nil {
+			t.Fatalf("refresh %v after login: %v", e.Clock.Now().Sub(login), err)
+		}
+		rt = p.RefreshToken
+	}
+	last := e.DB.Ent.RefreshToken.Query().Where(refreshtoken.UsedAtIsNil()).OnlyX(ctx)
+	if want := login.Add(sessionMax); !last.ExpiresAt.Equal(want) {
+		t.Errorf("last token expires at %v, want the session's end %v", last.ExpiresAt, want)
+	}
 }
 
 func TestLogout(t *testing.T) {
@@ -273,7 +376,7 @@ func TestReuseRacingRotationRevokesEverything(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.Clock.Advance(refreshGrace)
+		e.Clock.Advance(refreshRecovery) // R0 is no lost response any more
 		var wg sync.WaitGroup
 		var thief auth.TokenPair
 		var thiefErr, ownerErr error

@@ -11,41 +11,82 @@ import (
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 func TestDecideRefresh(t *testing.T) {
-	const grace = 10 * time.Second
-	live := PresentedToken{ExpiresAt: t0.Add(time.Hour)}
+	p := RefreshPolicy{Grace: 10 * time.Second, Recovery: 15 * time.Minute, SessionMax: 90 * 24 * time.Hour}
+	child := []byte("sealed child")
+	live := PresentedToken{ExpiresAt: t0.Add(time.Hour), FamilyCreatedAt: t0.Add(-24 * time.Hour)}
 	with := func(f func(*PresentedToken)) PresentedToken {
 		p := live
 		f(&p)
 		return p
 	}
+	rotated := func(f func(*PresentedToken)) PresentedToken {
+		return with(func(p *PresentedToken) {
+			p.UsedAt, p.ChildSealed = t0, child
+			f(p)
+		})
+	}
+	childUsed := func(p *PresentedToken) { p.ChildUsedAt = t0.Add(time.Second) }
 	tests := []struct {
 		name string
+		p    RefreshPolicy
 		tok  PresentedToken
 		now  time.Time
 		want refreshOutcome
 	}{
-		{"unused, live", live, t0, refreshRotate},
-		{"unused, a nanosecond before expiry", live, t0.Add(time.Hour - 1), refreshRotate},
-		{"unused, at expiry", live, t0.Add(time.Hour), refreshExpired},
-		{"used just now", with(func(p *PresentedToken) { p.UsedAt = t0 }), t0, refreshGrace},
-		{"used, last moment of grace", with(func(p *PresentedToken) { p.UsedAt = t0 }), t0.Add(grace - 1), refreshGrace},
-		{"used, grace over", with(func(p *PresentedToken) { p.UsedAt = t0 }), t0.Add(grace), refreshReuse},
-		{"used after expiry, within grace", with(func(p *PresentedToken) { p.UsedAt = t0.Add(time.Hour - time.Second) }), t0.Add(time.Hour), refreshExpired},
-		{"used, expired, grace over: reuse wins", with(func(p *PresentedToken) { p.UsedAt = t0 }), t0.Add(2 * time.Hour), refreshReuse},
-		{"family revoked", with(func(p *PresentedToken) { p.RevokedAt = t0 }), t0, refreshRevoked},
-		{"family revoked, expired", with(func(p *PresentedToken) { p.RevokedAt = t0 }), t0.Add(2 * time.Hour), refreshRevoked},
-		{"used token of a revoked family", with(func(p *PresentedToken) { p.UsedAt, p.RevokedAt = t0, t0 }), t0, refreshReusedRevoked},
+		{"unused, live", p, live, t0, refreshRotate},
+		{"unused, a nanosecond before expiry", p, live, t0.Add(time.Hour - 1), refreshRotate},
+		{"unused, at expiry", p, live, t0.Add(time.Hour), refreshExpired},
+
+		{"used just now: its child", p, rotated(func(*PresentedToken) {}), t0, refreshReplay},
+		{"used, last moment of grace: its child", p, rotated(func(*PresentedToken) {}), t0.Add(10*time.Second - 1), refreshReplay},
+		{"used, within grace, child used too: its child", p, rotated(childUsed), t0.Add(5 * time.Second), refreshReplay},
+		{"used after its own expiry, within grace: its child", p,
+			rotated(func(p *PresentedToken) { p.ExpiresAt = t0 }), t0.Add(time.Second), refreshReplay},
+
+		{"used, grace over, child unused: recovered", p, rotated(func(*PresentedToken) {}), t0.Add(10 * time.Second), refreshRecover},
+		{"used, last moment of recovery", p, rotated(func(*PresentedToken) {}), t0.Add(15*time.Minute - 1), refreshRecover},
+		{"used, recovery over", p, rotated(func(*PresentedToken) {}), t0.Add(15 * time.Minute), refreshReuse},
+		{"used, grace over, child used: reuse", p, rotated(childUsed), t0.Add(10 * time.Second), refreshReuse},
+		{"recovery disabled", RefreshPolicy{Grace: p.Grace}, rotated(func(*PresentedToken) {}), t0.Add(10 * time.Second), refreshReuse},
+		{"no grace, no recovery: any replay is reuse", RefreshPolicy{}, rotated(func(*PresentedToken) {}), t0, refreshReuse},
+		{"used, expired, windows over: reuse wins", p, rotated(func(*PresentedToken) {}), t0.Add(2 * time.Hour), refreshReuse},
+		{"used before children were kept, within grace: reuse", p,
+			with(func(p *PresentedToken) { p.UsedAt = t0 }), t0, refreshReuse},
+
+		{"session at its end", p, live, live.FamilyCreatedAt.Add(90 * 24 * time.Hour), refreshExpired},
+		{"session a nanosecond before its end", p, with(func(p *PresentedToken) { p.ExpiresAt = t0.Add(100 * 24 * time.Hour) }),
+			live.FamilyCreatedAt.Add(90*24*time.Hour - 1), refreshRotate},
+		{"session past its end, even within grace", p, rotated(func(p *PresentedToken) { p.FamilyCreatedAt = t0.Add(-90 * 24 * time.Hour) }),
+			t0, refreshExpired},
+		{"no session bound", RefreshPolicy{Grace: p.Grace}, with(func(p *PresentedToken) {
+			p.FamilyCreatedAt, p.ExpiresAt = t0.Add(-1000*24*time.Hour), t0.Add(time.Hour)
+		}), t0, refreshRotate},
+
+		{"family revoked", p, with(func(p *PresentedToken) { p.RevokedAt = t0 }), t0, refreshRevoked},
+		{"family revoked, expired", p, with(func(p *PresentedToken) { p.RevokedAt = t0 }), t0.Add(2 * time.Hour), refreshRevoked},
+		{"used token of a revoked family, within grace", p, rotated(func(p *PresentedToken) { p.RevokedAt = t0 }), t0, refreshReusedRevoked},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := decideRefresh(tt.tok, tt.now, grace); got != tt.want {
+			if got := tt.p.decideRefresh(tt.tok, tt.now); got != tt.want {
 				t.Errorf("decideRefresh = %v, want %v", got, tt.want)
 			}
 		})
 	}
-	// Without a grace window any used token is reuse.
-	if got := decideRefresh(with(func(p *PresentedToken) { p.UsedAt = t0 }), t0, 0); got != refreshReuse {
-		t.Errorf("no grace: decideRefresh = %v, want reuse", got)
+}
+
+func TestRefreshExpiry(t *testing.T) {
+	p := RefreshPolicy{SessionMax: 90 * 24 * time.Hour}
+	ttl := 30 * 24 * time.Hour
+	if got := p.expiry(t0, t0, ttl); !got.Equal(t0.Add(ttl)) {
+		t.Errorf("fresh session: expiry %v, want its own lifetime", got)
+	}
+	start := t0.Add(-80 * 24 * time.Hour)
+	if got := p.expiry(t0, start, ttl); !got.Equal(start.Add(90 * 24 * time.Hour)) {
+		t.Errorf("late in the session: expiry %v, want the session's end", got)
+	}
+	if got := (RefreshPolicy{}).expiry(t0, start, ttl); !got.Equal(t0.Add(ttl)) {
+		t.Errorf("no session bound: expiry %v, want its own lifetime", got)
 	}
 }
 
@@ -138,9 +179,19 @@ func TestLoginPolicy(t *testing.T) {
 
 func TestOTPPolicyCodesSent(t *testing.T) {
 	p := OTPPolicy{Cooldown: time.Minute, DailyLimit: 3}
-	checkErr(t, p.cooling(time.Time{}, t0), nil, 0)
-	checkErr(t, p.cooling(t0, t0.Add(5*time.Second)), ErrOTPCooldown, 55*time.Second)
-	checkErr(t, p.cooling(t0, t0.Add(time.Minute)), nil, 0)
+	for _, tt := range []struct {
+		last, now time.Time
+		want      bool
+	}{
+		{time.Time{}, t0, false},
+		{t0, t0.Add(5 * time.Second), true},
+		{t0, t0.Add(time.Minute - 1), true},
+		{t0, t0.Add(time.Minute), false},
+	} {
+		if got := p.cooling(tt.last, tt.now); got != tt.want {
+			t.Errorf("cooling(%v, %v) = %v, want %v", tt.last, tt.now, got, tt.want)
+		}
+	}
 	// The daily limit: the fourth code of a window is refused until the
 	// window ends.
 	c := Counter{WindowStart: t0}

@@ -34,10 +34,9 @@ type Options struct {
 	MailSealer *mail.Sealer
 	// RefreshTokenTTL is the lifetime of each refresh token.
 	RefreshTokenTTL time.Duration
-	// RefreshReuseGrace is how long after a refresh token's rotation the
-	// same token is still accepted (concurrent tabs, a lost response); each
-	// such call gets a new token in the same family. Zero disables it.
-	RefreshReuseGrace time.Duration
+	// Refresh decides presented refresh tokens: the reuse grace window,
+	// the recovery window and the session's lifetime.
+	Refresh RefreshPolicy
 	// OTP limits verification codes.
 	OTP OTPPolicy
 	// Login limits login attempts.
@@ -156,11 +155,13 @@ type RegisterPolicy struct {
 func (p RegisterPolicy) limit() Limit { return Limit{Max: p.MaxPerSource, Window: p.Window} }
 
 // Register creates an unverified user, its first OTP and the outbox e-mail
-// that carries it, in one transaction, and returns the user's id. Errors:
-// INVALID_INPUT for a bad username, e-mail or password (8 to 72 bytes),
-// ErrEmailTaken when the normalized e-mail is registered,
-// ErrRegisterThrottled when the request's source has used up its
-// registrations (RegisterPolicy), the errors of OTPPolicy's limits, and
+// that carries it, in one transaction, and returns the user's id. For an
+// address whose account is unverified it makes a sign-up claim instead
+// (see claim) and returns that account's id. Errors: INVALID_INPUT for a
+// bad username, e-mail or password (8 to 72 bytes), ErrEmailTaken when the
+// address's account is verified, ErrRegisterThrottled when the request's
+// source has used up its registrations (RegisterPolicy), ErrOTPDailyLimit
+// when the address's codes of the day are used up (see issueCode), and
 // ErrServerBusy when the hashing pool is full.
 func (s *Service) Register(ctx context.Context, username, email, pw string) (uuid.UUID, error) {
 	name, err := identity.NormalizeUsername(username)
@@ -191,6 +192,15 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 			return uuid.Nil, withRetry(ErrRegisterThrottled, retryUntil(c, l, s.now()))
 		}
 	}
+	existing, err := s.db.UserByEmail(ctx, addr.Canonical)
+	switch {
+	case err == nil && existing.Verified:
+		return uuid.Nil, ErrEmailTaken
+	case err == nil:
+		return s.claim(ctx, existing, name, addr.Canonical, pw, source, perSource)
+	case !errors.Is(err, ErrUserNotFound):
+		return uuid.Nil, err
+	}
 	hash, err := s.o.Passwords.Hash(ctx, registerHashKey, pw)
 	if err != nil {
 		return uuid.Nil, s.busy(ctx, err)
@@ -199,17 +209,10 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	var id uuid.UUID
 	var throttled bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
-		if perSource.key != nil {
-			_, until, locked, err := takeIn(ctx, tx, perSource, s.o.Register.limit(), time.Time{}, now)
-			if err != nil {
-				return err
-			}
-			if !until.IsZero() {
-				throttled = locked
-				return withRetry(ErrRegisterThrottled, until.Sub(now))
-			}
-		}
 		var err error
+		if throttled, err = s.countRegistration(ctx, tx, perSource, now); err != nil {
+			return err
+		}
 		id, err = tx.CreateUser(ctx, NewAccount{Username: name, Email: addr.Address, EmailCanonical: addr.Canonical, PasswordHash: hash, CreatedAt: now})
 		if err != nil {
 			return err
@@ -217,7 +220,7 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 		if err := auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
 			return err
 		}
-		_, err = s.issueCode(ctx, tx, s.verifyKind(), id, addr.Canonical, source, now)
+		_, err = s.issueCode(ctx, tx, s.verifyKind(), id, addr.Canonical, source, now, true)
 		return err
 	})
 	if throttled {
@@ -229,6 +232,24 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	s.o.MailQueued()
 	s.o.Log.InfoContext(ctx, "user registered", "user_id", id)
 	return id, nil
+}
+
+// countRegistration counts a registration of the source whose counter is
+// perSource (none when its key is nil) in tx: ErrRegisterThrottled when
+// the source has used up its registrations, with locked set when this
+// refusal locked the counter (audit it).
+func (s *Service) countRegistration(ctx context.Context, tx Tx, perSource counterRef, now time.Time) (locked bool, err error) {
+	if perSource.key == nil {
+		return false, nil
+	}
+	_, until, locked, err := takeIn(ctx, tx, perSource, s.o.Register.limit(), time.Time{}, now)
+	if err != nil {
+		return false, err
+	}
+	if !until.IsZero() {
+		return locked, withRetry(ErrRegisterThrottled, until.Sub(now))
+	}
+	return false, nil
 }
 
 // registerHashKey is the hashing pool's key of every registration: a flood
@@ -335,14 +356,11 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 				return err
 			}
 		}
-		family, err := tx.CreateTokenFamily(ctx, u.ID, now)
-		if err != nil {
-			return err
-		}
 		if err := auditTx(ctx, tx, EventLoginSucceeded, u.ID, "", now); err != nil {
 			return err
 		}
-		refresh, err = s.storeRefreshToken(ctx, tx, u.ID, family, uuid.Nil, now)
+		var err error
+		refresh, err = s.startFamily(ctx, tx, u.ID, now)
 		return err
 	})
 	if err != nil {
@@ -384,7 +402,9 @@ func (s *Service) GetUser(ctx context.Context, id string) (User, error) {
 }
 
 // GetUserByEmail returns the user with the e-mail address, compared in its
-// normalized form. Errors: INVALID_INPUT, ErrUserNotFound.
+// normalized form. An unverified account is a pending sign-up claim, not a
+// user anyone can add to a place: it answers ErrUserNotFound. Errors:
+// INVALID_INPUT, ErrUserNotFound.
 func (s *Service) GetUserByEmail(ctx context.Context, email string) (User, error) {
 	addr, err := identity.NormalizeEmail(email)
 	if err != nil {
@@ -393,6 +413,9 @@ func (s *Service) GetUserByEmail(ctx context.Context, email string) (User, error
 	u, err := s.db.UserByEmail(ctx, addr.Canonical)
 	if err != nil {
 		return User{}, err
+	}
+	if !u.Verified {
+		return User{}, ErrUserNotFound
 	}
 	return u.user(), nil
 }

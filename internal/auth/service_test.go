@@ -66,7 +66,7 @@ func TestAccessTokenClaims(t *testing.T) {
 func TestRegisterErrors(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	e.Register(t, "alice", "Alice@Example.COM", pw)
+	e.VerifiedUser(t, "alice", "Alice@Example.COM", pw) // verified: an unverified one takes sign-up claims
 	emoji19 := strings.Repeat("😀", 19) // 76 bytes
 	tests := []struct {
 		name                      string
@@ -121,6 +121,9 @@ func TestRegisterLongButValidInput(t *testing.T) {
 		t.Fatalf("len = %d", len(addr))
 	}
 	id := e.Register(t, "fold", addr, pw)
+	// Verified as the code would (the relay takes no such address), since
+	// GetUserByEmail finds verified users only.
+	e.DB.Ent.User.UpdateOneID(uuid.MustParse(id)).SetIsVerified(true).ExecX(ctx)
 	got, err := e.Service.GetUserByEmail(ctx, addr)
 	if err != nil || got.ID.String() != id {
 		t.Fatalf("GetUserByEmail = %v, %v", got, err)
@@ -177,12 +180,22 @@ func TestGetMeAndGetUserByEmail(t *testing.T) {
 	ctx := context.Background()
 	id := e.Register(t, "Ivy", "Ivy@Example.com", pw)
 
+	// Unverified: a pending sign-up claim, found by id but not by e-mail.
+	me, err := e.Service.GetUser(ctx, id)
+	if err != nil || me.ID.String() != id || me.Email != "Ivy@Example.com" || me.Username != "Ivy" || me.Verified {
+		t.Fatalf("GetUser = %v, %v", me, err)
+	}
+	_, err = e.Service.GetUserByEmail(ctx, "  ivy@EXAMPLE.COM ")
+	wantErr(t, err, auth.ErrUserNotFound, "User not found")
+
+	if err := e.Service.VerifyOTP(ctx, "ivy@example.com", e.Code(t, "Ivy@Example.com")); err != nil {
+		t.Fatal(err)
+	}
 	got, err := e.Service.GetUserByEmail(ctx, "  ivy@EXAMPLE.COM ")
-	if err != nil || got.ID.String() != id || got.Email != "Ivy@Example.com" || got.Username != "Ivy" {
+	if err != nil || got.ID.String() != id || got.Email != "Ivy@Example.com" || got.Username != "Ivy" || !got.Verified {
 		t.Fatalf("GetUserByEmail = %v, %v", got, err)
 	}
-	me, err := e.Service.GetUser(ctx, id)
-	if err != nil || me != got || me.Verified {
+	if me, err = e.Service.GetUser(ctx, id); err != nil || me != got {
 		t.Fatalf("GetUser = %v, %v", me, err)
 	}
 	_, err = e.Service.GetUserByEmail(ctx, "nobody@example.com")

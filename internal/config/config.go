@@ -45,6 +45,8 @@ type Config struct {
 	Login    Login    `env:", prefix=LOGIN__"`
 	Register Register `env:", prefix=REGISTER__"`
 	Reset    Reset    `env:", prefix=RESET__"`
+	Users    Users    `env:", prefix=USERS__"`
+	Cleanup  Cleanup  `env:", prefix=CLEANUP__"`
 	Audit    Audit    `env:", prefix=AUDIT__"`
 	Password Password `env:", prefix=PASSWORD__"`
 	SMTP     SMTP     `env:", prefix=SMTP__"`
@@ -143,6 +145,16 @@ type JWT struct {
 	AccessTokenTTL time.Duration `env:"ACCESS_TOKEN_EXPIRE_MINUTES, default=15"`
 	// RefreshTokenTTL is the refresh token lifetime.
 	RefreshTokenTTL time.Duration `env:"REFRESH_TOKEN_EXPIRE_DAYS, default=30"`
+	// RefreshRecovery is how long after a rotation a replay of the rotated
+	// token still gets its child when the child is unused (a client that
+	// lost the response); the access token's lifetime by default.
+	RefreshRecovery time.Duration `env:"REFRESH_RECOVERY_MINUTES, default=15"`
+	// SessionMax bounds a session (token family) from its login (0: no
+	// bound).
+	SessionMax time.Duration `env:"SESSION_MAX_DAYS, default=90"`
+	// RevokedRetention is how long a revoked family is kept (its tokens
+	// answer REFRESH_TOKEN_REVOKED meanwhile).
+	RevokedRetention time.Duration `env:"REVOKED_RETENTION_DAYS, default=7"`
 }
 
 // OTP configures e-mail verification codes.
@@ -208,6 +220,21 @@ type Register struct {
 	Window       time.Duration `env:"WINDOW_MINUTES, default=60"`
 }
 
+// Users configures accounts.
+type Users struct {
+	// UnverifiedTTL is how long after its latest sign-up claim an
+	// unverified account is kept.
+	UnverifiedTTL time.Duration `env:"UNVERIFIED_TTL_HOURS, default=72"`
+}
+
+// Cleanup configures the periodic retention cleanup.
+type Cleanup struct {
+	// Interval is how often it runs (and it runs at start).
+	Interval time.Duration `env:"INTERVAL_MINUTES, default=60"`
+	// BatchSize is how many rows one statement deletes.
+	BatchSize int `env:"BATCH_SIZE, default=1000"`
+}
+
 // Audit configures the security audit log.
 type Audit struct {
 	// Retention is how long audit events are kept (0: forever).
@@ -261,6 +288,9 @@ type Outbox struct {
 	RetryBase time.Duration `env:"RETRY_BASE_SECONDS, default=5"`
 	// RetryMax caps the retry delay.
 	RetryMax time.Duration `env:"RETRY_MAX_SECONDS, default=600"`
+	// Retention is how long sent and failed messages are kept (they hold
+	// the recipient's address).
+	Retention time.Duration `env:"RETENTION_DAYS, default=7"`
 }
 
 // DevSecretFile is the file in the data directory that keeps the JWT secret
@@ -282,6 +312,8 @@ const (
 	SectionLogin    Section = "LOGIN"
 	SectionRegister Section = "REGISTER"
 	SectionReset    Section = "RESET"
+	SectionUsers    Section = "USERS"
+	SectionCleanup  Section = "CLEANUP"
 	SectionAudit    Section = "AUDIT"
 	SectionPassword Section = "PASSWORD"
 	SectionSMTP     Section = "SMTP"
@@ -290,7 +322,7 @@ const (
 
 // Serve is every section: what `authd serve` reads.
 var Serve = []Section{SectionGRPC, SectionLog, SectionDebug, SectionData, SectionDatabase, SectionJWT,
-	SectionOTP, SectionLogin, SectionRegister, SectionReset, SectionAudit, SectionPassword, SectionSMTP, SectionOutbox}
+	SectionOTP, SectionLogin, SectionRegister, SectionReset, SectionUsers, SectionCleanup, SectionAudit, SectionPassword, SectionSMTP, SectionOutbox}
 
 // Storage is what a command that only opens the database reads
 // (`authd migrate`): DATA__DIR and DATABASE__*.
@@ -396,6 +428,10 @@ func (c *Config) section(s Section) any {
 		return &c.Register
 	case SectionReset:
 		return &c.Reset
+	case SectionUsers:
+		return &c.Users
+	case SectionCleanup:
+		return &c.Cleanup
 	case SectionAudit:
 		return &c.Audit
 	case SectionPassword:
@@ -540,6 +576,9 @@ func (c *Config) rules(s Section) []rule {
 			{c.JWT.ValidationCacheSize >= 0, "JWT__VALIDATION_CACHE_SIZE must not be negative"},
 			{c.JWT.RefreshReuseGrace >= 0, "JWT__REFRESH_REUSE_GRACE_SECONDS must not be negative"},
 			{c.JWT.RefreshTokenTTL > 0, "JWT__REFRESH_TOKEN_EXPIRE_DAYS must be positive"},
+			{c.JWT.RefreshRecovery >= 0, "JWT__REFRESH_RECOVERY_MINUTES must not be negative"},
+			{c.JWT.SessionMax >= 0, "JWT__SESSION_MAX_DAYS must not be negative"},
+			{c.JWT.RevokedRetention >= 0, "JWT__REVOKED_RETENTION_DAYS must not be negative"},
 		}
 	case SectionOTP:
 		return []rule{
@@ -558,6 +597,13 @@ func (c *Config) rules(s Section) []rule {
 			{c.Login.AccountDailyFailures >= 0, "LOGIN__ACCOUNT_DAILY_FAILURES must not be negative"},
 			{c.Login.AccountDelay >= 0, "LOGIN__ACCOUNT_DELAY_SECONDS must not be negative"},
 			{c.Login.TrustedSource >= 0, "LOGIN__TRUSTED_SOURCE_DAYS must not be negative"},
+		}
+	case SectionUsers:
+		return []rule{{c.Users.UnverifiedTTL > 0, "USERS__UNVERIFIED_TTL_HOURS must be positive"}}
+	case SectionCleanup:
+		return []rule{
+			{c.Cleanup.Interval > 0, "CLEANUP__INTERVAL_MINUTES must be positive"},
+			{c.Cleanup.BatchSize > 0, "CLEANUP__BATCH_SIZE must be positive"},
 		}
 	case SectionReset:
 		return []rule{
@@ -588,6 +634,7 @@ func (c *Config) rules(s Section) []rule {
 			{c.Outbox.PollInterval > 0, "OUTBOX__POLL_INTERVAL_MILLIS must be positive"},
 			{c.Outbox.MaxAttempts > 0, "OUTBOX__MAX_ATTEMPTS must be positive"},
 			{c.Outbox.RetryBase > 0 && c.Outbox.RetryMax >= c.Outbox.RetryBase, "OUTBOX__RETRY_BASE_SECONDS must be positive and at most OUTBOX__RETRY_MAX_SECONDS"},
+			{c.Outbox.Retention > 0, "OUTBOX__RETENTION_DAYS must be positive"},
 		}
 	}
 	return nil

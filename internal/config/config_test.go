@@ -70,6 +70,9 @@ func TestLoadDefaults(t *testing.T) {
 			AccessTokenTTL:      15 * time.Minute,
 			RefreshTokenTTL:     30 * 24 * time.Hour,
 			RefreshReuseGrace:   10 * time.Second,
+			RefreshRecovery:     15 * time.Minute,
+			SessionMax:          90 * 24 * time.Hour,
+			RevokedRetention:    7 * 24 * time.Hour,
 			ValidationCacheSize: 10000,
 		},
 		OTP: config.OTP{
@@ -84,6 +87,8 @@ func TestLoadDefaults(t *testing.T) {
 			AccountDailyFailures: 100, AccountDelay: 2 * time.Second, TrustedSource: 90 * 24 * time.Hour},
 		Register: config.Register{MaxPerSource: 10, Window: time.Hour},
 		Reset:    config.Reset{MaxAttempts: 3, AccountDailyFailures: 10},
+		Users:    config.Users{UnverifiedTTL: 72 * time.Hour},
+		Cleanup:  config.Cleanup{Interval: time.Hour, BatchSize: 1000},
 		Audit:    config.Audit{Retention: 90 * 24 * time.Hour},
 		Password: config.Password{BcryptCost: 12, HashQueue: 32},
 		SMTP: config.SMTP{
@@ -98,6 +103,7 @@ func TestLoadDefaults(t *testing.T) {
 			MaxAttempts:  8,
 			RetryBase:    5 * time.Second,
 			RetryMax:     600 * time.Second,
+			Retention:    7 * 24 * time.Hour,
 		},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -78,6 +78,10 @@ type Hasher struct {
 	pool  *Pool
 	sleep func(context.Context, time.Duration) error
 
+	// none is a hash at cost of a random password nobody holds: an
+	// account without a password (empty hash) is compared against it.
+	none []byte
+
 	mu     sync.Mutex
 	recent [64]time.Duration // a ring of recent comparison durations
 	n      int               // comparisons recorded, at most len(recent) count
@@ -93,7 +97,7 @@ func NewHasher(cost int, pool *Pool) (*Hasher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("password: calibration hash: %w", err)
 	}
-	h := &Hasher{cost: cost, pool: pool, sleep: sleep}
+	h := &Hasher{cost: cost, pool: pool, sleep: sleep, none: hash}
 	start := time.Now()
 	_ = bcrypt.CompareHashAndPassword(hash, b)
 	h.record(time.Since(start))
@@ -145,17 +149,22 @@ func (h *Hasher) Hash(ctx context.Context, key, pw string) (string, error) {
 // Compare returns nil when pw matches hash, ErrMismatch when it does not,
 // ErrBusy when the pool refused or shed the job, the context's error while
 // queued, or another error for a malformed hash. It runs in the pool under
-// key (see Pool).
+// key (see Pool). An empty hash is an account without a password: no
+// password matches it, after as long a comparison as any other.
 func (h *Hasher) Compare(ctx context.Context, key, hash, pw string) error {
+	stored := []byte(hash)
+	if hash == "" {
+		stored = h.none
+	}
 	var err error
 	if perr := h.pool.Do(ctx, key, func() {
 		start := time.Now()
-		err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(pw))
+		err = bcrypt.CompareHashAndPassword(stored, []byte(pw))
 		h.record(time.Since(start))
 	}); perr != nil {
 		return perr
 	}
-	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+	if hash == "" || errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
 		return ErrMismatch
 	}
 	return err

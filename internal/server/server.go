@@ -211,12 +211,16 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		Log:          log,
 	})
 	svc := auth.New(db, auth.Options{
-		AccessTokens:      access,
-		Passwords:         hasher,
-		OTPKeys:           keys,
-		MailSealer:        sealer,
-		RefreshTokenTTL:   c.JWT.RefreshTokenTTL,
-		RefreshReuseGrace: c.JWT.RefreshReuseGrace,
+		AccessTokens:    access,
+		Passwords:       hasher,
+		OTPKeys:         keys,
+		MailSealer:      sealer,
+		RefreshTokenTTL: c.JWT.RefreshTokenTTL,
+		Refresh: auth.RefreshPolicy{
+			Grace:      c.JWT.RefreshReuseGrace,
+			Recovery:   c.JWT.RefreshRecovery,
+			SessionMax: c.JWT.SessionMax,
+		},
 		OTP: auth.OTPPolicy{
 			TTL:                  c.OTP.TTL,
 			MaxAttempts:          c.OTP.MaxAttempts,

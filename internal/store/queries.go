@@ -27,9 +27,19 @@ type queries struct {
 }
 
 func account(u *ent.User) auth.Account {
-	return auth.Account{ID: u.ID, Username: u.Username, Email: u.Email, EmailCanonical: u.EmailNormalized,
+	a := auth.Account{ID: u.ID, Username: u.Username, Email: u.Email, EmailCanonical: u.EmailNormalized,
 		PasswordHash: u.PasswordHash, Verified: u.IsVerified, Deleted: u.DeletedAt != nil, Imported: u.ImportedAt != nil,
 		CreatedAt: u.CreatedAt}
+	if u.ClaimedAt != nil {
+		a.ClaimedAt = *u.ClaimedAt
+	}
+	if u.ClaimUsername != nil && u.ClaimPasswordHash != nil {
+		a.ClaimUsername, a.ClaimPasswordHash = *u.ClaimUsername, *u.ClaimPasswordHash
+	}
+	if u.ClaimsContestedAt != nil {
+		a.ContestedAt = *u.ClaimsContestedAt
+	}
+	return a
 }
 
 // UserByID implements auth.Queries.
@@ -117,6 +127,7 @@ func (t *Tx) CreateUser(ctx context.Context, a auth.NewAccount) (uuid.UUID, erro
 		SetPasswordHash(a.PasswordHash).
 		SetCreatedAt(a.CreatedAt).
 		SetUpdatedAt(a.CreatedAt).
+		SetClaimedAt(a.CreatedAt).
 		Save(ctx)
 	if ent.IsConstraintError(err) {
 		return uuid.Nil, auth.ErrEmailTaken
@@ -148,9 +159,29 @@ func (t *Tx) SetPasswordHash(ctx context.Context, id uuid.UUID, hash string, at 
 }
 
 // MarkVerified implements auth.Tx.
-func (t *Tx) MarkVerified(ctx context.Context, id uuid.UUID, at time.Time) error {
-	if err := t.c.User.UpdateOneID(id).SetIsVerified(true).SetVerifiedAt(at).SetUpdatedAt(at).Exec(ctx); err != nil {
+func (t *Tx) MarkVerified(ctx context.Context, id uuid.UUID, username, passwordHash string, at time.Time) error {
+	err := t.c.User.UpdateOneID(id).
+		SetIsVerified(true).SetVerifiedAt(at).SetUpdatedAt(at).
+		SetUsername(username).SetPasswordHash(passwordHash).
+		ClearClaimUsername().ClearClaimPasswordHash().ClearClaimsContestedAt().
+		Exec(ctx)
+	if err != nil {
 		return fmt.Errorf("mark verified: %w", err)
+	}
+	return nil
+}
+
+// RecordClaim implements auth.Tx.
+func (t *Tx) RecordClaim(ctx context.Context, id uuid.UUID, c auth.Claim) error {
+	u := t.c.User.UpdateOneID(id).
+		SetClaimUsername(c.Username).SetClaimPasswordHash(c.PasswordHash).SetClaimedAt(c.At).SetUpdatedAt(c.At)
+	if c.ContestedAt.IsZero() {
+		u.ClearClaimsContestedAt()
+	} else {
+		u.SetClaimsContestedAt(c.ContestedAt)
+	}
+	if err := u.Exec(ctx); err != nil {
+		return fmt.Errorf("record sign-up claim: %w", err)
 	}
 	return nil
 }
@@ -186,17 +217,18 @@ func (t *Tx) LockRefreshToken(ctx context.Context, hash []byte) (auth.PresentedT
 		return auth.PresentedToken{}, auth.ErrInvalidRefreshToken
 	}
 	var p auth.PresentedToken
-	var used, revoked sql.NullTime
-	if err := rows.Scan(&p.ID, &p.UserID, &p.FamilyID, &used, &p.ExpiresAt, &revoked, &p.Email, &p.Username); err != nil {
+	var used, revoked, childUsed sql.NullTime
+	if err := rows.Scan(&p.ID, &p.UserID, &p.FamilyID, &used, &p.ExpiresAt, &p.ChildSealed,
+		&revoked, &p.FamilyCreatedAt, &childUsed, &p.Email, &p.Username); err != nil {
 		return auth.PresentedToken{}, fmt.Errorf("lock refresh token: %w", err)
 	}
-	p.UsedAt, p.RevokedAt = used.Time, revoked.Time
+	p.UsedAt, p.RevokedAt, p.ChildUsedAt = used.Time, revoked.Time, childUsed.Time
 	return p, rows.Close()
 }
 
 // MarkUsed implements auth.Tx with a prebuilt statement.
-func (t *Tx) MarkUsed(ctx context.Context, tokenID uuid.UUID, at time.Time) error {
-	if _, err := t.c.ExecContext(ctx, t.sql.MarkUsed, at, tokenID); err != nil {
+func (t *Tx) MarkUsed(ctx context.Context, tokenID uuid.UUID, at time.Time, childSealed []byte) error {
+	if _, err := t.c.ExecContext(ctx, t.sql.MarkUsed, at, childSealed, tokenID); err != nil {
 		return fmt.Errorf("mark refresh token used: %w", err)
 	}
 	return nil

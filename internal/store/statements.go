@@ -24,12 +24,14 @@ import (
 // schema's validators themselves. The load tool's ceiling (c) issues these
 // same texts directly.
 type Rotation struct {
-	// LockToken reads a refresh token with its family and user and locks
-	// the token's and the family's rows. Args: token_hash. Columns: id,
-	// user_id, family_id, used_at, expires_at, the family's revoked_at,
-	// the user's email and username.
+	// LockToken reads a refresh token with its family, its child and its
+	// user and locks the token's and the family's rows. Args: token_hash.
+	// Columns: id, user_id, family_id, used_at, expires_at, child_sealed,
+	// the family's revoked_at and created_at, the child's used_at (NULL
+	// without a child), the user's email and username.
 	LockToken string
-	// MarkUsed sets a refresh token's used_at. Args: used_at, id.
+	// MarkUsed sets a refresh token's used_at and child_sealed. Args:
+	// used_at, child_sealed, id.
 	MarkUsed string
 	// InsertAudit records an audit event. Args: id, created_at, event,
 	// user_id, reason.
@@ -79,12 +81,15 @@ func newStatements(d string) *statements {
 	b := entsql.Dialect(d)
 	t := entsql.Table(refreshtoken.Table).As("t")
 	f := entsql.Table(tokenfamily.Table).As("f")
+	c := entsql.Table(refreshtoken.Table).As("c")
 	u := entsql.Table(user.Table).As("u")
 	lock := b.Select(t.C(refreshtoken.FieldID), t.C(refreshtoken.FieldUserID), t.C(refreshtoken.FieldFamilyID),
-		t.C(refreshtoken.FieldUsedAt), t.C(refreshtoken.FieldExpiresAt), f.C(tokenfamily.FieldRevokedAt),
+		t.C(refreshtoken.FieldUsedAt), t.C(refreshtoken.FieldExpiresAt), t.C(refreshtoken.FieldChildSealed),
+		f.C(tokenfamily.FieldRevokedAt), f.C(tokenfamily.FieldCreatedAt), c.C(refreshtoken.FieldUsedAt),
 		u.C(user.FieldEmail), u.C(user.FieldUsername)).
 		From(t).
 		Join(f).On(t.C(refreshtoken.FieldFamilyID), f.C(tokenfamily.FieldID)).
+		LeftJoin(c).On(c.C(refreshtoken.FieldParentID), t.C(refreshtoken.FieldID)).
 		Join(u).On(t.C(refreshtoken.FieldUserID), u.C(user.FieldID)).
 		Where(entsql.EQ(t.C(refreshtoken.FieldTokenHash), []byte(nil)))
 	forUpdate(entsql.WithLockTables("t", "f"))(lock)
@@ -92,6 +97,7 @@ func newStatements(d string) *statements {
 	s.LockToken, _ = lock.Query()
 	s.MarkUsed, _ = b.Update(refreshtoken.Table).
 		Set(refreshtoken.FieldUsedAt, time.Time{}).
+		Set(refreshtoken.FieldChildSealed, []byte{}).
 		Where(entsql.EQ(refreshtoken.FieldID, uuid.Nil)).
 		Query()
 	s.InsertToken, _ = b.Insert(refreshtoken.Table).

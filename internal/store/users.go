@@ -124,6 +124,8 @@ func (t *Tx) InsertImportedUser(ctx context.Context, a auth.ImportedAccount, at 
 		SetImportedAt(at)
 	if a.Verified {
 		c.SetVerifiedAt(a.CreatedAt)
+	} else {
+		c.SetClaimedAt(at) // an imported sign-up's TTL runs from its import
 	}
 	err := c.Exec(ctx)
 	if ent.IsConstraintError(err) {

@@ -206,7 +206,7 @@ func New(t testing.TB, opts ...Option) *Env {
 	var once sync.Once
 	var serveErr error
 	e.stop = func() error {
-		once.Do(func() { stop(); serveErr = <-done })
+		once.Do(func() { e.checkChains(t); stop(); serveErr = <-done })
 		return serveErr
 	}
 	t.Cleanup(func() {
@@ -226,6 +226,36 @@ func New(t testing.TB, opts ...Option) *Env {
 	t.Cleanup(func() { conn.Close() })
 	e.Conn, e.Client = conn, authpb.NewAuthServiceClient(conn)
 	return e
+}
+
+// forkedFamilies finds the live token families with more than one unused
+// refresh token: a family is a chain, never a tree.
+const forkedFamilies = `SELECT t.family_id, COUNT(*) FROM refresh_tokens t
+JOIN token_families f ON f.id = t.family_id
+WHERE f.revoked_at IS NULL AND t.used_at IS NULL
+GROUP BY t.family_id HAVING COUNT(*) > 1`
+
+// checkChains fails t if any live token family of the env's database has
+// forked; it runs whenever an env stops, at the latest when its test ends.
+func (e *Env) checkChains(t testing.TB) {
+	rows, err := e.DB.SQL.QueryContext(context.Background(), forkedFamilies)
+	if err != nil {
+		t.Errorf("authtest: chain check: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var family []byte
+		var n int
+		if err := rows.Scan(&family, &n); err != nil {
+			t.Errorf("authtest: chain check: %v", err)
+			return
+		}
+		t.Errorf("authtest: live token family %x has %d unused refresh tokens, want at most 1", family, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Errorf("authtest: chain check: %v", err)
+	}
 }
 
 // Stop stops the service as a stop signal would, before the test ends:
