@@ -67,7 +67,7 @@ func TestRegisterErrors(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.VerifiedUser(t, "alice", "Alice@Example.COM", pw) // verified: an unverified one takes sign-up claims
-	emoji19 := strings.Repeat("😀", 19) // 76 bytes
+	emoji19 := strings.Repeat("😀", 19)                  // 76 bytes
 	tests := []struct {
 		name                      string
 		username, email, password string

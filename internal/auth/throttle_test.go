@@ -128,7 +128,7 @@ func TestAuditLog(t *testing.T) {
 	e.Service.Login(ctx, "nobody@example.com", "wrong password")
 	lr := e.Login(t, "audit@example.com", pw)
 	r1, _ := e.Service.Refresh(ctx, lr.RefreshToken)
-	e.Clock.Advance(refreshRecovery) // past the lost-response recovery too
+	e.Clock.Advance(refreshRecovery)        // past the lost-response recovery too
 	e.Service.Refresh(ctx, lr.RefreshToken) // reuse
 	lr2 := e.Login(t, "audit@example.com", pw)
 	e.Service.Logout(ctx, lr2.RefreshToken)
