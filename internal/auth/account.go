@@ -219,7 +219,7 @@ func (s *Service) checkPassword(ctx context.Context, u Account, pw string, now t
 			return g, err
 		}
 	}
-	err = s.o.Passwords.Compare(ctx, g.hashKey, u.PasswordHash, pw)
+	err = s.comparePassword(ctx, g.hashKey, u.PasswordHash, pw)
 	switch {
 	case err == nil:
 		return g, s.loginSucceeded(ctx, g, u.EmailCanonical, source, now)

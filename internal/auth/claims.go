@@ -59,6 +59,17 @@ func verifiedCredentials(a Account) (username, passwordHash string) {
 	return a.claimUsername(), a.claimHash()
 }
 
+// comparePassword compares pw with an account's password hash in the
+// hashing pool under key (password.Hasher.Compare); an empty hash is an
+// account without a password (see verifiedCredentials), which no password
+// matches, after as long a comparison as any.
+func (s *Service) comparePassword(ctx context.Context, key, hash, pw string) error {
+	if hash == "" {
+		return s.o.Passwords.CompareNone(ctx, key, pw)
+	}
+	return s.o.Passwords.Compare(ctx, key, hash, pw)
+}
+
 // nextClaim is the claim that Register with username name makes at now on
 // the unverified account a, whose latest claim's password the new one
 // matched (same) or not. A contested account stays contested.
@@ -84,7 +95,7 @@ func nextClaim(a Account, name string, same bool, now time.Time) Claim {
 func (s *Service) claim(ctx context.Context, a Account, name, canonical, pw string, source netip.Prefix, perSource counterRef) (uuid.UUID, error) {
 	same := false
 	if a.ContestedAt.IsZero() {
-		switch err := s.o.Passwords.Compare(ctx, s.hashKey(canonical), a.claimHash(), pw); {
+		switch err := s.comparePassword(ctx, s.hashKey(canonical), a.claimHash(), pw); {
 		case err == nil:
 			same = true
 		case errors.Is(err, password.ErrMismatch):

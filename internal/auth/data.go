@@ -23,13 +23,8 @@ type Store interface {
 	// CommitAnd(cause). On SQLite the transaction holds the database's
 	// write lock from its start.
 	InTx(ctx context.Context, fn func(Tx) error) error
-	// DeleteAuditEventsBefore deletes audit events created before t and
-	// returns how many.
-	DeleteAuditEventsBefore(ctx context.Context, t time.Time) (int, error)
-	// DeleteIdleCounters deletes the limiter counters of purpose whose
-	// last event was before last (or that have none) and that lock nothing
-	// at now, and returns how many.
-	DeleteIdleCounters(ctx context.Context, purpose Purpose, last, now time.Time) (int, error)
+	// Purger deletes dead rows (Cleanup).
+	Purger
 	// EachUser calls fn with every account that is not a tombstone, in id
 	// order, until fn fails.
 	EachUser(ctx context.Context, fn func(Account) error) error

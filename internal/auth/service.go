@@ -50,8 +50,8 @@ type Options struct {
 	// Sleep waits d or until ctx ends (a real timer when nil); the login
 	// slowdown uses it.
 	Sleep func(ctx context.Context, d time.Duration) error
-	// AuditRetention is how long audit events are kept (zero: forever).
-	AuditRetention time.Duration
+	// Retention says how long dead rows are kept (Cleanup).
+	Retention RetentionPolicy
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// MailQueued, when set, is called after a transaction that queued
@@ -324,7 +324,7 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		}
 		return fail("unknown_email")
 	}
-	if err := s.o.Passwords.Compare(ctx, g.hashKey, u.PasswordHash, pw); err != nil {
+	if err := s.comparePassword(ctx, g.hashKey, u.PasswordHash, pw); err != nil {
 		if errors.Is(err, password.ErrMismatch) {
 			s.o.Log.InfoContext(ctx, "login failed", "user_id", u.ID, "reason", "wrong_password")
 			return fail("wrong_password")
@@ -441,29 +441,6 @@ func (s *Service) ValidateToken(_ context.Context, raw string) (token.Subject, b
 	return sub, true, nil
 }
 
-// Prune deletes audit events older than the retention and limiter
-// counters that no longer count or lock anything. It returns how many rows
-// it deleted. The server runs it periodically.
-func (s *Service) Prune(ctx context.Context) (int, error) {
-	now := s.now()
-	var total int
-	if s.o.AuditRetention > 0 {
-		n, err := s.db.DeleteAuditEventsBefore(ctx, now.Add(-s.o.AuditRetention))
-		if err != nil {
-			return total, err
-		}
-		total += n
-	}
-	for _, c := range s.counterLifetimes() {
-		n, err := s.db.DeleteIdleCounters(ctx, c.purpose, now.Add(-c.idle), now)
-		if err != nil {
-			return total, err
-		}
-		total += n
-	}
-	return total, nil
-}
-
 // counterLifetimes says, per purpose, how long after its last event a
 // counter can no longer matter: the longest window it counts in.
 func (s *Service) counterLifetimes() []struct {
@@ -483,5 +460,8 @@ func (s *Service) counterLifetimes() []struct {
 		{PurposeCodeSend, max(day, s.o.OTP.Cooldown)},
 		{PurposeCodeSendAccount, day},
 		{PurposeRegister, s.o.Register.Window},
+		{PurposeResetCheck, s.o.OTP.TTL},
+		{PurposeResetCheckAccount, day},
+		{PurposeResetSend, max(day, s.o.OTP.Cooldown)},
 	}
 }

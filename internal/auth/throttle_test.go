@@ -116,7 +116,7 @@ func TestLoginThrottlingUnderConcurrency(t *testing.T) {
 }
 
 // Security events are recorded with user ids, and hold no secret or
-// address; Prune drops them after the retention.
+// address; Cleanup drops them after the retention.
 func TestAuditLog(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -164,14 +164,14 @@ func TestAuditLog(t *testing.T) {
 
 	// Retention.
 	e.Clock.Advance(89 * 24 * time.Hour)
-	if _, err := e.Service.Prune(ctx); err != nil {
+	if _, err := e.Service.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.DB.Ent.AuditEvent.Query().CountX(ctx); n == 0 {
 		t.Errorf("events pruned before the retention ended")
 	}
 	e.Clock.Advance(2 * 24 * time.Hour)
-	if _, err := e.Service.Prune(ctx); err != nil {
+	if _, err := e.Service.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.DB.Ent.AuditEvent.Query().CountX(ctx); n != 0 {

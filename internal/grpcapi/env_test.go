@@ -54,13 +54,3 @@ func errorInfo(err error) *errdetails.ErrorInfo {
 	}
 	return nil
 }
-
-func retryDelay(err error) (time.Duration, bool) {
-	st, _ := status.FromError(err)
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			return ri.GetRetryDelay().AsDuration(), true
-		}
-	}
-	return 0, false
-}

@@ -78,8 +78,8 @@ type Hasher struct {
 	pool  *Pool
 	sleep func(context.Context, time.Duration) error
 
-	// none is a hash at cost of a random password nobody holds: an
-	// account without a password (empty hash) is compared against it.
+	// none is a hash at cost of a random password nobody holds
+	// (CompareNone).
 	none []byte
 
 	mu     sync.Mutex
@@ -149,22 +149,32 @@ func (h *Hasher) Hash(ctx context.Context, key, pw string) (string, error) {
 // Compare returns nil when pw matches hash, ErrMismatch when it does not,
 // ErrBusy when the pool refused or shed the job, the context's error while
 // queued, or another error for a malformed hash. It runs in the pool under
-// key (see Pool). An empty hash is an account without a password: no
-// password matches it, after as long a comparison as any other.
+// key (see Pool).
 func (h *Hasher) Compare(ctx context.Context, key, hash, pw string) error {
-	stored := []byte(hash)
-	if hash == "" {
-		stored = h.none
+	return h.compare(ctx, key, []byte(hash), pw)
+}
+
+// CompareNone is Compare for an account that has no password: no
+// password matches, and the answer, ErrMismatch, comes after as long a
+// comparison as any other (against a hash of a random password), so that
+// it does not tell.
+func (h *Hasher) CompareNone(ctx context.Context, key, pw string) error {
+	if err := h.compare(ctx, key, h.none, pw); err != nil && !errors.Is(err, ErrMismatch) {
+		return err
 	}
+	return ErrMismatch
+}
+
+func (h *Hasher) compare(ctx context.Context, key string, hash []byte, pw string) error {
 	var err error
 	if perr := h.pool.Do(ctx, key, func() {
 		start := time.Now()
-		err = bcrypt.CompareHashAndPassword(stored, []byte(pw))
+		err = bcrypt.CompareHashAndPassword(hash, []byte(pw))
 		h.record(time.Since(start))
 	}); perr != nil {
 		return perr
 	}
-	if hash == "" || errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
 		return ErrMismatch
 	}
 	return err

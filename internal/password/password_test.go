@@ -208,3 +208,14 @@ func TestWaitLikeCompare(t *testing.T) {
 	}
 	_ = hash
 }
+
+// An account without a password matches no password, not even the empty
+// one, and answers as a wrong password does.
+func TestCompareNone(t *testing.T) {
+	h := newHasher(t)
+	for _, pw := range []string{"", "password123", strings.Repeat("x", 72)} {
+		if err := h.CompareNone(ctx, "k", pw); !errors.Is(err, password.ErrMismatch) {
+			t.Errorf("CompareNone(%q) = %v, want ErrMismatch", pw, err)
+		}
+	}
+}

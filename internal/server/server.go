@@ -77,6 +77,9 @@ type Options struct {
 	// files are re-read (the constant TLSRefresh when zero): short in the tests of
 	// their rotation.
 	TLSRefresh time.Duration
+	// NoCleanup keeps Serve from running the retention cleanup (a test
+	// that runs auth.Service.Cleanup itself and counts what it deletes).
+	NoCleanup bool
 }
 
 // App is an assembled authd, ready to Serve.
@@ -93,6 +96,8 @@ type App struct {
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
+	// noCleanup is Options.NoCleanup.
+	noCleanup bool
 	// stopTLS stops re-reading the TLS files.
 	stopTLS func()
 	// stopping is closed when shutdown starts, ending open streams.
@@ -241,7 +246,13 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		Reset:          auth.ResetPolicy{MaxAttempts: c.Reset.MaxAttempts, AccountDailyFailures: c.Reset.AccountDailyFailures},
 		LimiterKey:     limiterKey,
 		Sleep:          o.Sleep,
-		AuditRetention: c.Audit.Retention,
+		Retention: auth.RetentionPolicy{
+			RevokedFamilies:    c.JWT.RevokedRetention,
+			UnverifiedAccounts: c.Users.UnverifiedTTL,
+			Mail:               c.Outbox.Retention,
+			Audit:              c.Audit.Retention,
+			BatchSize:          c.Cleanup.BatchSize,
+		},
 		Now:            o.Now,
 		MailQueued:     dispatcher.Wake,
 		Log:            log,
@@ -254,7 +265,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		}
 	}
 	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, Callers: callers, cfg: c, log: log, lis: lis,
-		stopTLS: stopTLS, health: health.NewServer(), stopping: make(chan struct{})}
+		stopTLS: stopTLS, health: health.NewServer(), stopping: make(chan struct{}), noCleanup: o.NoCleanup}
 	a.grpc = grpc.NewServer(append(grpcOpts, grpc.StreamInterceptor(a.endStreams))...)
 	grpcapi.Register(a.grpc, svc, callers)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
@@ -380,7 +391,9 @@ func (a *App) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.Dispatcher.Run(runCtx) })
 	wg.Go(func() { watchDB(runCtx, a.DB.SQL, a.setHealth, a.log) })
-	wg.Go(func() { prune(runCtx, a.Service, a.log) })
+	if !a.noCleanup {
+		wg.Go(func() { cleanup(runCtx, a.Service, a.cfg.Cleanup.Interval, a.log) })
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.grpc.Serve(a.lis) }()
@@ -413,16 +426,21 @@ func (a *App) Serve(ctx context.Context) error {
 	return nil
 }
 
-// prune deletes expired audit events and login throttles at start and
-// then hourly.
-func prune(ctx context.Context, svc *auth.Service, log *slog.Logger) {
-	t := time.NewTicker(time.Hour)
+// cleanup runs the retention cleanup (auth.Service.Cleanup) at start and
+// then every interval, until ctx ends.
+func cleanup(ctx context.Context, svc *auth.Service, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if n, err := svc.Prune(ctx); err != nil && ctx.Err() == nil {
-			log.Error("prune", "error", err)
-		} else if n > 0 {
-			log.Info("pruned expired rows", "rows", n)
+		start := time.Now()
+		c, err := svc.Cleanup(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("cleanup failed", "error", err, "rows", c.Total())
+		case c.Total() > 0:
+			log.Info("cleanup", "rows", c.Total(), "refresh_tokens", c.RefreshTokens, "token_families", c.TokenFamilies,
+				"codes", c.Codes, "outbox_messages", c.Mail, "users", c.Users, "audit_events", c.AuditEvents,
+				"rate_limits", c.Counters, "login_throttles", c.LoginThrottles, "duration", time.Since(start))
 		}
 		select {
 		case <-ctx.Done():

@@ -103,19 +103,6 @@ func (t *Tx) SaveCounter(ctx context.Context, key []byte, c auth.Counter, now ti
 	return nil
 }
 
-// DeleteIdleCounters implements auth.Store.
-func (db *DB) DeleteIdleCounters(ctx context.Context, purpose auth.Purpose, last, now time.Time) (int, error) {
-	n, err := db.Ent.RateLimit.Delete().Where(
-		ratelimit.PurposeEQ(ratelimit.Purpose(purpose)),
-		ratelimit.UpdatedAtLT(last),
-		ratelimit.Or(ratelimit.LockedUntilIsNil(), ratelimit.LockedUntilLT(now)),
-	).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("prune limiter counters: %w", err)
-	}
-	return n, nil
-}
-
 // DeleteAccountCounters implements auth.Tx.
 func (t *Tx) DeleteAccountCounters(ctx context.Context, account []byte, purposes ...auth.Purpose) error {
 	ps := make([]ratelimit.Purpose, len(purposes))

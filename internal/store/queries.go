@@ -109,15 +109,6 @@ func (q queries) RecordAudit(ctx context.Context, e auth.AuditEvent) error {
 	return nil
 }
 
-// DeleteAuditEventsBefore implements auth.Store.
-func (db *DB) DeleteAuditEventsBefore(ctx context.Context, t time.Time) (int, error) {
-	n, err := db.Ent.AuditEvent.Delete().Where(auditevent.CreatedAtLT(t)).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("prune audit events: %w", err)
-	}
-	return n, nil
-}
-
 // CreateUser implements auth.Tx.
 func (t *Tx) CreateUser(ctx context.Context, a auth.NewAccount) (uuid.UUID, error) {
 	u, err := t.c.User.Create().
