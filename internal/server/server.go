@@ -242,10 +242,10 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 			AccountDelay:         c.Login.AccountDelay,
 			TrustedFor:           c.Login.TrustedSource,
 		},
-		Register:       auth.RegisterPolicy{MaxPerSource: c.Register.MaxPerSource, Window: c.Register.Window},
-		Reset:          auth.ResetPolicy{MaxAttempts: c.Reset.MaxAttempts, AccountDailyFailures: c.Reset.AccountDailyFailures},
-		LimiterKey:     limiterKey,
-		Sleep:          o.Sleep,
+		Register:   auth.RegisterPolicy{MaxPerSource: c.Register.MaxPerSource, Window: c.Register.Window},
+		Reset:      auth.ResetPolicy{MaxAttempts: c.Reset.MaxAttempts, AccountDailyFailures: c.Reset.AccountDailyFailures},
+		LimiterKey: limiterKey,
+		Sleep:      o.Sleep,
 		Retention: auth.RetentionPolicy{
 			RevokedFamilies:    c.JWT.RevokedRetention,
 			UnverifiedAccounts: c.Users.UnverifiedTTL,
@@ -253,9 +253,9 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 			Audit:              c.Audit.Retention,
 			BatchSize:          c.Cleanup.BatchSize,
 		},
-		Now:            o.Now,
-		MailQueued:     dispatcher.Wake,
-		Log:            log,
+		Now:        o.Now,
+		MailQueued: dispatcher.Wake,
+		Log:        log,
 	})
 
 	lis := o.Listener
