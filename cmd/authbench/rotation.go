@@ -61,10 +61,11 @@ func (r rotator) Rotate(ctx context.Context, rt string) (string, error) {
 		return "", err
 	}
 	now := time.Now().UTC()
+	seal := func(id uuid.UUID) ([]byte, error) { return token.SealChild(rt, id, next) }
 	if r.pool != nil {
-		err = rotatePG(ctx, r.pool, hash, nextHash, now)
+		err = rotatePG(ctx, r.pool, hash, nextHash, seal, now)
 	} else {
-		err = rotateSQLite(ctx, r.db, hash, nextHash, now)
+		err = rotateSQLite(ctx, r.db, hash, nextHash, seal, now)
 	}
 	if err != nil {
 		return "", err
@@ -73,8 +74,9 @@ func (r rotator) Rotate(ctx context.Context, rt string) (string, error) {
 }
 
 // rotatePG rotates the token whose SHA-256 hash is hash to a child whose
-// hash is nextHash, in one transaction on pool (pgx, no database/sql).
-func rotatePG(ctx context.Context, pool *pgxpool.Pool, hash, nextHash []byte, now time.Time) error {
+// hash is nextHash and whose text seal seals under the token's, in one
+// transaction on pool (pgx, no database/sql).
+func rotatePG(ctx context.Context, pool *pgxpool.Pool, hash, nextHash []byte, seal func(uuid.UUID) ([]byte, error), now time.Time) error {
 	s := store.RotationStatements(dialect.Postgres)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -82,16 +84,22 @@ func rotatePG(ctx context.Context, pool *pgxpool.Pool, hash, nextHash []byte, no
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	var id, user, family uuid.UUID
-	var used, revoked *time.Time
-	var expires time.Time
+	var used, revoked, childUsed *time.Time
+	var expires, started time.Time
+	var child []byte
 	var email, username string
-	if err := tx.QueryRow(ctx, s.LockToken, hash).Scan(&id, &user, &family, &used, &expires, &revoked, &email, &username); err != nil {
+	if err := tx.QueryRow(ctx, s.LockToken, hash).Scan(&id, &user, &family, &used, &expires, &child,
+		&revoked, &started, &childUsed, &email, &username); err != nil {
 		return err
 	}
 	if revoked != nil || used != nil || !now.Before(expires) {
 		return errNotFresh
 	}
-	if _, err := tx.Exec(ctx, s.MarkUsed, now, id); err != nil {
+	sealed, err := seal(id)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, s.MarkUsed, now, sealed, id); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, s.InsertAudit, uuid.New(), now, auditEvent, user, nil); err != nil {
@@ -105,7 +113,7 @@ func rotatePG(ctx context.Context, pool *pgxpool.Pool, hash, nextHash []byte, no
 
 // rotateSQLite is rotatePG for SQLite, through database/sql (the only way
 // to SQLite from Go).
-func rotateSQLite(ctx context.Context, db *sql.DB, hash, nextHash []byte, now time.Time) error {
+func rotateSQLite(ctx context.Context, db *sql.DB, hash, nextHash []byte, seal func(uuid.UUID) ([]byte, error), now time.Time) error {
 	s := store.RotationStatements(dialect.SQLite)
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -113,16 +121,26 @@ func rotateSQLite(ctx context.Context, db *sql.DB, hash, nextHash []byte, now ti
 	}
 	defer tx.Rollback()
 	var id, user, family string
-	var used, revoked sql.NullTime
-	var expires time.Time
+	var used, revoked, childUsed sql.NullTime
+	var expires, started time.Time
+	var child []byte
 	var email, username string
-	if err := tx.QueryRowContext(ctx, s.LockToken, hash).Scan(&id, &user, &family, &used, &expires, &revoked, &email, &username); err != nil {
+	if err := tx.QueryRowContext(ctx, s.LockToken, hash).Scan(&id, &user, &family, &used, &expires, &child,
+		&revoked, &started, &childUsed, &email, &username); err != nil {
 		return err
 	}
 	if revoked.Valid || used.Valid || !now.Before(expires) {
 		return errNotFresh
 	}
-	if _, err := tx.ExecContext(ctx, s.MarkUsed, now, id); err != nil {
+	tokenID, err := uuid.Parse(id)
+	if err != nil {
+		return err
+	}
+	sealed, err := seal(tokenID)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.MarkUsed, now, sealed, id); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, s.InsertAudit, uuid.NewString(), now, auditEvent, user, nil); err != nil {

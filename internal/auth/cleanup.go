@@ -98,9 +98,10 @@ type Purger interface {
 }
 
 // Cleanup deletes every row that no longer decides anything, table by
-// table, in batches of RetentionPolicy.BatchSize, each in a transaction
-// of its own, until a batch comes back short; several instances may run
-// it at once. What it deletes, at the retentions of RetentionPolicy:
+// table, in batches of at most RetentionPolicy.BatchSize rows (fewer while
+// batches are slow; see nextBatch), each in a transaction of its own and
+// followed by a rest as long as it took, until a batch comes back short;
+// several instances may run it at once. What it deletes, at the retentions of RetentionPolicy:
 //
 //   - refresh tokens past their own expiry, in unrevoked families (until
 //     then a replay of a used one is reuse; afterwards it is unknown);
@@ -147,21 +148,49 @@ func (s *Service) Cleanup(ctx context.Context) (Cleaned, error) {
 		})
 	}
 	limit := max(r.BatchSize, 1)
+	n := limit
 	var total Cleaned
 	for _, step := range steps {
 		for {
-			if err := ctx.Err(); err != nil {
-				return total, err
-			}
-			c, batch, err := step(limit)
+			start := time.Now()
+			c, batch, err := step(n)
+			took := time.Since(start)
 			total.Add(c)
 			if err != nil {
 				return total, err
 			}
-			if batch < limit {
+			if batch < n {
 				break
+			}
+			n = nextBatch(n, took, limit)
+			// Rest as long as the batch took: RPCs waiting for what it
+			// held (on SQLite, the database) go first.
+			if err := sleep(ctx, min(took, maxCleanupRest)); err != nil {
+				return total, err
 			}
 		}
 	}
 	return total, nil
+}
+
+// The cleanup's batches adapt to the database: one that holds its locks
+// longer than slowBatch halves the next (down to minBatch rows), one
+// quicker than a quarter of it doubles the next (up to the batch size),
+// so that an RPC never waits long behind one, whatever the rows cost.
+const (
+	slowBatch      = 20 * time.Millisecond
+	minBatch       = 50
+	maxCleanupRest = 100 * time.Millisecond
+)
+
+// nextBatch is the size of the batch after one of n rows that took took,
+// at most limit.
+func nextBatch(n int, took time.Duration, limit int) int {
+	switch {
+	case took > slowBatch:
+		return max(n/2, min(minBatch, limit))
+	case took < slowBatch/4:
+		return min(n*2, limit)
+	}
+	return n
 }

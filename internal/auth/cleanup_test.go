@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,10 +12,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/placebrain/auth/ent"
-	"github.com/placebrain/auth/ent/auditevent"
 	"github.com/placebrain/auth/ent/outboxmessage"
-	"github.com/placebrain/auth/ent/ratelimit"
 	"github.com/placebrain/auth/ent/user"
 	"github.com/placebrain/auth/internal/auth"
 	"github.com/placebrain/auth/internal/server"
@@ -148,77 +144,6 @@ func TestRetention(t *testing.T) {
 	}
 }
 
-// inChunks calls fn for [from, to) ranges of at most size covering
-// [0, n).
-func inChunks(n, size int, fn func(from, to int)) {
-	for from := 0; from < n; from += size {
-		fn(from, min(from+size, n))
-	}
-}
-
-func random32() []byte {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return b
-}
-
-// seedDead writes dead rows of every kind Cleanup deletes, dead each (the
-// live ones are the test's), all at the env's clock.
-func seedDead(t testing.TB, e *authtest.Env, dead int, owners []uuid.UUID, liveFamilies []uuid.UUID) {
-	t.Helper()
-	ctx := context.Background()
-	c := e.DB.Ent
-	now := e.Clock.Now()
-	const chunk = 200
-	inChunks(dead, chunk, func(from, to int) {
-		var (
-			tokens   []*ent.RefreshTokenCreate
-			families []*ent.TokenFamilyCreate
-			codes    []*ent.OtpRequestCreate
-			mail     []*ent.OutboxMessageCreate
-			users    []*ent.UserCreate
-			events   []*ent.AuditEventCreate
-			counters []*ent.RateLimitCreate
-			throttle []*ent.LoginThrottleCreate
-		)
-		for i := from; i < to; i++ {
-			owner := owners[i%len(owners)]
-			used := now.Add(-40 * 24 * time.Hour)
-			tokens = append(tokens, c.RefreshToken.Create().SetUserID(owner).SetFamilyID(liveFamilies[i%len(liveFamilies)]).
-				SetTokenHash(random32()).SetCreatedAt(used).SetUsedAt(used).SetExpiresAt(now.Add(-time.Hour)))
-			f := c.TokenFamily.Create().SetUserID(owner).SetCreatedAt(now.Add(-20 * 24 * time.Hour))
-			if i%2 == 0 {
-				f.SetRevokedAt(now.Add(-8 * 24 * time.Hour)).SetRevokeReason("logout") // past the retention
-			} // else: unrevoked, no token left
-			families = append(families, f)
-			codes = append(codes, c.OtpRequest.Create().SetUserID(owner).SetCodeHmac(random32()).
-				SetCreatedAt(now.Add(-26*time.Hour)).SetExpiresAt(now.Add(-25*time.Hour)))
-			status := outboxmessage.StatusSent
-			if i%3 == 0 {
-				status = outboxmessage.StatusFailed
-			}
-			mail = append(mail, c.OutboxMessage.Create().SetRecipient("old@example.com").SetTemplate("otp").
-				SetStatus(status).SetCreatedAt(now.Add(-8*24*time.Hour)))
-			users = append(users, c.User.Create().SetUsername("gone").SetEmail(fmt.Sprintf("gone%d@example.com", i)).
-				SetEmailNormalized(fmt.Sprintf("gone%d@example.com", i)).SetPasswordHash("x").
-				SetCreatedAt(now.Add(-73*time.Hour)).SetClaimedAt(now.Add(-73*time.Hour)))
-			events = append(events, c.AuditEvent.Create().SetEvent(auditevent.EventLoginFailed).SetCreatedAt(now.Add(-91*24*time.Hour)))
-			counters = append(counters, c.RateLimit.Create().SetKeyHmac(random32()).SetPurpose(ratelimit.PurposeRegister).
-				SetWindowStartedAt(now.Add(-3*time.Hour)).SetUpdatedAt(now.Add(-2*time.Hour)))
-			throttle = append(throttle, c.LoginThrottle.Create().SetKeyHmac(random32()).
-				SetWindowStartedAt(now.Add(-3*24*time.Hour)).SetUpdatedAt(now.Add(-2*24*time.Hour)))
-		}
-		c.RefreshToken.CreateBulk(tokens...).ExecX(ctx)
-		c.TokenFamily.CreateBulk(families...).ExecX(ctx)
-		c.OtpRequest.CreateBulk(codes...).ExecX(ctx)
-		c.OutboxMessage.CreateBulk(mail...).ExecX(ctx)
-		c.User.CreateBulk(users...).ExecX(ctx)
-		c.AuditEvent.CreateBulk(events...).ExecX(ctx)
-		c.RateLimit.CreateBulk(counters...).ExecX(ctx)
-		c.LoginThrottle.CreateBulk(throttle...).ExecX(ctx)
-	})
-}
-
 // tableCounts counts the rows of every table Cleanup deletes from.
 func tableCounts(t testing.TB, e *authtest.Env) auth.Cleaned {
 	t.Helper()
@@ -244,31 +169,11 @@ func TestConcurrentCleanup(t *testing.T) {
 	a := newEnv(t, manualCleanup())
 	b := newEnv(t, manualCleanup(), authtest.SameDatabaseAs(a))
 	ctx := context.Background()
-	c := a.DB.Ent
-	now := a.Clock.Now()
 
 	// The live rows: 100 verified users with a session each, a live code,
-	// a pending e-mail, a recent audit event, a counter and a throttle.
-	var owners, families []uuid.UUID
-	inChunks(live, live, func(from, to int) {
-		for i := from; i < to; i++ {
-			u := c.User.Create().SetUsername("live").SetEmail(fmt.Sprintf("live%d@example.com", i)).
-				SetEmailNormalized(fmt.Sprintf("live%d@example.com", i)).SetPasswordHash("x").
-				SetIsVerified(true).SetClaimedAt(now.Add(-100 * 24 * time.Hour)).SaveX(ctx)
-			f := c.TokenFamily.Create().SetUserID(u.ID).SetCreatedAt(now.Add(-time.Hour)).SaveX(ctx)
-			c.RefreshToken.Create().SetUserID(u.ID).SetFamilyID(f.ID).SetTokenHash(random32()).
-				SetExpiresAt(now.Add(30 * 24 * time.Hour)).ExecX(ctx)
-			c.OtpRequest.Create().SetUserID(u.ID).SetCodeHmac(random32()).SetExpiresAt(now.Add(-23 * time.Hour)).ExecX(ctx)
-			c.OutboxMessage.Create().SetRecipient("live@example.com").SetTemplate("otp").
-				SetStatus(outboxmessage.StatusSent).SetCreatedAt(now.Add(-6 * 24 * time.Hour)).ExecX(ctx)
-			c.AuditEvent.Create().SetEvent(auditevent.EventLoginFailed).SetCreatedAt(now.Add(-89 * 24 * time.Hour)).ExecX(ctx)
-			c.RateLimit.Create().SetKeyHmac(random32()).SetPurpose(ratelimit.PurposeRegister).
-				SetWindowStartedAt(now.Add(-30 * time.Minute)).SetUpdatedAt(now.Add(-30 * time.Minute)).ExecX(ctx)
-			c.LoginThrottle.Create().SetKeyHmac(random32()).SetWindowStartedAt(now).SetUpdatedAt(now.Add(-23 * time.Hour)).ExecX(ctx)
-			owners, families = append(owners, u.ID), append(families, f.ID)
-		}
-	})
-	seedDead(t, a, dead, owners, families)
+	// a recent e-mail, audit event, counter and throttle.
+	owners, families := a.SeedLiveRows(t, live)
+	a.SeedDeadRows(t, dead, owners, families)
 	before := tableCounts(t, a)
 
 	var wg sync.WaitGroup
@@ -313,15 +218,15 @@ func TestConcurrentCleanup(t *testing.T) {
 // gone once it runs.
 func TestCleanupRunsAtStart(t *testing.T) {
 	a := newEnv(t, manualCleanup())
-	ctx := context.Background()
-	a.DB.Ent.LoginThrottle.Create().SetKeyHmac(random32()).
-		SetWindowStartedAt(a.Clock.Now().Add(-72 * time.Hour)).SetUpdatedAt(a.Clock.Now().Add(-48 * time.Hour)).ExecX(ctx)
+	owners, families := a.SeedLiveRows(t, 1)
+	a.SeedDeadRows(t, 5, owners, families)
 	a.Stop(t)
 	b := newEnv(t, authtest.SameDatabaseAs(a))
+	one := auth.Cleaned{RefreshTokens: 1, TokenFamilies: 1, Codes: 1, Mail: 1, Users: 1, AuditEvents: 1, Counters: 1, LoginThrottles: 1}
 	deadline := time.Now().Add(10 * time.Second)
-	for b.DB.Ent.LoginThrottle.Query().CountX(ctx) != 0 {
+	for tableCounts(t, b) != one {
 		if time.Now().After(deadline) {
-			t.Fatal("the dead row is still there 10 s after the start")
+			t.Fatalf("10 s after the start: rows %+v, want the live ones only, %+v", tableCounts(t, b), one)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -244,3 +244,24 @@ func checkErr(t *testing.T, err, want error, retry time.Duration) {
 		t.Errorf("%v: retry after %v, want %v", want, de.RetryAfter, retry)
 	}
 }
+
+func TestNextBatch(t *testing.T) {
+	for _, tt := range []struct {
+		n     int
+		took  time.Duration
+		limit int
+		want  int
+	}{
+		{1000, 30 * time.Millisecond, 1000, 500},
+		{60, 30 * time.Millisecond, 1000, 50},
+		{50, time.Second, 1000, 50},
+		{10, time.Second, 10, 10}, // a batch size under the floor stays
+		{500, 10 * time.Millisecond, 1000, 500},
+		{500, time.Millisecond, 1000, 1000},
+		{800, time.Millisecond, 1000, 1000},
+	} {
+		if got := nextBatch(tt.n, tt.took, tt.limit); got != tt.want {
+			t.Errorf("nextBatch(%d, %v, %d) = %d, want %d", tt.n, tt.took, tt.limit, got, tt.want)
+		}
+	}
+}
