@@ -42,8 +42,8 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Is matches domain errors by reason, so errors.Is(err, ErrOTPCooldown)
-// holds for a cooldown error with any RetryAfter.
+// Is matches domain errors by reason, so errors.Is(err, ErrOTPDailyLimit)
+// holds for a daily-limit error with any RetryAfter.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Reason == e.Reason
@@ -69,7 +69,6 @@ var (
 	ErrLoginThrottled       = &Error{Kind: KindResourceExhausted, Reason: "LOGIN_THROTTLED", Message: "Too many failed sign-in attempts; try again later"}
 	ErrRegisterThrottled    = &Error{Kind: KindResourceExhausted, Reason: "REGISTER_THROTTLED", Message: "Too many sign-ups from your network; try again later"}
 	ErrOTPDailyLimit        = &Error{Kind: KindResourceExhausted, Reason: "OTP_DAILY_LIMIT", Message: "Too many codes requested today; try again later"}
-	ErrOTPCooldown          = &Error{Kind: KindResourceExhausted, Reason: "OTP_COOLDOWN", Message: "A code was sent recently; wait before requesting another"}
 	ErrMalformedRequest     = &Error{Kind: KindInvalidArgument, Reason: "MALFORMED_REQUEST", Message: "Malformed request: every string field must be valid UTF-8"}
 	ErrInvalidInput         = &Error{Kind: KindInvalidArgument, Reason: "INVALID_INPUT", Message: "Invalid input"}
 )

@@ -103,7 +103,6 @@ func TestToStatusDomainErrors(t *testing.T) {
 		{"ErrLoginThrottled", auth.ErrLoginThrottled, codes.ResourceExhausted, "LOGIN_THROTTLED", "Too many failed sign-in attempts; try again later"},
 		{"ErrRegisterThrottled", auth.ErrRegisterThrottled, codes.ResourceExhausted, "REGISTER_THROTTLED", "Too many sign-ups from your network; try again later"},
 		{"ErrOTPDailyLimit", auth.ErrOTPDailyLimit, codes.ResourceExhausted, "OTP_DAILY_LIMIT", "Too many codes requested today; try again later"},
-		{"ErrOTPCooldown", auth.ErrOTPCooldown, codes.ResourceExhausted, "OTP_COOLDOWN", "A code was sent recently; wait before requesting another"},
 		{"ErrMalformedRequest", auth.ErrMalformedRequest, codes.InvalidArgument, "MALFORMED_REQUEST", "Malformed request: every string field must be valid UTF-8"},
 		{"ErrInvalidInput", auth.ErrInvalidInput, codes.InvalidArgument, "INVALID_INPUT", "Invalid input"},
 	}
@@ -164,7 +163,7 @@ func TestToStatusDomainErrors(t *testing.T) {
 }
 
 func TestToStatusRetryInfo(t *testing.T) {
-	e := *auth.ErrOTPCooldown
+	e := *auth.ErrOTPDailyLimit
 	e.RetryAfter = 55 * time.Second
 	st := status.Convert(ToStatus(context.Background(), slog.New(slog.DiscardHandler), testMethod, &e))
 	if diff := cmp.Diff(codes.ResourceExhausted, st.Code()); diff != "" {
@@ -177,7 +176,7 @@ func TestToStatusRetryInfo(t *testing.T) {
 	if diff := cmp.Diff(55*time.Second, retry.GetRetryDelay().AsDuration()); diff != "" {
 		t.Errorf("retry delay mismatch (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff("OTP_COOLDOWN", info.GetReason()); diff != "" {
+	if diff := cmp.Diff("OTP_DAILY_LIMIT", info.GetReason()); diff != "" {
 		t.Errorf("reason mismatch (-want +got):\n%s", diff)
 	}
 }

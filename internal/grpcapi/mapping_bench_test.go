@@ -15,7 +15,7 @@ func BenchmarkToStatus(b *testing.B) {
 	ctx := context.Background()
 	for name, err := range map[string]error{
 		"domain":            auth.ErrInvalidCredentials,
-		"domain with retry": &auth.Error{Kind: auth.KindResourceExhausted, Reason: "OTP_COOLDOWN", Message: "wait", RetryAfter: 55 * time.Second},
+		"domain with retry": &auth.Error{Kind: auth.KindResourceExhausted, Reason: "OTP_DAILY_LIMIT", Message: "wait", RetryAfter: 55 * time.Second},
 		"internal":          errors.New("boom"),
 	} {
 		b.Run(name, func(b *testing.B) {
