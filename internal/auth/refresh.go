@@ -143,10 +143,10 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			if err := tx.RevokeFamily(ctx, rt.FamilyID, revokeReuseDetected, now); err != nil {
 				return err
 			}
-			if err := auditTx(ctx, tx, EventRefreshTokenReused, rt.UserID, "", now); err != nil {
+			if err := s.auditTx(ctx, tx, EventRefreshTokenReused, rt.UserID, "", now); err != nil {
 				return err
 			}
-			if err := auditTx(ctx, tx, EventTokenFamilyRevoked, rt.UserID, revokeReuseDetected, now); err != nil {
+			if err := s.auditTx(ctx, tx, EventTokenFamilyRevoked, rt.UserID, revokeReuseDetected, now); err != nil {
 				return err
 			}
 			s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
@@ -159,7 +159,7 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 				return err
 			}
 		}
-		if err := auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, reason, now); err != nil {
+		if err := s.auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, reason, now); err != nil {
 			return err
 		}
 		subject = token.Subject{UserID: rt.UserID, Email: rt.Email, Username: rt.Username}
@@ -206,10 +206,10 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 		}
 		revoked = &rt
 		now := s.now()
-		if err := auditTx(ctx, tx, EventLogout, rt.UserID, "", now); err != nil {
+		if err := s.auditTx(ctx, tx, EventLogout, rt.UserID, "", now); err != nil {
 			return err
 		}
-		if err := auditTx(ctx, tx, EventTokenFamilyRevoked, rt.UserID, revokeLogout, now); err != nil {
+		if err := s.auditTx(ctx, tx, EventTokenFamilyRevoked, rt.UserID, revokeLogout, now); err != nil {
 			return err
 		}
 		return tx.RevokeFamily(ctx, rt.FamilyID, revokeLogout, now)
