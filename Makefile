@@ -18,7 +18,7 @@ run: build ## Run authd on :50051 in development mode: embedded SQLite in ./data
 	@exec ./bin/authd serve --dev
 
 # Packages whose tests run once per database backend.
-DB_PKGS := ./cmd/authd ./internal/auth ./internal/grpcapi ./internal/mail ./internal/migrate ./internal/store
+DB_PKGS := ./cmd/authd ./internal/auth ./internal/grpcapi ./internal/mail ./internal/migrate ./internal/server ./internal/store
 
 .PHONY: test
 test: ## Run all tests: unit + SQLite suite, then the PostgreSQL suite (skipped, and said so, without PostgreSQL; fatal under CI)
