@@ -18,7 +18,7 @@ run: build ## Run authd on :50051 in development mode: embedded SQLite in ./data
 	@exec ./bin/authd serve --dev
 
 # Packages whose tests run once per database backend.
-DB_PKGS := ./cmd/authd ./internal/auth ./internal/grpcapi ./internal/mail ./internal/migrate ./internal/store
+DB_PKGS := ./cmd/authd ./internal/auth ./internal/grpcapi ./internal/mail ./internal/migrate ./internal/server ./internal/store
 
 .PHONY: test
 test: ## Run all tests: unit + SQLite suite, then the PostgreSQL suite (skipped, and said so, without PostgreSQL; fatal under CI)
@@ -101,9 +101,9 @@ vet: ## go vet and gofmt
 # database/sql/driver (interfaces only) comes with github.com/google/uuid,
 # whose UUID is a driver.Valuer; database/sql itself must not.
 .PHONY: layering-check
-layering-check: ## Fail when the domain package (internal/auth) depends on ent, database/sql or a database driver
-	@bad=$$($(GO) list -deps ./internal/auth | grep -E '^(entgo\.io/ent(/|$$)|database/sql$$|github\.com/jackc/pgx|modernc\.org/sqlite)' || true); \
-	test -z "$$bad" || { echo "internal/auth must not depend on database code; it does, through:"; echo "$$bad"; exit 1; }
+layering-check: ## Fail when the domain package (internal/auth) depends on ent, database/sql, a database driver, or a metrics or tracing library
+	@bad=$$($(GO) list -deps ./internal/auth | grep -E '^(entgo\.io/ent(/|$$)|database/sql$$|github\.com/jackc/pgx|modernc\.org/sqlite|github\.com/prometheus/|go\.opentelemetry\.io/)' || true); \
+	test -z "$$bad" || { echo "internal/auth must not depend on database code, Prometheus or OpenTelemetry; it does, through:"; echo "$$bad"; exit 1; }
 
 .PHONY: contract-check
 contract-check: ## Fail when the project's proto changes anything of the platform contract (proto/contract/auth.proto)

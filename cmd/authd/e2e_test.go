@@ -6,8 +6,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -797,4 +799,70 @@ func TestUsersImport(t *testing.T) {
 		t.Errorf("export over an existing file succeeded")
 	}
 	p.stop(t)
+}
+
+// TestObservabilityEndToEnd runs the binary with the variables an operator
+// sets: METRICS__ADDR serves /metrics, LOG__REQUESTS=info logs each RPC
+// with the caller's x-request-id, and OTEL_TRACES_EXPORTER=console (the
+// standard variables, through autoexport) exports the RPC's spans, flushed
+// at SIGTERM, whose trace id the request's log lines carry.
+func TestObservabilityEndToEnd(t *testing.T) {
+	metricsAddr := freeAddr(t)
+	p := start(t, t.TempDir(), []string{
+		"DATABASE__URL=" + testdb.NewURL(t),
+		"PASSWORD__BCRYPT_COST=4",
+		"METRICS__ADDR=" + metricsAddr,
+		"LOG__REQUESTS=info",
+		"OTEL_TRACES_EXPORTER=console",
+	}, "--dev")
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-request-id", "e2e-request-1")
+	var header metadata.MD
+	reg, err := p.client.Register(ctx, &authpb.RegisterRequest{Username: "obs", Email: "obs@example.com", Password: "obs password"},
+		grpc.Header(&header))
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if got := header.Get("x-request-id"); len(got) != 1 || got[0] != "e2e-request-1" {
+		t.Errorf("x-request-id echoed = %q", got)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s, %v", resp.Status, err)
+	}
+	want := `grpc_server_handled_total{grpc_code="OK",grpc_method="Register",grpc_service="auth.AuthService",grpc_type="unary"} 1`
+	if !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	p.stop(t)
+
+	logs := p.logs.String()
+	var line map[string]any
+	for l := range strings.SplitSeq(logs, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "rpc" && m["request_id"] == "e2e-request-1" {
+			line = m
+		}
+	}
+	if line == nil || line["method"] != "/auth.AuthService/Register" || line["user_id"] != reg.GetUserId() || line["code"] != "OK" {
+		t.Fatalf("request log line = %v\n%s", line, logs)
+	}
+	// The console exporter writes each span as a JSON object on stdout.
+	traceID := ""
+	for l := range strings.SplitSeq(logs, "\n") {
+		var span struct {
+			Name        string
+			SpanContext struct{ TraceID string }
+		}
+		if json.Unmarshal([]byte(l), &span) == nil && span.Name == "auth.AuthService/Register" {
+			traceID = span.SpanContext.TraceID
+		}
+	}
+	if traceID == "" || line["trace_id"] != traceID {
+		t.Errorf("Register span's trace id %q, request log line's %v\n%s", traceID, line["trace_id"], logs)
+	}
 }

@@ -187,7 +187,7 @@ func (s *Service) ResetPassword(ctx context.Context, email, code, newPassword st
 		if ended, err = tx.RevokeUserFamilies(ctx, u.ID, revokePasswordSet, now); err != nil {
 			return err
 		}
-		return auditTx(ctx, tx, EventPasswordReset, u.ID, "", now)
+		return s.auditTx(ctx, tx, EventPasswordReset, u.ID, "", now)
 	})
 	if err != nil {
 		return err
@@ -270,7 +270,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, current, newPasswo
 		if _, err := tx.RevokeUserFamilies(ctx, u.ID, revokePasswordSet, now); err != nil {
 			return err
 		}
-		if err := auditTx(ctx, tx, EventPasswordChanged, u.ID, "", now); err != nil {
+		if err := s.auditTx(ctx, tx, EventPasswordChanged, u.ID, "", now); err != nil {
 			return err
 		}
 		var err error
@@ -303,7 +303,7 @@ func (s *Service) LogoutAll(ctx context.Context, userID string) (int, error) {
 		if n, err = tx.RevokeUserFamilies(ctx, uid, revokeLogoutAll, now); err != nil {
 			return err
 		}
-		return auditTx(ctx, tx, EventLogoutAll, uid, "", now)
+		return s.auditTx(ctx, tx, EventLogoutAll, uid, "", now)
 	})
 	if err != nil {
 		return 0, err
@@ -349,7 +349,7 @@ func (s *Service) RevokeSession(ctx context.Context, userID, sessionID string) e
 		if !found {
 			return ErrSessionNotFound
 		}
-		return auditTx(ctx, tx, EventSessionRevoked, uid, "", now)
+		return s.auditTx(ctx, tx, EventSessionRevoked, uid, "", now)
 	})
 	if err == nil {
 		s.o.Log.InfoContext(ctx, "session revoked", "user_id", uid, "family_id", sid)
@@ -388,7 +388,7 @@ func (s *Service) DeleteUser(ctx context.Context, userID, pw string) error {
 		if err := tx.DeleteAccountCounters(ctx, s.accountKey(u.EmailCanonical), Purposes...); err != nil {
 			return err
 		}
-		return auditTx(ctx, tx, EventUserDeleted, uid, "", now)
+		return s.auditTx(ctx, tx, EventUserDeleted, uid, "", now)
 	})
 	if err == nil {
 		s.o.Log.InfoContext(ctx, "user deleted", "user_id", uid)

@@ -125,7 +125,7 @@ func (s *Service) claim(ctx context.Context, a Account, name, canonical, pw stri
 		if contested = !c.ContestedAt.IsZero(); contested {
 			reason = "claim_contested"
 		}
-		if err := auditTx(ctx, tx, EventRegister, a.ID, reason, now); err != nil {
+		if err := s.auditTx(ctx, tx, EventRegister, a.ID, reason, now); err != nil {
 			return err
 		}
 		_, err = s.issueCode(ctx, tx, s.verifyKind(), a.ID, canonical, source, now, true)

@@ -59,6 +59,15 @@ func (c *Cleaned) Add(o Cleaned) {
 	c.LoginThrottles += o.LoginThrottles
 }
 
+// Tables returns the counts by table name, every table included.
+func (c Cleaned) Tables() map[string]int {
+	return map[string]int{
+		"refresh_tokens": c.RefreshTokens, "token_families": c.TokenFamilies, "otp_requests": c.Codes,
+		"outbox_messages": c.Mail, "users": c.Users, "audit_events": c.AuditEvents, "rate_limits": c.Counters,
+		"login_throttles": c.LoginThrottles,
+	}
+}
+
 // Total is the number of rows deleted.
 func (c Cleaned) Total() int {
 	return c.RefreshTokens + c.TokenFamilies + c.Codes + c.Mail + c.Users + c.AuditEvents + c.Counters + c.LoginThrottles

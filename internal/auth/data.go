@@ -318,6 +318,18 @@ const (
 	EventRefreshRecovered   Event = "refresh_recovered"
 )
 
+// Reasons of otp_failed events that say more than a wrong code (metrics
+// count them apart).
+const (
+	// ReasonOTPAttemptsExhausted: the wrong code used up its source's
+	// attempts; the code burns for that source
+	// (ErrOTPAttemptsExhausted's reason, in lower case).
+	ReasonOTPAttemptsExhausted = "otp_attempts_exhausted"
+	// ReasonAccountDailyCap: the attempt hit the account's daily cap on
+	// code checks, which locks them for every source until the day ends.
+	ReasonAccountDailyCap = "account_daily_cap"
+)
+
 // Events lists every audit event (the store's schema must accept each).
 var Events = []Event{EventRegister, EventLoginSucceeded, EventLoginFailed, EventLoginThrottled,
 	EventRegisterThrottled, EventServerBusy, EventTokenRefreshed, EventRefreshTokenReused,

@@ -237,7 +237,7 @@ func (s *Service) issueCode(ctx context.Context, tx Tx, kind codeKind, userID uu
 		CreatedAt: now, ExpiresAt: now.Add(p.TTL)}); err != nil {
 		return false, err
 	}
-	if err := auditTx(ctx, tx, kind.sent, u.ID, "", now); err != nil {
+	if err := s.auditTx(ctx, tx, kind.sent, u.ID, "", now); err != nil {
 		return false, err
 	}
 	msgID := uuid.New()
@@ -294,7 +294,7 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 		if hash == "" {
 			reason = "claims_contested"
 		}
-		if err := auditTx(ctx, tx, EventOTPVerified, u.ID, reason, now); err != nil {
+		if err := s.auditTx(ctx, tx, EventOTPVerified, u.ID, reason, now); err != nil {
 			return err
 		}
 		return tx.MarkVerified(ctx, u.ID, name, hash, now)
@@ -361,7 +361,7 @@ func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID
 		return nil
 	})
 	if capped {
-		s.audit(ctx, EventOTPFailed, userID, "account_daily_cap", now)
+		s.audit(ctx, EventOTPFailed, userID, ReasonAccountDailyCap, now)
 	}
 	if err != nil {
 		return err

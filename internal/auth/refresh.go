@@ -192,10 +192,10 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			if err := tx.RevokeFamily(ctx, rt.FamilyID, revokeReuseDetected, now); err != nil {
 				return err
 			}
-			if err := auditTx(ctx, tx, EventRefreshTokenReused, rt.UserID, "", now); err != nil {
+			if err := s.auditTx(ctx, tx, EventRefreshTokenReused, rt.UserID, "", now); err != nil {
 				return err
 			}
-			if err := auditTx(ctx, tx, EventTokenFamilyRevoked, rt.UserID, revokeReuseDetected, now); err != nil {
+			if err := s.auditTx(ctx, tx, EventTokenFamilyRevoked, rt.UserID, revokeReuseDetected, now); err != nil {
 				return err
 			}
 			s.o.Log.WarnContext(ctx, "refresh token reuse detected; token family revoked",
@@ -205,13 +205,13 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			if refresh, err = token.OpenChild(raw, rt.ID, rt.ChildSealed); err != nil {
 				return fmt.Errorf("open the child of a replayed token: %w", err)
 			}
-			return auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, "replay", now)
+			return s.auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, "replay", now)
 		case refreshRecover:
 			if refresh, err = token.OpenChild(raw, rt.ID, rt.ChildSealed); err != nil {
 				return fmt.Errorf("open the child of a recovered token: %w", err)
 			}
 			s.o.Log.InfoContext(ctx, "refresh token recovered", "user_id", rt.UserID, "family_id", rt.FamilyID)
-			return auditTx(ctx, tx, EventRefreshRecovered, rt.UserID, "", now)
+			return s.auditTx(ctx, tx, EventRefreshRecovered, rt.UserID, "", now)
 		}
 		var childHash []byte
 		refresh, childHash, err = token.NewRefreshToken()
@@ -225,7 +225,7 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 		if err := tx.MarkUsed(ctx, rt.ID, now, sealed); err != nil {
 			return err
 		}
-		if err := auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, "", now); err != nil {
+		if err := s.auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, "", now); err != nil {
 			return err
 		}
 		return tx.InsertRefreshToken(ctx, RefreshToken{ID: uuid.New(), UserID: rt.UserID, FamilyID: rt.FamilyID, ParentID: rt.ID,
@@ -271,10 +271,10 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 		}
 		revoked = &rt
 		now := s.now()
-		if err := auditTx(ctx, tx, EventLogout, rt.UserID, "", now); err != nil {
+		if err := s.auditTx(ctx, tx, EventLogout, rt.UserID, "", now); err != nil {
 			return err
 		}
-		if err := auditTx(ctx, tx, EventTokenFamilyRevoked, rt.UserID, revokeLogout, now); err != nil {
+		if err := s.auditTx(ctx, tx, EventTokenFamilyRevoked, rt.UserID, revokeLogout, now); err != nil {
 			return err
 		}
 		return tx.RevokeFamily(ctx, rt.FamilyID, revokeLogout, now)

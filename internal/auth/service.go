@@ -57,6 +57,13 @@ type Options struct {
 	// MailQueued, when set, is called after a transaction that queued
 	// an e-mail commits (it wakes the outbox dispatcher).
 	MailQueued func()
+	// Events, when set, is told of each audit event the service records,
+	// with its reason (for metrics), as it is written: in a unit of work,
+	// after its statement succeeded (a unit of work that fails later
+	// still told it, which only a failing database does). It runs on the
+	// RPCs' paths, RefreshTokens' included: it must be cheap, never
+	// block, and be safe for concurrent use.
+	Events func(e Event, reason string)
 	// Log receives security events, with user ids and never secrets or
 	// e-mail addresses.
 	Log *slog.Logger
@@ -83,6 +90,9 @@ func New(db Store, o Options) *Service {
 	}
 	if o.MailQueued == nil {
 		o.MailQueued = func() {}
+	}
+	if o.Events == nil {
+		o.Events = func(Event, string) {}
 	}
 	if o.Sleep == nil {
 		o.Sleep = sleep
@@ -127,19 +137,30 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// audit records a security event outside a unit of work. A failure to
-// record is logged by the store and ignored: it must not fail the
-// operation.
+// audit records a security event outside a unit of work and tells
+// Options.Events. A failure to record is logged by the store and ignored:
+// it must not fail the operation (and the event happened all the same).
 func (s *Service) audit(ctx context.Context, event Event, userID uuid.UUID, reason string, now time.Time) {
+	s.o.Events(event, reason)
 	if err := s.db.RecordAudit(ctx, AuditEvent{Event: event, UserID: userID, Reason: reason, At: now}); err != nil {
 		s.o.Log.ErrorContext(ctx, "audit: record event", "event", event, "user_id", userID, "error", err)
 	}
 }
 
 // auditTx records a security event in a unit of work, so that it commits
-// with the change it describes; its error fails the unit of work (a failed
-// statement aborts a PostgreSQL transaction).
-func auditTx(ctx context.Context, tx Tx, event Event, userID uuid.UUID, reason string, now time.Time) error {
+// with the change it describes, and tells Options.Events; its error fails
+// the unit of work (a failed statement aborts a PostgreSQL transaction).
+func (s *Service) auditTx(ctx context.Context, tx Tx, event Event, userID uuid.UUID, reason string, now time.Time) error {
+	if err := recordAuditTx(ctx, tx, event, userID, reason, now); err != nil {
+		return err
+	}
+	s.o.Events(event, reason)
+	return nil
+}
+
+// recordAuditTx records a security event in a unit of work; a command
+// that runs without a Service (ImportUsers) calls it directly.
+func recordAuditTx(ctx context.Context, tx Tx, event Event, userID uuid.UUID, reason string, now time.Time) error {
 	return tx.RecordAudit(ctx, AuditEvent{Event: event, UserID: userID, Reason: reason, At: now})
 }
 
@@ -217,7 +238,7 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 		if err != nil {
 			return err
 		}
-		if err := auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
+		if err := s.auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
 			return err
 		}
 		_, err = s.issueCode(ctx, tx, s.verifyKind(), id, addr.Canonical, source, now, true)
@@ -356,7 +377,7 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 				return err
 			}
 		}
-		if err := auditTx(ctx, tx, EventLoginSucceeded, u.ID, "", now); err != nil {
+		if err := s.auditTx(ctx, tx, EventLoginSucceeded, u.ID, "", now); err != nil {
 			return err
 		}
 		var err error

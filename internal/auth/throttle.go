@@ -204,7 +204,7 @@ func (s *Service) loginFailed(ctx context.Context, g loginGate, userID uuid.UUID
 				return err
 			}
 		}
-		return auditTx(ctx, tx, EventLoginFailed, userID, reason, now)
+		return s.auditTx(ctx, tx, EventLoginFailed, userID, reason, now)
 	})
 	if err != nil {
 		s.o.Log.ErrorContext(ctx, "login: record a failed attempt", "user_id", userID, "error", err)

@@ -159,7 +159,7 @@ func importLine(ctx context.Context, db Store, raw []byte, line int, seen map[st
 			}
 			return err
 		}
-		if err := auditTx(ctx, tx, EventUserImported, a.ID, string(outcome), now); err != nil {
+		if err := recordAuditTx(ctx, tx, EventUserImported, a.ID, string(outcome), now); err != nil {
 			return err
 		}
 		if dryRun {

@@ -38,6 +38,7 @@ type Config struct {
 	GRPC     GRPC     `env:", prefix=GRPC__"`
 	Log      Log      `env:", prefix=LOG__"`
 	Debug    Debug    `env:", prefix=DEBUG__"`
+	Metrics  Metrics  `env:", prefix=METRICS__"`
 	Data     Data     `env:", prefix=DATA__"`
 	Database Database `env:", prefix=DATABASE__"`
 	JWT      JWT      `env:", prefix=JWT__"`
@@ -90,6 +91,35 @@ func (g GRPC) CallerAuth() bool { return g.ClientCAFile != "" || len(g.APIKeys) 
 type Log struct {
 	// Level is debug, info, warn or error (as log/slog reads it).
 	Level slog.Level `env:"LEVEL, default=info"`
+	// Requests is the request log: RequestsOff (the default), or the
+	// level of one line per RPC, RequestsDebug or RequestsInfo.
+	Requests string `env:"REQUESTS, default=off"`
+}
+
+// The values of LOG__REQUESTS.
+const (
+	// RequestsOff writes no request log and leaves x-request-id alone:
+	// nothing is added to any RPC's path. The default, since the gateway
+	// sends a ValidateToken for each of its own requests, and metrics and
+	// traces already answer the questions of volume and latency.
+	RequestsOff = "off"
+	// RequestsDebug writes the request log at debug level (seen with
+	// LOG__LEVEL=debug).
+	RequestsDebug = "debug"
+	// RequestsInfo writes the request log at info level.
+	RequestsInfo = "info"
+)
+
+// RequestLevel returns the level of the request log's lines; ok is false
+// when the request log is off.
+func (l Log) RequestLevel() (level slog.Level, ok bool) {
+	switch l.Requests {
+	case RequestsDebug:
+		return slog.LevelDebug, true
+	case RequestsInfo:
+		return slog.LevelInfo, true
+	}
+	return 0, false
 }
 
 // Debug configures developer aids.
@@ -97,6 +127,14 @@ type Debug struct {
 	// PprofAddr, when set (e.g. 127.0.0.1:6060), serves net/http/pprof
 	// there for profiling; keep it on loopback.
 	PprofAddr string `env:"PPROF_ADDR"`
+}
+
+// Metrics configures the Prometheus metrics listener.
+type Metrics struct {
+	// Addr, when set (e.g. :9090), serves the metrics in the Prometheus
+	// text format at /metrics on this address, a listener of its own
+	// apart from gRPC's. Empty: no metrics are kept.
+	Addr string `env:"ADDR"`
 }
 
 // Data configures the data directory.
@@ -305,6 +343,7 @@ const (
 	SectionGRPC     Section = "GRPC"
 	SectionLog      Section = "LOG"
 	SectionDebug    Section = "DEBUG"
+	SectionMetrics  Section = "METRICS"
 	SectionData     Section = "DATA"
 	SectionDatabase Section = "DATABASE"
 	SectionJWT      Section = "JWT"
@@ -321,7 +360,7 @@ const (
 )
 
 // Serve is every section: what `authd serve` reads.
-var Serve = []Section{SectionGRPC, SectionLog, SectionDebug, SectionData, SectionDatabase, SectionJWT,
+var Serve = []Section{SectionGRPC, SectionLog, SectionDebug, SectionMetrics, SectionData, SectionDatabase, SectionJWT,
 	SectionOTP, SectionLogin, SectionRegister, SectionReset, SectionUsers, SectionCleanup, SectionAudit, SectionPassword, SectionSMTP, SectionOutbox}
 
 // Storage is what a command that only opens the database reads
@@ -414,6 +453,8 @@ func (c *Config) section(s Section) any {
 		return &c.Log
 	case SectionDebug:
 		return &c.Debug
+	case SectionMetrics:
+		return &c.Metrics
 	case SectionData:
 		return &c.Data
 	case SectionDatabase:
@@ -559,6 +600,9 @@ func (c *Config) rules(s Section) []rule {
 			{len(g.AllowedClients) == 0 || g.ClientCAFile != "", "GRPC__ALLOWED_CLIENTS needs GRPC__CLIENT_CA_FILE"},
 			{!g.RequireCallerAuth || g.CallerAuth(), "GRPC__REQUIRE_CALLER_AUTH=true needs GRPC__CLIENT_CA_FILE (mutual TLS) or GRPC__API_KEYS"},
 		}
+	case SectionLog:
+		_, on := c.Log.RequestLevel()
+		return []rule{{on || c.Log.Requests == RequestsOff, "LOG__REQUESTS must be off, debug or info"}}
 	case SectionData:
 		return []rule{{c.Data.Dir != "", "DATA__DIR must not be empty"}}
 	case SectionDatabase:

@@ -54,7 +54,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	want := &config.Config{
 		GRPC:  config.GRPC{ListenAddr: ":50051"},
-		Log:   config.Log{Level: slog.LevelInfo},
+		Log:   config.Log{Level: slog.LevelInfo, Requests: config.RequestsOff},
 		Data:  config.Data{Dir: "./data"},
 		Debug: config.Debug{},
 		Database: config.Database{
@@ -133,6 +133,18 @@ func TestLoadOverrides(t *testing.T) {
 			func(c *config.Config) (any, any) { return 3 * time.Second, c.JWT.Leeway }},
 		{"log level", map[string]string{"LOG__LEVEL": "warn"},
 			func(c *config.Config) (any, any) { return slog.LevelWarn, c.Log.Level }},
+		{"request log", map[string]string{"LOG__REQUESTS": "info"},
+			func(c *config.Config) (any, any) {
+				l, on := c.Log.RequestLevel()
+				return [2]any{slog.LevelInfo, true}, [2]any{l, on}
+			}},
+		{"request log at debug", map[string]string{"LOG__REQUESTS": "debug"},
+			func(c *config.Config) (any, any) {
+				l, on := c.Log.RequestLevel()
+				return [2]any{slog.LevelDebug, true}, [2]any{l, on}
+			}},
+		{"metrics addr", map[string]string{"METRICS__ADDR": "127.0.0.1:9090"},
+			func(c *config.Config) (any, any) { return "127.0.0.1:9090", c.Metrics.Addr }},
 		{"smtp implicit tls", map[string]string{"SMTP__TLS": "tls", "SMTP__PORT": "465"},
 			func(c *config.Config) (any, any) { return [2]any{"tls", 465}, [2]any{c.SMTP.TLS, c.SMTP.Port} }},
 		{"smtp none", map[string]string{"SMTP__TLS": "none"},
@@ -187,6 +199,7 @@ func TestLoadErrors(t *testing.T) {
 		{"fractional seconds", envWith(map[string]string{"SMTP__TIMEOUT_SECONDS": "1.5"}), "SMTP__TIMEOUT_SECONDS must be a whole number of seconds"},
 		{"days out of range", envWith(map[string]string{"AUDIT__RETENTION_DAYS": "999999999999"}), "AUDIT__RETENTION_DAYS must be a whole number of days"},
 		{"bogus log level", envWith(map[string]string{"LOG__LEVEL": "loud"}), "LOG__LEVEL"},
+		{"bogus request log", envWith(map[string]string{"LOG__REQUESTS": "warn"}), "LOG__REQUESTS must be off, debug or info"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

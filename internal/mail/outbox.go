@@ -134,6 +134,14 @@ type DispatcherOptions struct {
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	Log *slog.Logger
+	// Delivered, when set, is told the outcome of each delivery attempt
+	// (for metrics): StatusSent, StatusPending (it failed and will be
+	// retried) or StatusFailed (it failed for good).
+	Delivered func(Status)
+	// TraceDelivery, when set, is called as each delivery attempt starts
+	// (for tracing): it returns the context the attempt runs in and the
+	// function to call with its outcome when it ends.
+	TraceDelivery func(ctx context.Context, m Pending) (context.Context, func(Outcome))
 }
 
 // Dispatcher sends due outbox messages. Several instances of the service
@@ -164,6 +172,14 @@ func NewDispatcher(db Outbox, sender Sender, o DispatcherOptions) *Dispatcher {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = DefaultBatchSize
+	}
+	if o.Delivered == nil {
+		o.Delivered = func(Status) {}
+	}
+	if o.TraceDelivery == nil {
+		o.TraceDelivery = func(ctx context.Context, _ Pending) (context.Context, func(Outcome)) {
+			return ctx, func(Outcome) {}
+		}
 	}
 	if o.Lease <= 0 {
 		o.Lease = time.Duration(o.BatchSize)*o.SendTimeout + 30*time.Second
@@ -253,6 +269,7 @@ func (d *Dispatcher) claim(ctx context.Context) ([]Pending, error) {
 // count, still pending), so a dispatcher that overran its lease cannot
 // overwrite the result of the one that took the message over.
 func (d *Dispatcher) deliver(ctx context.Context, m Pending) {
+	ctx, traced := d.o.TraceDelivery(ctx, m)
 	log := d.o.Log.With("message_id", m.ID, "template", m.Template, "attempt", m.Attempts)
 	if m.UserID != nil {
 		log = log.With("user_id", *m.UserID)
@@ -270,22 +287,24 @@ func (d *Dispatcher) deliver(ctx context.Context, m Pending) {
 	switch {
 	case err == nil:
 		o.Status = StatusSent
-		log.Info("email sent")
+		log.InfoContext(ctx, "email sent")
 	case errors.As(err, &permanent) || m.Attempts >= d.o.MaxAttempts:
 		o.Status, o.LastError = StatusFailed, redact(err, m.Recipient)
-		log.Error("email failed for good", "error", o.LastError, "permanent", errors.As(err, &permanent))
+		log.ErrorContext(ctx, "email failed for good", "error", o.LastError, "permanent", errors.As(err, &permanent))
 	default:
 		delay := RetryDelay(m.Attempts, d.o.RetryBase, d.o.RetryMax)
 		o.NextAttemptAt, o.LastError = now.Add(delay), redact(err, m.Recipient)
-		log.Warn("email delivery failed; will retry", "error", o.LastError, "retry_in", delay.String())
+		log.WarnContext(ctx, "email delivery failed; will retry", "error", o.LastError, "retry_in", delay.String())
 	}
+	d.o.Delivered(o.Status)
 	ok, err := d.db.RecordDelivery(ctx, m, o)
 	switch {
 	case err != nil:
-		log.Error("outbox: record delivery outcome", "error", err)
+		log.ErrorContext(ctx, "outbox: record delivery outcome", "error", err)
 	case !ok:
-		log.Warn("outbox: claim lost before the outcome was recorded")
+		log.WarnContext(ctx, "outbox: claim lost before the outcome was recorded")
 	}
+	traced(o)
 }
 
 // open returns m's template values: its sealed data opened, or the data

@@ -1,9 +1,10 @@
 // Package server assembles authd from its parts (New): database,
 // migrations, domain service, password hashing pool, e-mail outbox
 // dispatcher and the gRPC server with health, caller authentication and
-// TLS, and (in development mode or on request) reflection; App.Serve runs
-// them until the context ends. Production, the integration tests and the
-// benchmarks all build through New.
+// TLS, and (in development mode or on request) reflection, metrics,
+// tracing and the request log; App.Serve runs them until the context
+// ends. Production, the integration tests and the benchmarks all build
+// through New.
 package server
 
 import (
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/crypto/hkdf"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -33,10 +35,12 @@ import (
 	"github.com/placebrain/auth/internal/config"
 	"github.com/placebrain/auth/internal/grpcapi"
 	"github.com/placebrain/auth/internal/mail"
+	"github.com/placebrain/auth/internal/metrics"
 	"github.com/placebrain/auth/internal/migrate"
 	"github.com/placebrain/auth/internal/otp"
 	"github.com/placebrain/auth/internal/password"
 	"github.com/placebrain/auth/internal/store"
+	"github.com/placebrain/auth/internal/telemetry"
 	"github.com/placebrain/auth/internal/token"
 	"github.com/placebrain/auth/migrations"
 	"github.com/placebrain/auth/proto/authpb"
@@ -77,6 +81,10 @@ type Options struct {
 	// files are re-read (the constant TLSRefresh when zero): short in the tests of
 	// their rotation.
 	TLSRefresh time.Duration
+	// TracerProvider, when set, traces RPCs, their units of work and the
+	// e-mail deliveries instead of the provider the OTEL_* variables
+	// configure (a test's in-memory exporter); its owner shuts it down.
+	TracerProvider trace.TracerProvider
 	// NoCleanup keeps Serve from running the retention cleanup (a test
 	// that runs auth.Service.Cleanup itself and counts what it deletes).
 	NoCleanup bool
@@ -90,6 +98,11 @@ type App struct {
 	Dispatcher *mail.Dispatcher
 	// Callers authenticates the gRPC callers and counts the refused ones.
 	Callers *grpcapi.Callers
+	// Passwords hashes and compares passwords on its pool.
+	Passwords *password.Hasher
+	// Metrics are the metrics served on METRICS__ADDR; nil when it is
+	// empty.
+	Metrics *metrics.Metrics
 
 	cfg    *config.Config
 	log    *slog.Logger
@@ -102,6 +115,10 @@ type App struct {
 	stopTLS func()
 	// stopping is closed when shutdown starts, ending open streams.
 	stopping chan struct{}
+	// metricsLis is METRICS__ADDR's listener (nil when it is empty).
+	metricsLis net.Listener
+	// shutdownTracing flushes and stops the tracer provider authd made.
+	shutdownTracing func(context.Context) error
 }
 
 // Run assembles authd from c and serves until ctx is cancelled (see
@@ -120,14 +137,19 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 // outbox sealer, e-mail sender and outbox dispatcher, the domain service,
 // and the gRPC server with health, TLS and caller authentication (GRPC__
 // section) and, in development mode or with GRPC__REFLECTION, server
-// reflection, and listens. Nothing runs until Serve; Close releases an App
-// that is never served. A production start without OTP__SECRET logs
-// OTPSecretWarning.
+// reflection, and listens; with METRICS__ADDR it keeps metrics and listens
+// there too, with LOG__REQUESTS it logs each RPC, and with the OTEL_*
+// variables (or Options.TracerProvider) it traces RPCs, their units of
+// work and the e-mail deliveries. The log gets the request and trace ids
+// of the context it is given (telemetry.NewLogHandler). Nothing runs until
+// Serve; Close releases an App that is never served. A production start
+// without OTP__SECRET logs OTPSecretWarning.
 func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = slog.New(telemetry.NewLogHandler(log.Handler()))
 	if c.Dev {
 		log.Warn("DEVELOPMENT MODE: do not use in production. The JWT secret may be generated and kept in the data directory, and without SMTP__HOST e-mails (with their codes) are written to this log instead of being sent.",
 			"data_dir", c.Data.Dir)
@@ -159,6 +181,24 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	if err := migrateAtStart(ctx, db, c.Database.AutoMigrate, log); err != nil {
 		return nil, err
 	}
+	tracer, shutdownTracing, err := startTracing(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = shutdownTracing(context.Background())
+		}
+	}()
+	metricsLis, err := listenMetrics(c)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && metricsLis != nil {
+			metricsLis.Close()
+		}
+	}()
 
 	var previous [][]byte
 	for _, p := range c.JWT.PreviousSecrets {
@@ -172,6 +212,14 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	hasher, err := newHasher(c.Password, o.PlainHashing)
 	if err != nil {
 		return nil, err
+	}
+	var m *metrics.Metrics
+	var delivered func(mail.Status)
+	var events func(auth.Event, string)
+	if metricsLis != nil {
+		m = metrics.New(metrics.Sources{DB: db.SQL, Backlog: db.OutboxBacklog, Pool: hasher.Pool(),
+			Callers: callers, Now: o.Now, Log: log})
+		delivered, events = m.Delivered, m.AuditEvent
 	}
 	keys, err := otp.NewKeyer([]byte(c.OTP.Secret), []byte(c.JWT.Secret))
 	if err != nil {
@@ -206,14 +254,16 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		}
 	}
 	dispatcher := mail.NewDispatcher(db, sender, mail.DispatcherOptions{
-		PollInterval: c.Outbox.PollInterval,
-		SendTimeout:  c.SMTP.Timeout,
-		MaxAttempts:  c.Outbox.MaxAttempts,
-		RetryBase:    c.Outbox.RetryBase,
-		RetryMax:     c.Outbox.RetryMax,
-		Sealer:       sealer,
-		Now:          o.Now,
-		Log:          log,
+		PollInterval:  c.Outbox.PollInterval,
+		SendTimeout:   c.SMTP.Timeout,
+		MaxAttempts:   c.Outbox.MaxAttempts,
+		RetryBase:     c.Outbox.RetryBase,
+		RetryMax:      c.Outbox.RetryMax,
+		Sealer:        sealer,
+		Now:           o.Now,
+		Log:           log,
+		Delivered:     delivered,
+		TraceDelivery: traceDeliveries(tracer),
 	})
 	svc := auth.New(db, auth.Options{
 		AccessTokens:    access,
@@ -255,6 +305,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		},
 		Now:        o.Now,
 		MailQueued: dispatcher.Wake,
+		Events:     events,
 		Log:        log,
 	})
 
@@ -264,13 +315,18 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 			return nil, fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.GRPC.ListenAddr, err)
 		}
 	}
-	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, Callers: callers, cfg: c, log: log, lis: lis,
-		stopTLS: stopTLS, health: health.NewServer(), stopping: make(chan struct{}), noCleanup: o.NoCleanup}
-	a.grpc = grpc.NewServer(append(grpcOpts, grpc.StreamInterceptor(a.endStreams))...)
+	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, Callers: callers, Passwords: hasher, Metrics: m,
+		cfg: c, log: log, lis: lis, stopTLS: stopTLS, health: health.NewServer(), stopping: make(chan struct{}),
+		metricsLis: metricsLis, shutdownTracing: shutdownTracing, noCleanup: o.NoCleanup}
+	serverOpts := append(observedServerOptions(c, log, m, tracer), grpcOpts...)
+	a.grpc = grpc.NewServer(append(serverOpts, grpc.StreamInterceptor(a.endStreams))...)
 	grpcapi.Register(a.grpc, svc, callers)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	if c.Dev || c.GRPC.Reflection {
 		reflection.Register(a.grpc)
+	}
+	if m != nil {
+		m.InitializeMetrics(a.grpc)
 	}
 	return a, nil
 }
@@ -333,10 +389,23 @@ func newHasher(c config.Password, plain bool) (*password.Hasher, error) {
 // Addr is the address gRPC listens on.
 func (a *App) Addr() net.Addr { return a.lis.Addr() }
 
+// MetricsAddr is the address the metrics are served on; nil without
+// METRICS__ADDR.
+func (a *App) MetricsAddr() net.Addr {
+	if a.metricsLis == nil {
+		return nil
+	}
+	return a.metricsLis.Addr()
+}
+
 // Close releases an App that was never served.
 func (a *App) Close() error {
 	a.lis.Close()
+	if a.metricsLis != nil {
+		a.metricsLis.Close()
+	}
 	a.stopTLS()
+	a.stopTracing()
 	return a.DB.Close()
 }
 
@@ -372,6 +441,7 @@ func (a *App) setHealth(s healthpb.HealthCheckResponse_ServingStatus) {
 func (a *App) Serve(ctx context.Context) error {
 	defer a.DB.Close()
 	defer a.stopTLS()
+	defer a.stopTracing()
 	if addr := a.cfg.Debug.PprofAddr; addr != "" {
 		// net/http/pprof registers its handlers on http.DefaultServeMux.
 		pprofSrv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second}
@@ -383,6 +453,9 @@ func (a *App) Serve(ctx context.Context) error {
 		defer pprofSrv.Close()
 		a.log.Warn("pprof enabled", "addr", addr)
 	}
+	if a.metricsLis != nil {
+		defer serveMetrics(a.metricsLis, a.Metrics, a.log)()
+	}
 	// The database is reachable and migrated at this point.
 	a.setHealth(healthpb.HealthCheckResponse_SERVING)
 
@@ -392,7 +465,7 @@ func (a *App) Serve(ctx context.Context) error {
 	wg.Go(func() { a.Dispatcher.Run(runCtx) })
 	wg.Go(func() { watchDB(runCtx, a.DB.SQL, a.setHealth, a.log) })
 	if !a.noCleanup {
-		wg.Go(func() { cleanup(runCtx, a.Service, a.cfg.Cleanup.Interval, a.log) })
+		wg.Go(func() { cleanup(runCtx, a.Service, a.cfg.Cleanup.Interval, a.Metrics, a.log) })
 	}
 
 	serveErr := make(chan error, 1)
@@ -427,13 +500,16 @@ func (a *App) Serve(ctx context.Context) error {
 }
 
 // cleanup runs the retention cleanup (auth.Service.Cleanup) at start and
-// then every interval, until ctx ends.
-func cleanup(ctx context.Context, svc *auth.Service, interval time.Duration, log *slog.Logger) {
+// then every interval, until ctx ends, and counts the rows in m.
+func cleanup(ctx context.Context, svc *auth.Service, interval time.Duration, m *metrics.Metrics, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		start := time.Now()
 		c, err := svc.Cleanup(ctx)
+		for table, n := range c.Tables() {
+			m.CleanupDeleted(table, n)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Error("cleanup failed", "error", err, "rows", c.Total())

@@ -20,9 +20,22 @@ type Tx struct {
 // rolls back when fn returns an error or panics (re-panicking after), and
 // commits then returns the cause when fn returns auth.CommitAnd(cause).
 // On SQLite the transaction begins IMMEDIATE and so holds the database's
-// write lock from its start.
+// write lock from its start. In a traced request the unit of work has a
+// span of its own, named after fn (see startUnit).
 func (db *DB) InTx(ctx context.Context, fn func(auth.Tx) error) error {
-	return db.withTx(ctx, func(tx *Tx) error { return fn(tx) })
+	ctx, span := db.startUnit(ctx, fn)
+	if span == nil {
+		return db.withTx(ctx, func(tx *Tx) error { return fn(tx) })
+	}
+	var fnErr, err error
+	returned := false
+	defer func() { endUnit(span, fnErr, err, returned) }()
+	err = db.withTx(ctx, func(tx *Tx) error {
+		fnErr = fn(tx)
+		returned = true
+		return fnErr
+	})
+	return err
 }
 
 // withTx is InTx for the package's own units of work.

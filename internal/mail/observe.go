@@ -1,0 +1,25 @@
+package mail
+
+import "time"
+
+// Backlog is what the outbox holds at a moment, for metrics.
+type Backlog struct {
+	// Pending counts the messages neither sent nor failed: due, waiting
+	// for a retry, or claimed by a dispatcher.
+	Pending int
+	// OldestDue is the next attempt time of the message due the longest,
+	// at or before the moment; zero when none is due.
+	OldestDue time.Time
+}
+
+// OutcomeName names a delivery attempt's outcome: sent, retry (it failed
+// and will be retried) or failed (for good).
+func OutcomeName(s Status) string {
+	switch s {
+	case StatusSent:
+		return "sent"
+	case StatusFailed:
+		return "failed"
+	}
+	return "retry"
+}
