@@ -81,7 +81,7 @@ generate-check: generate ## Fail when generated code differs from what is commit
 	@test -z "$$(git status --porcelain --untracked-files=all -- ent proto)" || { git status --short -- ent proto; echo "untracked generated files"; exit 1; }
 
 .PHONY: migration
-migration: ## Write a new migration from schema changes: make migration name=add_x (needs PostgreSQL at DEV_DATABASE_URL)
+migration: ## Write a new migration and the end state from schema changes: make migration name=add_x (needs PostgreSQL at DEV_DATABASE_URL)
 	@test -n "$(name)" || { echo "usage: make migration name=add_x"; exit 1; }
 	$(GO) run ./cmd/entmigrate diff $(name)
 
@@ -89,9 +89,17 @@ migration: ## Write a new migration from schema changes: make migration name=add
 migrate-hash: ## Rewrite each atlas.sum from its files (after merging branches that each added a migration)
 	$(GO) run ./cmd/entmigrate hash
 
+.PHONY: migrate-state
+migrate-state: ## Rewrite each end state (migrations/<dialect>.schema.hcl) from its files, e.g. after a merge
+	$(GO) run ./cmd/entmigrate state
+
 .PHONY: migrate-check
-migrate-check: ## Fail when schema/ and migrations/ disagree or atlas.sum is stale
+migrate-check: ## Fail when schema/ and migrations/ disagree, atlas.sum is stale or an end state is not what the files build
 	$(GO) run ./cmd/entmigrate check
+
+.PHONY: migrate-lint
+migrate-lint: ## Lint the migration files after the baseline with atlas.hcl's policy (needs PostgreSQL at DEV_DATABASE_URL)
+	$(GO) run ./cmd/authd migrate lint --config atlas.hcl
 
 .PHONY: vet
 vet: ## go vet and gofmt
@@ -110,4 +118,4 @@ contract-check: ## Fail when the project's proto changes anything of the platfor
 	$(GO) test -count=1 -run 'TestContract' ./internal/grpcapi/
 
 .PHONY: check
-check: vet layering-check generate-check migrate-check contract-check ## Everything CI checks besides the tests
+check: vet layering-check generate-check migrate-check migrate-lint contract-check ## Everything CI checks besides the tests

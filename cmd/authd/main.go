@@ -1,9 +1,15 @@
 // Command authd is PlaceBrain's authentication service.
 //
 //	authd serve [--dev]          run the gRPC server (the default)
-//	authd migrate plan           print the SQL of pending migrations
+//	authd migrate plan [--format text|json] [--config FILE]
+//	                             print the pending files for review: statements, locks,
+//	                             row estimates, lint findings; run nothing
 //	authd migrate apply          apply pending migrations
-//	authd migrate status         show applied and pending migrations
+//	authd migrate status         show applied, partially applied and pending migrations
+//	authd migrate lint [--latest N] [--dialect D] [--dir DIR] [--config FILE] [--format text|json]
+//	                             analyze the files after migrations.LintBaseline on a dev database
+//	authd migrate drift [--format sql|json]
+//	                             compare the database with the files' end state; non-zero exit on drift
 //	authd users import [--dry-run] FILE|-
 //	                             import users (JSON lines) from the platform's earlier service
 //	authd users export FILE      write every user, password hashes included, to FILE (created 0600)
@@ -22,12 +28,10 @@ import (
 	"syscall"
 
 	"github.com/placebrain/auth/internal/config"
-	"github.com/placebrain/auth/internal/migrate"
 	"github.com/placebrain/auth/internal/server"
-	"github.com/placebrain/auth/migrations"
 )
 
-const usage = "usage: authd [serve [--dev] | migrate plan|apply|status | users import [--dry-run] FILE|- | users export FILE]"
+const usage = "usage: authd [serve [--dev] | migrate plan|apply|status|lint|drift | users import [--dry-run] FILE|- | users export FILE]"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -55,54 +59,11 @@ func realMain(ctx context.Context, args []string) error {
 		}
 		return server.Run(ctx, c, newLogger(c.Log.Level))
 	case "migrate":
-		if len(args) != 2 {
-			return errors.New(usage)
-		}
-		return runMigrate(ctx, args[1])
+		return runMigrate(ctx, args[1:], os.Stdout, os.Stderr)
 	case "users":
 		return runUsers(ctx, args[1:], os.Stdin, os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Println(usage)
-		return nil
-	default:
-		return errors.New(usage)
-	}
-}
-
-// runMigrate reads only DATABASE__* and DATA__DIR (config.Storage), so DBAs
-// can run it without the service's secrets.
-func runMigrate(ctx context.Context, cmd string) error {
-	c, err := config.Load(ctx, nil, config.Options{Sections: config.Storage})
-	if err != nil {
-		return err
-	}
-	log := newLogger(slog.LevelInfo)
-	db, err := server.OpenDB(ctx, c, log, nil)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	fmt.Fprintf(os.Stderr, "database: %s\n", db.Location)
-	m := migrate.New(db.SQL, db.Dialect, migrations.For(db.Dialect), log)
-	switch cmd {
-	case "plan":
-		return m.Plan(ctx, os.Stdout)
-	case "apply":
-		applied, err := m.Apply(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("applied %d migrations %v\n", len(applied), applied)
-		return nil
-	case "status":
-		st, err := m.Status(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("current version: %q\napplied: %d\npending: %d\n", st.Current, len(st.Applied), len(st.Pending))
-		for _, f := range st.Pending {
-			fmt.Printf("  pending %s\n", f.Name)
-		}
 		return nil
 	default:
 		return errors.New(usage)

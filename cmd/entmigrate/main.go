@@ -3,10 +3,18 @@
 // one directory per dialect, by replaying each directory on a throw-away
 // dev database and diffing it against the schema:
 //
-//	entmigrate diff NAME   write migrations/<dialect>/<version>_NAME.sql and atlas.sum
-//	entmigrate check       fail when the schema and migrations/ disagree or atlas.sum is stale
+//	entmigrate diff NAME   write migrations/<dialect>/<version>_NAME.sql and atlas.sum,
+//	                       and the directory's end state migrations/<dialect>.schema.hcl
+//	entmigrate check       fail when the schema and migrations/ disagree, atlas.sum is
+//	                       stale or an end state is not what the files build
+//	entmigrate state       rewrite each end state from its directory (e.g. after a merge)
 //	entmigrate hash        rewrite atlas.sum from the files (as `atlas migrate hash`), e.g.
 //	                       after merging branches that each added a migration
+//
+// The end state is the schema the directory's files build, in Atlas HCL,
+// next to the directory (so neither atlas.sum nor the Atlas CLI takes it
+// for a migration): `authd migrate drift` and authd's start compare live
+// databases with it.
 //
 // PostgreSQL's dev database is created on DEV_DATABASE_URL (default
 // postgres://postgres@127.0.0.1:5432/postgres) and dropped after; SQLite's
@@ -14,11 +22,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,9 +37,6 @@ import (
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/schema"
-	"github.com/google/uuid"
-	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite"
 
 	entmigrate "github.com/placebrain/auth/ent/migrate"
 	"github.com/placebrain/auth/internal/migrate"
@@ -64,6 +69,16 @@ func realMain(ctx context.Context, args []string) error {
 			if err := diff(ctx, d, args[1]); err != nil {
 				return fmt.Errorf("%s: %w", d, err)
 			}
+			if err := writeState(ctx, d); err != nil {
+				return fmt.Errorf("%s: %w", d, err)
+			}
+		}
+		return nil
+	case len(args) == 1 && args[0] == "state":
+		for _, d := range dialects {
+			if err := writeState(ctx, d); err != nil {
+				return fmt.Errorf("%s: %w", d, err)
+			}
 		}
 		return nil
 	case len(args) == 1 && args[0] == "hash":
@@ -88,14 +103,63 @@ func realMain(ctx context.Context, args []string) error {
 			if err := check(ctx, d); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", d, err))
 			}
+			if err := checkState(ctx, d); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", d, err))
+			}
 		}
 		return errors.Join(errs...)
 	default:
-		return errors.New("usage: entmigrate diff NAME | entmigrate check | entmigrate hash")
+		return errors.New("usage: entmigrate diff NAME | entmigrate check | entmigrate state | entmigrate hash")
 	}
 }
 
 func dirPath(d string) string { return filepath.Join("migrations", dirNames[d]) }
+
+// statePath is the end state of the dialect's directory (the same name as
+// migrations.EndStateFile).
+func statePath(d string) string { return filepath.Join("migrations", dirNames[d]+".schema.hcl") }
+
+// endState replays the dialect's directory on a dev database and returns
+// the schema it builds, in Atlas HCL.
+func endState(ctx context.Context, d string) ([]byte, error) {
+	dev, err := migrate.OpenDev(ctx, d, migrate.DevURL())
+	if err != nil {
+		return nil, err
+	}
+	defer dev.Close()
+	return migrate.EndState(ctx, dev, os.DirFS(dirPath(d)))
+}
+
+// writeState rewrites the dialect's end state file from its directory.
+func writeState(ctx context.Context, d string) error {
+	b, err := endState(ctx, d)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(statePath(d), b, 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("%s written (the end state of %s)\n", statePath(d), dirPath(d))
+	return nil
+}
+
+// checkState fails when the committed end state is not what the
+// directory builds.
+func checkState(ctx context.Context, d string) error {
+	want, err := endState(ctx, d)
+	if err != nil {
+		return err
+	}
+	got, err := os.ReadFile(statePath(d))
+	if err != nil {
+		return fmt.Errorf("%w: run `make migrate-state` and commit it", err)
+	}
+	if !bytes.Equal(got, want) {
+		return fmt.Errorf("%s is not the end state of %s: run `make migrate-state` (or `make migration`) and commit it", statePath(d), dirPath(d))
+	}
+	fmt.Printf("%s is the end state of %s\n", statePath(d), dirPath(d))
+	return nil
+}
 
 // diff writes a new migration file for the changes between the directory
 // and the schema.
@@ -149,9 +213,17 @@ func check(ctx context.Context, d string) error {
 	if err != nil {
 		return err
 	}
+	// The planned file is the one not there before (its version is now,
+	// which may sort before a file dated later).
+	had := map[string]bool{}
+	for _, f := range before {
+		had[f.Name()] = true
+	}
 	var b strings.Builder
-	for _, f := range after[len(before):] {
-		b.Write(f.Bytes())
+	for _, f := range after {
+		if !had[f.Name()] {
+			b.Write(f.Bytes())
+		}
 	}
 	return fmt.Errorf("schema/ and %s disagree; run `make migration name=...`. Missing SQL:\n%s", dirPath(d), b.String())
 }
@@ -175,44 +247,13 @@ func plan(ctx context.Context, d string, db *sql.DB, dir atlasmigrate.Dir, name 
 }
 
 // withDevDB runs fn on an empty dev database of the dialect: on PostgreSQL
-// a new database bound to the public schema, dropped after; on SQLite a
-// private in-memory database.
+// a new database on DEV_DATABASE_URL's server bound to the public schema,
+// dropped after; on SQLite a private in-memory database.
 func withDevDB(ctx context.Context, d string, fn func(*sql.DB) error) error {
-	if d == dialect.SQLite {
-		db, err := sql.Open("sqlite", "file:dev-"+uuid.NewString()+"?mode=memory&_pragma=foreign_keys(1)")
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		db.SetMaxOpenConns(1) // one connection: the in-memory database lives in it
-		return fn(db)
-	}
-	adminURL := os.Getenv("DEV_DATABASE_URL")
-	if adminURL == "" {
-		adminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	admin, err := sql.Open("pgx", adminURL)
+	dev, err := migrate.OpenDev(ctx, d, migrate.DevURL())
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
-	name := "authd_dev_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		return fmt.Errorf("create dev database (DEV_DATABASE_URL): %w", err)
-	}
-	defer admin.ExecContext(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return err
-	}
-	u.Path = "/" + name
-	q := u.Query()
-	q.Set("search_path", "public")
-	u.RawQuery = q.Encode()
-	db, err := sql.Open("pgx", u.String())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return fn(db)
+	defer dev.Close()
+	return fn(dev.DB)
 }

@@ -2,23 +2,24 @@
 // with the ariga.io/atlas library, recording revisions in the same
 // atlas_schema_revisions table and columns as the Atlas CLI (and, on
 // PostgreSQL, under its advisory lock), so that DBAs may use either tool on
-// the same database.
+// the same database. It also does what a DBA reviews before applying:
+// Lint runs the library's analyzers and authd's own on new files, replayed
+// on a dev database and configured by atlas.hcl's lint block; Review plans
+// pending files with their locks and row estimates; Drift compares a live
+// database with the end state the files build.
 package migrate
 
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"time"
 
 	"ariga.io/atlas/sql/migrate"
 	"ariga.io/atlas/sql/postgres"
-	"ariga.io/atlas/sql/schema"
 	"ariga.io/atlas/sql/sqlite"
 	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
@@ -39,11 +40,20 @@ var ErrDirectoryTampered = errors.New("migration directory does not match atlas.
 
 // Migrator applies one migration directory to one database.
 type Migrator struct {
-	db          *sql.DB
-	dialect     string
-	fsys        fs.FS
-	log         *slog.Logger
+	db      *sql.DB
+	dialect string
+	fsys    fs.FS
+	log     *slog.Logger
+	// LockTimeout is how long Apply waits for the advisory lock another
+	// process (an authd, the Atlas CLI) holds while it applies; zero or
+	// less waits until the context ends.
 	LockTimeout time.Duration
+	// Waiting, when set, is called (possibly more than once) when Apply
+	// has to wait: for the lock another process holds, or for a file it
+	// runs outside a transaction (which may build an index for hours). A
+	// starting server answers health checks NOT_SERVING from then until
+	// Apply returns.
+	Waiting func(reason string)
 }
 
 // New returns a Migrator for the directory fsys (SQL files and atlas.sum)
@@ -67,12 +77,20 @@ type File struct {
 
 // Status describes a database's migration state.
 type Status struct {
-	// Current is the last applied version, "" when none.
+	// Current is the last applied version, "" when none; the version of a
+	// partially applied file when its run failed or is still going (as
+	// the Atlas CLI reports it).
 	Current string
 	// Applied are the recorded revisions in version order.
 	Applied []*migrate.Revision
-	// Pending are the files not applied yet.
+	// Pending are the files not applied yet, a partially applied one
+	// first.
 	Pending []File
+	// Partial is the last revision when its file ran outside a
+	// transaction and stopped before its last statement (Applied <
+	// Total): the run failed (Error and ErrorStmt say how) or is still
+	// going in another process. A retry resumes at statement Applied+1.
+	Partial *migrate.Revision
 }
 
 // openDir copies the directory into an in-memory Atlas directory and checks
@@ -186,125 +204,14 @@ func (m *Migrator) Status(ctx context.Context) (*Status, error) {
 	}
 	st := &Status{Applied: revs}
 	if len(revs) > 0 {
-		st.Current = revs[len(revs)-1].Version
+		last := revs[len(revs)-1]
+		st.Current = last.Version
+		if last.Applied < last.Total && !last.Type.Has(migrate.RevisionTypeResolved) {
+			st.Partial = last
+		}
 	}
 	for _, f := range pending {
 		st.Pending = append(st.Pending, File{Version: f.Version(), Name: f.Name(), SQL: string(f.Bytes())})
 	}
 	return st, nil
-}
-
-// Plan writes the SQL of every pending file to w without running it.
-func (m *Migrator) Plan(ctx context.Context, w io.Writer) error {
-	st, err := m.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if len(st.Pending) == 0 {
-		_, err := fmt.Fprintf(w, "-- no pending migrations (current version %q)\n", st.Current)
-		return err
-	}
-	for _, f := range st.Pending {
-		if _, err := fmt.Fprintf(w, "-- file: %s\n%s\n", f.Name, f.SQL); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Apply runs every pending file, each in its own transaction together with
-// its revision row, on PostgreSQL while holding the Atlas CLI's advisory
-// lock. It returns the applied versions; none when the database is up to
-// date.
-func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
-	dir, err := m.openDir()
-	if err != nil {
-		return nil, err
-	}
-	defer dir.Close()
-	// One connection does everything: it holds the advisory lock (a
-	// session lock) and runs the per-file transactions, so a pool of one
-	// connection cannot deadlock.
-	conn, err := m.db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: connect: %w", err)
-	}
-	defer conn.Close()
-	if m.dialect == dialect.Postgres {
-		unlock, err := m.lock(ctx, conn)
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
-	}
-	// On SQLite every transaction begins IMMEDIATE (see store), so the
-	// per-file transactions below already serialize concurrent appliers:
-	// each computes what is pending after the previous one committed.
-	var applied []string
-	for {
-		version, err := m.applyNext(ctx, conn, dir)
-		if errors.Is(err, migrate.ErrNoPendingFiles) {
-			return applied, nil
-		}
-		if err != nil {
-			return applied, err
-		}
-		applied = append(applied, version)
-	}
-}
-
-// lock takes the Atlas CLI's advisory lock (a session lock) on conn. The
-// returned function releases it; if releasing fails (say ctx ended), it
-// discards the connection so the session, and with it the lock, ends.
-func (m *Migrator) lock(ctx context.Context, conn *sql.Conn) (func(), error) {
-	drv, err := postgres.Open(conn)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: open driver: %w", err)
-	}
-	unlock, err := drv.(schema.Locker).Lock(ctx, LockName, m.LockTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: acquire lock %q: %w", LockName, err)
-	}
-	return func() {
-		if err := unlock(); err != nil {
-			m.log.Warn("migrate: release lock failed; closing its session", "error", err)
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-	}, nil
-}
-
-// applyNext applies the first pending file in one transaction.
-func (m *Migrator) applyNext(ctx context.Context, conn *sql.Conn, dir migrate.Dir) (string, error) {
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return "", fmt.Errorf("migrate: begin: %w", err)
-	}
-	defer tx.Rollback()
-	ex, err := executor(ctx, tx, m.dialect, dir)
-	if err != nil {
-		return "", err
-	}
-	pending, err := ex.Pending(ctx)
-	if err != nil {
-		if errors.Is(err, migrate.ErrNoPendingFiles) {
-			return "", err
-		}
-		return "", fmt.Errorf("migrate: pending: %w", err)
-	}
-	f := pending[0]
-	start := time.Now()
-	if err := ex.Execute(ctx, f); err != nil {
-		// A failed statement aborts the transaction, so the executor's
-		// attempt to record the error fails too; report the statement.
-		var se *migrate.StmtExecError
-		if errors.As(err, &se) {
-			err = se
-		}
-		return "", fmt.Errorf("migrate: apply %s: %w", f.Name(), err)
-	}
-	if err := tx.Commit(); err != nil {
-		return "", fmt.Errorf("migrate: commit %s: %w", f.Name(), err)
-	}
-	m.log.Info("migration applied", "version", f.Version(), "file", f.Name(), "duration", time.Since(start).String())
-	return f.Version(), nil
 }

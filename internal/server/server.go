@@ -36,13 +36,11 @@ import (
 	"github.com/placebrain/auth/internal/grpcapi"
 	"github.com/placebrain/auth/internal/mail"
 	"github.com/placebrain/auth/internal/metrics"
-	"github.com/placebrain/auth/internal/migrate"
 	"github.com/placebrain/auth/internal/otp"
 	"github.com/placebrain/auth/internal/password"
 	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/telemetry"
 	"github.com/placebrain/auth/internal/token"
-	"github.com/placebrain/auth/migrations"
 	"github.com/placebrain/auth/proto/authpb"
 )
 
@@ -131,19 +129,22 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	return app.Serve(ctx)
 }
 
-// New builds authd from c: it opens the database and applies pending
-// migrations (or, with DATABASE__AUTO_MIGRATE=false, refuses a database
-// with pending ones), builds the token issuer, hashing pool, OTP keys,
-// outbox sealer, e-mail sender and outbox dispatcher, the domain service,
-// and the gRPC server with health, TLS and caller authentication (GRPC__
-// section) and, in development mode or with GRPC__REFLECTION, server
-// reflection, and listens; with METRICS__ADDR it keeps metrics and listens
+// New builds authd from c: it listens, opens the database and applies
+// pending migrations (or, with DATABASE__AUTO_MIGRATE=false, refuses a
+// database with pending ones), answering health checks NOT_SERVING
+// meanwhile when it has to wait for another process's migration or runs
+// a file outside a transaction, and warns when the schema drifted from
+// the migration files; then it builds the token issuer, hashing pool, OTP
+// keys, outbox sealer, e-mail sender and outbox dispatcher, the domain
+// service, and the gRPC server with health, TLS and caller authentication
+// (GRPC__ section) and, in development mode or with GRPC__REFLECTION,
+// server reflection; with METRICS__ADDR it keeps metrics and listens
 // there too, with LOG__REQUESTS it logs each RPC, and with the OTEL_*
 // variables (or Options.TracerProvider) it traces RPCs, their units of
 // work and the e-mail deliveries. The log gets the request and trace ids
-// of the context it is given (telemetry.NewLogHandler). Nothing runs until
-// Serve; Close releases an App that is never served. A production start
-// without OTP__SECRET logs OTPSecretWarning.
+// of the context it is given (telemetry.NewLogHandler). Nothing runs once
+// New returns until Serve; Close releases an App that is never served. A
+// production start without OTP__SECRET logs OTPSecretWarning.
 func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	log := o.Log
 	if log == nil {
@@ -168,6 +169,19 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 			stopTLS()
 		}
 	}()
+	// Listen first: health answers NOT_SERVING while migrations keep the
+	// service from starting (see migrateAtStart).
+	lis := o.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", c.GRPC.ListenAddr); err != nil {
+			return nil, fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.GRPC.ListenAddr, err)
+		}
+		defer func() {
+			if err != nil {
+				lis.Close()
+			}
+		}()
+	}
 	db, err := OpenDB(ctx, c, log, o.WrapConnector)
 	if err != nil {
 		return nil, err
@@ -178,9 +192,10 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		}
 	}()
 	log.Info("database open", "database", db.Location)
-	if err := migrateAtStart(ctx, db, c.Database.AutoMigrate, log); err != nil {
+	if lis, err = migrateAtStart(ctx, db, c.Database.AutoMigrate, log, lis, grpcOpts); err != nil {
 		return nil, err
 	}
+	warnDrift(ctx, db, log)
 	tracer, shutdownTracing, err := startTracing(ctx, o, log)
 	if err != nil {
 		return nil, err
@@ -309,12 +324,6 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		Log:        log,
 	})
 
-	lis := o.Listener
-	if lis == nil {
-		if lis, err = net.Listen("tcp", c.GRPC.ListenAddr); err != nil {
-			return nil, fmt.Errorf("listen on GRPC__LISTEN_ADDR %q: %w", c.GRPC.ListenAddr, err)
-		}
-	}
 	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, Callers: callers, Passwords: hasher, Metrics: m,
 		cfg: c, log: log, lis: lis, stopTLS: stopTLS, health: health.NewServer(), stopping: make(chan struct{}),
 		metricsLis: metricsLis, shutdownTracing: shutdownTracing, noCleanup: o.NoCleanup}
@@ -346,28 +355,6 @@ func OpenDB(ctx context.Context, c *config.Config, log *slog.Logger, wrap func(d
 		WrapConnector: wrap,
 		Log:           log,
 	})
-}
-
-// migrateAtStart applies pending migrations, or with autoMigrate false
-// refuses a database that has pending ones.
-func migrateAtStart(ctx context.Context, db *store.DB, autoMigrate bool, log *slog.Logger) error {
-	m := migrate.New(db.SQL, db.Dialect, migrations.For(db.Dialect), log)
-	if autoMigrate {
-		applied, err := m.Apply(ctx)
-		if err != nil {
-			return err
-		}
-		log.Info("migrations up to date", "applied", len(applied))
-		return nil
-	}
-	st, err := m.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if len(st.Pending) > 0 {
-		return fmt.Errorf("database has %d pending migrations and DATABASE__AUTO_MIGRATE=false: run `authd migrate apply` or `atlas migrate apply`", len(st.Pending))
-	}
-	return nil
 }
 
 // newHasher builds the bcrypt hasher and its pool: PASSWORD__HASH_WORKERS
