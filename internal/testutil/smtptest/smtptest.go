@@ -5,11 +5,13 @@ package smtptest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,8 @@ type Message struct {
 	// Email is the parsed MIME message (Subject, Text, HTML, Headers).
 	Email *email.Email
 	Raw   []byte
+	// Received is when the server accepted the message.
+	Received time.Time
 }
 
 // Server is an SMTP server on 127.0.0.1.
@@ -31,10 +35,11 @@ type Server struct {
 	Host string
 	Port int
 
-	srv  *smtp.Server
-	mu   sync.Mutex
-	msgs []Message
-	got  chan struct{}
+	srv   *smtp.Server
+	mu    sync.Mutex
+	msgs  []Message
+	got   chan struct{}
+	delay atomic.Int64 // time.Duration before a message is accepted
 }
 
 // Start starts a server on a free port; it stops when the test ends.
@@ -45,10 +50,21 @@ func Start(t testing.TB) *Server {
 // StartOn starts a server on the given port (0 for any free one).
 func StartOn(t testing.TB, port int) *Server {
 	t.Helper()
+	s, err := Listen(port)
+	if err != nil {
+		t.Fatalf("smtptest: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Listen starts a server on 127.0.0.1 and the given port (0 for any free
+// one) outside a test (the fault suite, cmd/authfaults); Close stops it.
+func Listen(port int) (*Server, error) {
 	s := &Server{got: make(chan struct{}, 1024)}
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		t.Fatalf("smtptest: listen: %v", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	s.Host = "127.0.0.1"
 	s.Port = l.Addr().(*net.TCPAddr).Port
@@ -58,9 +74,16 @@ func StartOn(t testing.TB, port int) *Server {
 	s.srv.ReadTimeout = 10 * time.Second
 	s.srv.WriteTimeout = 10 * time.Second
 	go s.srv.Serve(l)
-	t.Cleanup(func() { s.srv.Close() })
-	return s
+	return s, nil
 }
+
+// Close stops the server: its listener and every open session are closed,
+// so a sender sees its connection refused or cut.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// SetDelay makes every later message wait d after its data arrived before
+// it is accepted (a slow relay; 0 by default).
+func (s *Server) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
 func FreePort(t testing.TB) int {
@@ -159,8 +182,11 @@ func (x *session) Data(r io.Reader) error {
 	if err != nil {
 		return errors.New("unparsable message: " + err.Error())
 	}
+	if d := time.Duration(x.s.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
 	x.s.mu.Lock()
-	x.s.msgs = append(x.s.msgs, Message{From: x.from, To: x.to, Email: e, Raw: raw})
+	x.s.msgs = append(x.s.msgs, Message{From: x.from, To: x.to, Email: e, Raw: raw, Received: time.Now()})
 	x.s.mu.Unlock()
 	select {
 	case x.s.got <- struct{}{}:

@@ -1,0 +1,612 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/placebrain/auth/internal/token"
+	"github.com/placebrain/auth/proto/authpb"
+)
+
+// figure is one measured line of a scenario's table.
+type figure struct {
+	Name, Value, Goal string
+	Met               *bool // nil: no goal
+}
+
+// outcome is one scenario's result.
+type outcome struct {
+	Name, Title, What string
+	Figures           []figure
+	Err               error
+}
+
+func (o *outcome) add(name, value string) {
+	o.Figures = append(o.Figures, figure{Name: name, Value: value})
+}
+
+func (o *outcome) goal(name, value, goal string, met bool) {
+	o.Figures = append(o.Figures, figure{Name: name, Value: value, Goal: goal, Met: &met})
+}
+
+// phases are a scenario's timings (shorter with -short).
+type phases struct {
+	warm, fault, after time.Duration // load before, during and after a fault
+	drain              time.Duration // the most the outbox is given to empty
+	watch              time.Duration // how long after a kill the e-mails are watched
+	workers            int
+	cuts               int // COMMITs cut in the rotation scenario
+	smtpOutage         time.Duration
+	slowHold           time.Duration
+}
+
+func (o options) phases() phases {
+	if o.short {
+		return phases{warm: 3 * time.Second, fault: 5 * time.Second, after: 3 * time.Second, drain: 10 * time.Second,
+			watch: 35 * time.Second, workers: 6, cuts: 3, smtpOutage: 8 * time.Second, slowHold: 6 * time.Second}
+	}
+	return phases{warm: 5 * time.Second, fault: 5 * time.Second, after: 5 * time.Second, drain: 20 * time.Second,
+		watch: 45 * time.Second, workers: 12, cuts: 10, smtpOutage: 12 * time.Second, slowHold: 12 * time.Second}
+}
+
+// fixed is the authd environment every scenario's instances share: the
+// database timeouts are set explicitly, so the bound every RPC must keep
+// in blackhole mode is known.
+var fixed = []string{"DATABASE__CONNECT_TIMEOUT_SECONDS=2", "DATABASE__STATEMENT_TIMEOUT_SECONDS=3"}
+
+// rpcBound is the longest an RPC may take when the database does not
+// answer: connecting, then one statement, each at its configured timeout.
+const rpcBound = 5 * time.Second
+
+func ms(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+
+// memWatch samples an instance's memory every 250 ms until ctx ends and
+// keeps the largest heap and resident set.
+func memWatch(ctx context.Context, a *authd) func() memory {
+	var (
+		mu   sync.Mutex
+		peak memory
+	)
+	go func() {
+		for ctx.Err() == nil {
+			m := a.memory()
+			mu.Lock()
+			peak.heap, peak.rss = max(peak.heap, m.heap), max(peak.rss, m.rss)
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	return func() memory { mu.Lock(); defer mu.Unlock(); return peak }
+}
+
+// common adds the figures every scenario under load reports.
+func (h *harness) common(ctx context.Context, out *outcome, evs []event, l *load, drainFor time.Duration, lostGoal bool) {
+	out.goal("calls by gRPC code", formatCodes(byCode(evs)), "INTERNAL 0", byCode(evs)[codes.Internal] == 0)
+	out.add("journeys completed (no e-mail within 10 s)", fmt.Sprintf("%d (%d)", l.journeys.Load(), l.noMail.Load()))
+	pending := h.drain(ctx, drainFor)
+	mc, err := h.mailAccounting(ctx)
+	if err != nil {
+		out.Err = err
+		return
+	}
+	out.add("e-mails", mc.String())
+	if lostGoal {
+		out.goal("e-mails lost (marked sent, never received) + undelivered after the drain", fmt.Sprintf("%d + %d", mc.Lost, pending), "0", mc.Lost+pending == 0)
+	} else {
+		out.goal("e-mails lost (marked sent, never received)", fmt.Sprint(mc.Lost), "0", mc.Lost == 0)
+	}
+	out.goal("e-mails duplicated", fmt.Sprintf("%d (%d with the same Message-ID)", mc.Duplicates, mc.SameID), "0", mc.Duplicates == 0)
+	c, err := checkConsistency(ctx, h.db)
+	if err != nil {
+		out.Err = err
+		return
+	}
+	out.goal("inconsistent rows (SQL checks)", c.String(), "0", c.total() == 0)
+}
+
+// dbOutage: the database link refused (proxy disabled) or blackholed
+// (accepts, forwards nothing) for phases.fault under load.
+func dbOutage(ctx context.Context, o options, blackhole bool) *outcome {
+	p := o.phases()
+	out := &outcome{Name: "db-refused", Title: fmt.Sprintf("Database link refused for %v under load", p.fault)}
+	if blackhole {
+		out.Name, out.Title = "db-blackholed", fmt.Sprintf("Database link blackholed for %v under load", p.fault)
+	}
+	out.What = fmt.Sprintf("%d gateway-shaped callers; %v of load, the proxy %s for %v, then %v of load; health polled every 50 ms; outbox given up to %v to drain.",
+		p.workers, p.warm, map[bool]string{false: "disabled (connections closed and refused)", true: "blackholing (timeout toxic both ways: connections accepted, nothing forwarded)"}[blackhole], p.fault, p.after, p.drain)
+	h, err := newHarness(ctx, o, out.Name, fixed...)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	defer h.close()
+	a, err := h.startAuthd(ctx, o, "authd", "")
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	l := newLoad(h, func() []string { return []string{a.addr} })
+	health := pollHealth(lctx, a.health)
+	peak := memWatch(lctx, a)
+	wg := l.run(lctx, p.workers)
+	sleep(ctx, p.warm)
+	down := time.Now()
+	if blackhole {
+		err = h.blackhole()
+	} else {
+		h.refuse()
+	}
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	sleep(ctx, p.fault)
+	up := time.Now()
+	if err := h.restore(); err != nil {
+		out.Err = err
+		return out
+	}
+	sleep(ctx, p.after)
+	stop()
+	wg.Wait()
+	evs := l.rec.all()
+	h.common(ctx, out, evs, l, p.drain, true)
+	if blackhole {
+		m := maxLatency(evs, down, up)
+		out.goal("slowest call started during the blackhole", ms(m), "≤ "+ms(rpcBound)+" (connect 2 s + statement 3 s)", m <= rpcBound)
+	}
+	first := firstSuccessAfter(evs, up)
+	out.goal("first success after the restore", ms(first), "≤ 1000 ms", first >= 0 && first <= time.Second)
+	firstOK := time.Time{}
+	if first >= 0 {
+		firstOK = up.Add(first)
+	}
+	wd, wu := healthWrong(health(), down, up, firstOK)
+	out.goal("health SERVING while the database was down", ms(wd), "≤ 1000 ms", wd <= time.Second)
+	out.goal("health NOT_SERVING after calls succeeded again", ms(wu), "≤ 1000 ms", wu >= 0 && wu <= time.Second)
+	out.add("authd peak heap in use / resident", mb(peak().heap)+" / "+mb(peak().rss))
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// commitCutScenario cuts the database link at the COMMIT of rotations:
+// after the COMMIT reached PostgreSQL (committed, answer lost) and before
+// (never committed). The client retries with the same token and must get
+// one child: the committed one.
+func commitCutScenario(ctx context.Context, o options) *outcome {
+	p := o.phases()
+	out := &outcome{Name: "commit-cut", Title: "Link cut during the COMMIT of a rotation",
+		What: fmt.Sprintf("%d rotations cut after the COMMIT reached PostgreSQL (its answer dropped, the connection closed) and %d cut before it (the COMMIT dropped); each time the client retries RefreshTokens with the same token until it succeeds, then once more. The outbox poll and cleanup are slowed so only the rotation commits.", p.cuts, p.cuts)}
+	h, err := newHarness(ctx, o, out.Name, append(fixed, "OUTBOX__POLL_INTERVAL_MILLIS=3600000")...)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	defer h.close()
+	a, err := h.startAuthd(ctx, o, "authd", "")
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	// One user through a journey.
+	l := newLoad(h, func() []string { return []string{a.addr} })
+	jctx, stop := context.WithTimeout(ctx, 20*time.Second)
+	email := fmt.Sprintf("cut@faults.example.com")
+	var refresh string
+	ok := l.do(jctx, "Register", true, func(ctx context.Context, c authpb.AuthServiceClient) error {
+		_, err := c.Register(ctx, &authpb.RegisterRequest{Username: "cut", Email: email, Password: faultPassword})
+		return err
+	})
+	h.db.ExecContext(ctx, `UPDATE users SET is_verified = true`) // the code is not what this scenario tests
+	ok = ok && l.do(jctx, "Login", true, func(ctx context.Context, c authpb.AuthServiceClient) error {
+		r, err := c.Login(ctx, &authpb.LoginRequest{Email: email, Password: faultPassword})
+		refresh = r.GetRefreshToken()
+		return err
+	})
+	stop()
+	if !ok {
+		out.Err = fmt.Errorf("could not log in: %v", formatCodes(byCode(l.rec.all())))
+		return out
+	}
+	if _, err := h.proxy.Toxics.AddToxicJson(bytesReader(`{"name":"cut_down","type":"commit_cut","stream":"downstream"}`)); err != nil {
+		out.Err = err
+		return out
+	}
+	if _, err := h.proxy.Toxics.AddToxicJson(bytesReader(`{"name":"cut_up","type":"commit_cut","stream":"upstream"}`)); err != nil {
+		out.Err = err
+		return out
+	}
+	rotate := func(tok string) (string, codes.Code) {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		r, err := a.client.RefreshTokens(cctx, &authpb.RefreshTokensRequest{RefreshToken: tok})
+		return r.GetRefreshToken(), status.Code(err)
+	}
+	cutCodes := map[codes.Code]int{}
+	var same, committedChild, rolledBack, cuts, tries int
+	for i := range 2 * p.cuts {
+		after := i%2 == 0 // alternate: answer lost after the COMMIT, COMMIT lost
+		name := "cut_up"
+		if after {
+			name = "cut_down"
+		}
+		// Only the toxic of this round cuts: the other passes COMMITs.
+		h.proxy.Toxics.UpdateToxicJson(name, bytesReader(`{"toxicity":1}`))
+		other := map[string]string{"cut_up": "cut_down", "cut_down": "cut_up"}[name]
+		h.proxy.Toxics.UpdateToxicJson(other, bytesReader(`{"toxicity":0}`))
+		before := commitCuts.Load()
+		commitArmed.Store(1)
+		child, code := rotate(refresh)
+		commitArmed.Store(0)
+		if commitCuts.Load() == before {
+			// The COMMIT was not cut (the call failed earlier, or nothing
+			// committed): not a cut rotation.
+			if code == codes.OK {
+				refresh = child
+			}
+			continue
+		}
+		cuts++
+		cutCodes[code]++
+		// The client retries with the same token.
+		var retry string
+		for range 50 {
+			tries++
+			var c codes.Code
+			if retry, c = rotate(refresh); c == codes.OK {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		again, _ := rotate(refresh)
+		if retry != "" && retry == again && (code != codes.OK || child == retry) {
+			same++
+		}
+		// Which child does the database hold for the parent?
+		var n int
+		var childHash []byte
+		h.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(c.token_hash) FROM refresh_tokens c JOIN refresh_tokens p ON c.parent_id = p.id WHERE p.token_hash = $1`,
+			hashOf(refresh)).Scan(&n, &childHash)
+		if retry != "" && n == 1 && string(childHash) == string(hashOf(retry)) {
+			if after {
+				committedChild++
+			} else {
+				rolledBack++
+			}
+		}
+		if retry != "" {
+			refresh = retry
+		}
+	}
+	out.add("COMMITs cut (after / before reaching PostgreSQL)", fmt.Sprintf("%d (%d / %d requested)", cuts, p.cuts, p.cuts))
+	out.goal("answers to the cut call", formatCodes(cutCodes), "UNAVAILABLE, never INTERNAL", cutCodes[codes.Internal] == 0 && cutCodes[codes.Unknown] == 0)
+	out.goal("retries with the same token returning the same child twice", fmt.Sprintf("%d of %d", same, cuts), "all", cuts > 0 && same == cuts)
+	out.goal("the child returned is the one the parent holds in the database, its only child", fmt.Sprintf("%d of %d (%d after a lost answer, %d after a rollback)", committedChild+rolledBack, cuts, committedChild, rolledBack),
+		"all", cuts > 0 && committedChild+rolledBack == cuts)
+	out.add("retry calls until success", fmt.Sprint(tries))
+	c, err := checkConsistency(ctx, h.db)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	out.goal("inconsistent rows (SQL checks)", c.String(), "0", c.total() == 0)
+	return out
+}
+
+func hashOf(refresh string) []byte {
+	h, _ := token.HashRefreshToken(refresh)
+	return h
+}
+
+func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// smtpOutage stops the SMTP server for longer than the retry budget under
+// load.
+func smtpOutage(ctx context.Context, o options) *outcome {
+	p := o.phases()
+	out := &outcome{Name: "smtp-outage", Title: fmt.Sprintf("SMTP server down for %v, longer than the retry budget", p.smtpOutage),
+		What: fmt.Sprintf("%d callers; the outbox retries 3 times, 1 s then 2 s apart (a budget of about 3 s plus the 2 s SMTP timeouts), so mail queued early in the outage fails for good; %v of load, the SMTP server stopped for %v, %v of load.", p.workers, p.warm, p.smtpOutage, p.after)}
+	h, err := newHarness(ctx, o, out.Name, append(fixed, "OUTBOX__MAX_ATTEMPTS=3", "OUTBOX__RETRY_BASE_SECONDS=1",
+		"OUTBOX__RETRY_MAX_SECONDS=2", "SMTP__TIMEOUT_SECONDS=2")...)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	defer h.close()
+	a, err := h.startAuthd(ctx, o, "authd", "")
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	l := newLoad(h, func() []string { return []string{a.addr} })
+	wg := l.run(lctx, p.workers)
+	sleep(ctx, p.warm)
+	h.smtp.stop()
+	sleep(ctx, p.smtpOutage)
+	up := time.Now()
+	if err := h.smtp.start(); err != nil {
+		out.Err = err
+		return out
+	}
+	sleep(ctx, p.after)
+	stop()
+	wg.Wait()
+	evs := l.rec.all()
+	h.common(ctx, out, evs, l, p.drain, true)
+	first := time.Duration(-1)
+	for _, m := range h.smtp.messages() {
+		if m.Received.After(up) && (first < 0 || m.Received.Sub(up) < first) {
+			first = m.Received.Sub(up)
+		}
+	}
+	out.add("first e-mail received after the SMTP server came back", ms(first))
+	var failed int
+	var reason string
+	h.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MIN(last_error), '') FROM outbox_messages WHERE status = 'failed'`).Scan(&failed, &reason)
+	out.add("e-mails failed after the retry budget (the user asks for a new code)", fmt.Sprintf("%d; last_error e.g. %q", failed, reason))
+	return out
+}
+
+// killRestart kills the only instance with SIGKILL under load and starts
+// it again at once.
+func killRestart(ctx context.Context, o options) *outcome {
+	p := o.phases()
+	out := &outcome{Name: "kill-restart", Title: "kill -9 and restart under load",
+		What: fmt.Sprintf("%d callers on one instance; %v of load, SIGKILL, a new process on the same port at once, %v of load; the outbox watched %v after the kill.", p.workers, p.warm, p.after, p.watch)}
+	h, err := newHarness(ctx, o, out.Name, fixed...)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	defer h.close()
+	a, err := h.startAuthd(ctx, o, "authd", "")
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	h.smtp.setDelay(100 * time.Millisecond) // e-mails in flight at the kill
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	l := newLoad(h, func() []string { return []string{a.addr} })
+	wg := l.run(lctx, p.workers)
+	sleep(ctx, p.warm)
+	kill := time.Now()
+	a.kill()
+	atKill := h.pendingRecipients(ctx)
+	b, err := h.startAuthd(ctx, o, "authd-restarted", a.addr)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	serving := time.Since(kill)
+	sleep(ctx, p.after)
+	stop()
+	wg.Wait()
+	evs := l.rec.all()
+	sleep(ctx, p.watch-time.Since(kill))
+	h.common(ctx, out, evs, l, 0, true)
+	out.add("restart: SIGKILL to SERVING", ms(serving))
+	first := firstSuccessAfter(evs, kill)
+	out.add("first success after the kill", ms(first))
+	late, undelivered := h.deliveredAfter(atKill, kill)
+	out.add(fmt.Sprintf("e-mails pending at the kill: slowest delivery after it (undelivered after %v)", p.watch), fmt.Sprintf("%d: %s (%d)", len(atKill), ms(late), undelivered))
+	_ = b
+	return out
+}
+
+// pendingRecipients lists the recipients of the outbox rows pending now
+// (claimed, in flight or due).
+func (h *harness) pendingRecipients(ctx context.Context) []string {
+	rows, err := h.db.QueryContext(ctx, `SELECT recipient FROM outbox_messages WHERE status = 'pending'`)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var r string
+		rows.Scan(&r)
+		out = append(out, r)
+	}
+	return out
+}
+
+// deliveredAfter is, for the given recipients, the latest of their first
+// messages received after t, measured from t, and how many got none.
+func (h *harness) deliveredAfter(rcpts []string, t time.Time) (time.Duration, int) {
+	first := map[string]time.Time{}
+	for _, m := range receivedOf(h.smtp.messages()) {
+		if m.At.After(t) {
+			if f, ok := first[m.To]; !ok || m.At.Before(f) {
+				first[m.To] = m.At
+			}
+		}
+	}
+	var worst time.Duration
+	missing := 0
+	for _, r := range rcpts {
+		f, ok := first[r]
+		if !ok {
+			missing++
+			continue
+		}
+		worst = max(worst, f.Sub(t))
+	}
+	return worst, missing
+}
+
+// twoInstances runs two instances on one database and kills one.
+func twoInstances(ctx context.Context, o options) *outcome {
+	p := o.phases()
+	out := &outcome{Name: "two-instances", Title: "Two instances, one killed with kill -9",
+		What: fmt.Sprintf("%d callers spread over two instances on one database; the relay takes 300 ms per message so the victim holds claimed e-mails; %v of load, SIGKILL to one, %v of load on the survivor; the e-mails pending at the kill watched for %v.", p.workers, p.warm, p.after, p.watch)}
+	h, err := newHarness(ctx, o, out.Name, fixed...)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	defer h.close()
+	a, err := h.startAuthd(ctx, o, "authd-a", "")
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	b, err := h.startAuthd(ctx, o, "authd-b", "")
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	h.smtp.setDelay(300 * time.Millisecond)
+	var dead atomic.Bool
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	l := newLoad(h, func() []string {
+		if dead.Load() {
+			return []string{b.addr}
+		}
+		return []string{a.addr, b.addr}
+	})
+	wg := l.run(lctx, p.workers)
+	sleep(ctx, p.warm)
+	kill := time.Now()
+	a.kill()
+	dead.Store(true)
+	atKill := h.pendingRecipients(ctx)
+	sleep(ctx, p.after)
+	stop()
+	wg.Wait()
+	evs := l.rec.all()
+	sleep(ctx, p.watch-time.Since(kill))
+	late, undelivered := h.deliveredAfter(atKill, kill)
+	out.goal("e-mails pending at the kill: slowest delivery after it", fmt.Sprintf("%d pending: %s", len(atKill), ms(late)), "≤ 30000 ms", late <= 30*time.Second && undelivered == 0)
+	out.goal(fmt.Sprintf("of them undelivered %v after the kill", p.watch), fmt.Sprint(undelivered), "0", undelivered == 0)
+	h.common(ctx, out, evs, l, 0, true)
+	mc, _ := h.mailAccounting(ctx)
+	out.goal("duplicates per crash, and with the same Message-ID", fmt.Sprintf("%d, %d", mc.Duplicates, mc.SameID), "≤ 1, all", mc.Duplicates <= 1 && mc.SameID == mc.Duplicates)
+	return out
+}
+
+// slowReaders opens streams over connections that never read, asking
+// reflection for its largest answers, while gateway-shaped callers go on.
+func slowReaders(ctx context.Context, o options) *outcome {
+	p := o.phases()
+	const conns, streams = 20, 100
+	out := &outcome{Name: "slow-readers", Title: fmt.Sprintf("%d streams over %d connections that never read", conns*streams, conns),
+		What: fmt.Sprintf("reflection on; each stream asks grpc.reflection.v1 for auth.AuthService's file and the 8 largest files of the registry, and its connection never reads (a large flow-control window granted first); %d gateway-shaped callers for %v before and %v during; heap from authd's metrics (go_memstats_heap_inuse_bytes).", p.workers/2, p.warm, p.slowHold)}
+	h, err := newHarness(ctx, o, out.Name, fixed...)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	defer h.close()
+	a, err := h.startAuthd(ctx, o, "authd", "")
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	l := newLoad(h, func() []string { return []string{a.addr} })
+	wg := l.run(lctx, max(p.workers/2, 1))
+	sleep(ctx, p.warm)
+	base := a.memory()
+	t0 := time.Now()
+	body, err := reflectionRequests(8)
+	if err != nil {
+		out.Err = err
+		return out
+	}
+	var readers []*slowReader
+	var openErr error
+	for range conns {
+		r, err := openSlowReader(a.addr, streams, body)
+		if err != nil {
+			openErr = err
+			break
+		}
+		readers = append(readers, r)
+	}
+	mctx, mstop := context.WithCancel(ctx)
+	peak := memWatch(mctx, a)
+	sleep(ctx, p.slowHold)
+	mstop()
+	t1 := time.Now()
+	for _, r := range readers {
+		r.close()
+	}
+	stop()
+	wg.Wait()
+	evs := l.rec.all()
+	var before, during []event
+	for _, e := range evs {
+		switch {
+		case e.start.Before(t0):
+			before = append(before, e)
+		case e.start.Before(t1):
+			during = append(during, e)
+		}
+	}
+	if openErr != nil {
+		out.add("opening the slow streams", fmt.Sprintf("%d connections opened, then: %v", len(readers), openErr))
+	}
+	growth := peak().heap - base.heap
+	out.goal("authd heap growth (in use, peak - before)", fmt.Sprintf("%s (%s → %s)", mb(growth), mb(base.heap), mb(peak().heap)), "< 64 MB", base.heap > 0 && growth < 64<<20)
+	out.add("authd resident set (before → peak)", mb(base.rss)+" → "+mb(peak().rss))
+	pb, pd := p99(before), p99(during)
+	out.goal("other callers' p99 (before → during)", ms(pb)+" → "+ms(pd), "< 50 ms", len(during) > 0 && pd < 50*time.Millisecond)
+	out.goal("other callers' calls by code during", formatCodes(byCode(during)), "INTERNAL 0", byCode(during)[codes.Internal] == 0)
+	out.add("authd alive afterwards", fmt.Sprint(a.alive()))
+	return out
+}
+
+// dialer is shared by the load's clients: one channel per address, kept
+// across restarts of the process behind it (as the gateway's is).
+var dialer = struct {
+	sync.Mutex
+	m map[string]authpb.AuthServiceClient
+}{m: map[string]authpb.AuthServiceClient{}}
+
+func clientFor(addr string) authpb.AuthServiceClient {
+	dialer.Lock()
+	defer dialer.Unlock()
+	if c, ok := dialer.m[addr]; ok {
+		return c
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "authfaults:", err)
+		os.Exit(1)
+	}
+	dialer.m[addr] = authpb.NewAuthServiceClient(conn)
+	return dialer.m[addr]
+}
