@@ -18,7 +18,7 @@ run: build ## Run authd on :50051 in development mode: embedded SQLite in ./data
 	@exec ./bin/authd serve --dev
 
 # Packages whose tests run once per database backend.
-DB_PKGS := ./cmd/authd ./internal/auth ./internal/grpcapi ./internal/mail ./internal/migrate ./internal/server ./internal/store
+DB_PKGS := ./cmd/authd ./cmd/authfaults ./internal/auth ./internal/grpcapi ./internal/mail ./internal/migrate ./internal/server ./internal/store
 
 .PHONY: test
 test: ## Run all tests: unit + SQLite suite, then the PostgreSQL suite (skipped, and said so, without PostgreSQL; fatal under CI)
@@ -46,6 +46,14 @@ bench-go: ## Go benchmarks (token, OTP, normalization, error mapping; the rotati
 	$(GO) test -run '^$$' -bench ToStatus -benchmem -count 6 ./internal/grpcapi/
 	$(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./cmd/authbench/
 	TEST_BACKEND=postgres $(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./cmd/authbench/
+
+.PHONY: faults
+faults: build ## Fault suite: break PostgreSQL's link, SMTP, authd processes under load; write RELIABILITY.md (about 4 minutes; needs PostgreSQL)
+	$(GO) run ./cmd/authfaults -authd bin/authd -out RELIABILITY.md
+
+.PHONY: faults-short
+faults-short: build ## The fault suite with shorter phases, as CI runs it (under 3 minutes); figures to the terminal only
+	$(GO) run ./cmd/authfaults -authd bin/authd -short
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzNormalizeEmail:./internal/identity FuzzNormalizeUsername:./internal/identity \
