@@ -352,6 +352,7 @@ func OpenDB(ctx context.Context, c *config.Config, log *slog.Logger, wrap func(d
 			MaxIdleConns:    c.Database.MaxIdleConns,
 			ConnMaxLifetime: c.Database.ConnMaxLifetime,
 		},
+		Timeouts:      store.Timeouts{Connect: c.Database.ConnectTimeout, Statement: c.Database.StatementTimeout},
 		WrapConnector: wrap,
 		Log:           log,
 	})
