@@ -88,11 +88,16 @@ type mailCount struct {
 	// Lost is rows marked sent whose message never arrived: per recipient,
 	// sent rows beyond the distinct messages received.
 	Lost int
+	// Unrecorded is pending rows whose message arrived (per recipient,
+	// distinct messages beyond the sent rows): a sender died between the
+	// relay's answer and recording it, so the row will be sent again.
+	// Undelivered is the other pending rows.
+	Unrecorded, Undelivered int
 }
 
 func (m mailCount) String() string {
-	return fmt.Sprintf("rows %d (sent %d, pending %d, failed %d), received %d, lost %d, duplicated %d (%d with the same Message-ID)",
-		m.Rows, m.Sent, m.Pending, m.Failed, m.Received, m.Lost, m.Duplicates, m.SameID)
+	return fmt.Sprintf("rows %d (sent %d, pending %d: %d of them received, failed %d), received %d, lost %d, duplicated %d (%d with the same Message-ID)",
+		m.Rows, m.Sent, m.Pending, m.Unrecorded, m.Failed, m.Received, m.Lost, m.Duplicates, m.SameID)
 }
 
 // received is one message at the SMTP server, reduced to what the
@@ -118,7 +123,7 @@ func receivedOf(msgs []smtptest.Message) []received {
 // code (a code is mailed once per row), its copies compared by Message-ID.
 func countMail(rows []outboxRow, msgs []received) mailCount {
 	var m mailCount
-	sentTo := map[string]int{}
+	sentTo, pendingTo := map[string]int{}, map[string]int{}
 	for _, r := range rows {
 		m.Rows++
 		switch r.Status {
@@ -127,6 +132,7 @@ func countMail(rows []outboxRow, msgs []received) mailCount {
 			sentTo[r.Recipient]++
 		case "pending":
 			m.Pending++
+			pendingTo[r.Recipient]++
 		case "failed":
 			m.Failed++
 		}
@@ -151,6 +157,10 @@ func countMail(rows []outboxRow, msgs []received) mailCount {
 	for to, n := range sentTo {
 		m.Lost += max(0, n-distinctTo[to])
 	}
+	for to, n := range pendingTo {
+		m.Unrecorded += min(n, max(0, distinctTo[to]-sentTo[to]))
+	}
+	m.Undelivered = m.Pending - m.Unrecorded
 	return m
 }
 
@@ -163,17 +173,16 @@ func (h *harness) mailAccounting(ctx context.Context) (mailCount, error) {
 	return countMail(rows, receivedOf(h.smtp.messages())), nil
 }
 
-// drain waits up to d until no outbox row is pending, and returns how many
-// still are.
-func (h *harness) drain(ctx context.Context, d time.Duration) int {
+// drain waits up to d until no outbox row is pending.
+func (h *harness) drain(ctx context.Context, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for {
 		var n int
 		if err := h.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox_messages WHERE status = 'pending'`).Scan(&n); err != nil {
-			return -1
+			return
 		}
 		if n == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			return n
+			return
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -79,7 +79,7 @@ func TestCheckConsistency(t *testing.T) {
 // TestMailAccounting counts the outbox of a real database against
 // received messages: copies with the first copy's Message-ID and with
 // another, a row marked sent whose message never came, and rows pending
-// and failed.
+// (one whose message arrived all the same) and failed.
 func TestMailAccounting(t *testing.T) {
 	ctx := context.Background()
 	db := testdb.Open(t)
@@ -91,8 +91,9 @@ func TestMailAccounting(t *testing.T) {
 		{"a@example.com", outboxmessage.StatusSent},
 		{"a@example.com", outboxmessage.StatusSent}, // a second code to a
 		{"b@example.com", outboxmessage.StatusSent},
-		{"c@example.com", outboxmessage.StatusSent}, // never received: lost
-		{"d@example.com", outboxmessage.StatusPending},
+		{"c@example.com", outboxmessage.StatusSent},    // never received: lost
+		{"d@example.com", outboxmessage.StatusPending}, // never received: undelivered
+		{"b@example.com", outboxmessage.StatusPending}, // received, not recorded
 		{"e@example.com", outboxmessage.StatusFailed},
 	} {
 		c.OutboxMessage.Create().SetRecipient(r.to).SetTemplate("otp").SetStatus(r.status).ExecX(ctx)
@@ -107,8 +108,10 @@ func TestMailAccounting(t *testing.T) {
 		{To: "a@example.com", Code: "111111", MessageID: "<1@x>"}, // resent, same Message-ID
 		{To: "b@example.com", Code: "333333", MessageID: "<3@x>"},
 		{To: "b@example.com", Code: "333333", MessageID: "<4@x>"}, // resent under a new Message-ID
+		{To: "b@example.com", Code: "444444", MessageID: "<5@x>"}, // its row still pending
 	}
-	want := mailCount{Rows: 6, Sent: 4, Pending: 1, Failed: 1, Received: 5, Distinct: 3, Duplicates: 2, SameID: 1, Lost: 1}
+	want := mailCount{Rows: 7, Sent: 4, Pending: 2, Failed: 1, Received: 6, Distinct: 4, Duplicates: 2, SameID: 1, Lost: 1,
+		Unrecorded: 1, Undelivered: 1}
 	if diff := cmp.Diff(want, countMail(rows, msgs)); diff != "" {
 		t.Errorf("accounting (-want +got):\n%s", diff)
 	}

@@ -123,6 +123,16 @@ type load struct {
 	prefix  string
 
 	journeys, noMail atomic.Int64
+
+	// sessions are the signed-in users the steady callers use; a session
+	// is taken out while one caller rotates it.
+	smu      sync.Mutex
+	sessions []*session
+}
+
+// session is a signed-in user.
+type session struct {
+	userID, access, refresh string
 }
 
 var codeRE = regexp.MustCompile(`\b\d{6}\b`)
@@ -131,7 +141,9 @@ func newLoad(h *harness, targets func() []string) *load {
 	return &load{h: h, rec: &recorder{}, targets: targets, prefix: strings.ReplaceAll(h.name, "-", "")}
 }
 
-// run runs workers until ctx ends.
+// run runs workers until ctx ends: half of them run journeys, the other
+// half the steady traffic of signed-in users the journeys leave (the
+// gateway's: 45% ValidateToken, 40% GetMe, 15% RefreshTokens).
 func (l *load) run(ctx context.Context, workers int) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -139,11 +151,65 @@ func (l *load) run(ctx context.Context, workers int) *sync.WaitGroup {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				l.journey(ctx, w)
+				if w%2 == 0 {
+					l.journey(ctx, w)
+				} else {
+					l.steady(ctx)
+				}
 			}
 		}()
 	}
 	return &wg
+}
+
+// take removes a random session from the pool (nil if it is empty).
+func (l *load) take() *session {
+	l.smu.Lock()
+	defer l.smu.Unlock()
+	if len(l.sessions) == 0 {
+		return nil
+	}
+	i := rand.IntN(len(l.sessions))
+	s := l.sessions[i]
+	l.sessions[i] = l.sessions[len(l.sessions)-1]
+	l.sessions = l.sessions[:len(l.sessions)-1]
+	return s
+}
+
+func (l *load) put(s *session) {
+	l.smu.Lock()
+	l.sessions = append(l.sessions, s)
+	l.smu.Unlock()
+}
+
+// steady makes one call for a signed-in user.
+func (l *load) steady(ctx context.Context) {
+	s := l.take()
+	if s == nil {
+		sleep(ctx, 20*time.Millisecond)
+		return
+	}
+	defer l.put(s)
+	switch p := rand.IntN(100); {
+	case p < 45:
+		l.do(ctx, "ValidateToken", false, func(ctx context.Context, c authpb.AuthServiceClient) error {
+			_, err := c.ValidateToken(ctx, &authpb.ValidateTokenRequest{AccessToken: s.access})
+			return err
+		})
+	case p < 85:
+		l.do(ctx, "GetMe", true, func(ctx context.Context, c authpb.AuthServiceClient) error {
+			_, err := c.GetMe(ctx, &authpb.GetMeRequest{UserId: s.userID})
+			return err
+		})
+	default:
+		l.do(ctx, "RefreshTokens", true, func(ctx context.Context, c authpb.AuthServiceClient) error {
+			r, err := c.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: s.refresh})
+			if err == nil {
+				s.access, s.refresh = r.GetAccessToken(), r.GetRefreshToken()
+			}
+			return err
+		})
+	}
 }
 
 // pick returns an instance to call: any live one.
@@ -226,6 +292,7 @@ func (l *load) journey(ctx context.Context, w int) {
 		}
 	}
 	l.journeys.Add(1)
+	l.put(&session{userID: userID, access: access, refresh: refresh})
 }
 
 // waitCode waits for the newest e-mail to addr and returns its code.
