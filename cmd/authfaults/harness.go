@@ -294,6 +294,26 @@ func (a *authd) memory() memory {
 	return m
 }
 
+// families returns the metric families a scrape of authd's /metrics
+// shows (its "# TYPE" lines).
+func (a *authd) families() (map[string]bool, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + a.metrics + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]bool{}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+			out[f[2]] = true
+		}
+	}
+	return out, sc.Err()
+}
+
 // procStatus reads one kB field of /proc/PID/status, in bytes.
 func procStatus(pid int, field string) (int64, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -148,6 +148,7 @@ func dbOutage(ctx context.Context, o options, blackhole bool) *outcome {
 	peak := memWatch(lctx, a)
 	wg := l.run(lctx, p.workers)
 	sleep(ctx, p.warm)
+	fams, famErr := a.families()
 	down := time.Now()
 	if blackhole {
 		err = h.blackhole()
@@ -183,7 +184,34 @@ func dbOutage(ctx context.Context, o options, blackhole bool) *outcome {
 	out.goal("health SERVING while the database was down", ms(wd), "≤ 1000 ms", wd <= time.Second)
 	out.goal("health NOT_SERVING after calls succeeded again", ms(wu), "≤ 1000 ms", wu >= 0 && wu <= time.Second)
 	out.add("authd peak heap in use / resident", mb(peak().heap)+" / "+mb(peak().rss))
+	if !blackhole {
+		var missing []string
+		for _, f := range metricFamilies {
+			if !fams[f] {
+				missing = append(missing, f)
+			}
+		}
+		v := fmt.Sprintf("%d of %d families", len(metricFamilies)-len(missing), len(metricFamilies))
+		if famErr != nil {
+			v = "scrape failed: " + famErr.Error()
+		} else if len(missing) > 0 {
+			v += "; missing " + strings.Join(missing, ", ")
+		}
+		out.goal("a scrape of /metrics under load, before the outage", v, "every family of issue 14 item 4", famErr == nil && len(missing) == 0)
+	}
 	return out
+}
+
+// metricFamilies are the families issue 14 asks a scrape to show: per-RPC
+// counts by code and latency, the database pool, the outbox, the hashing
+// pool, security events, the cleanup, Go runtime and process.
+var metricFamilies = []string{
+	"grpc_server_handled_total", "grpc_server_handling_seconds",
+	"go_sql_open_connections", "go_sql_in_use_connections", "go_sql_wait_count_total",
+	"authd_outbox_pending_messages", "authd_outbox_oldest_due_age_seconds", "authd_outbox_deliveries_total",
+	"authd_password_hash_waiting", "authd_password_hash_running", "authd_password_hash_refused_total",
+	"authd_security_events_total", "authd_cleanup_deleted_rows_total",
+	"go_goroutines", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes",
 }
 
 // begin makes a scenario's harness and starts its first instance.
