@@ -79,13 +79,10 @@ func newHarness(ctx context.Context, o options, name string, extra ...string) (*
 		h.close()
 		return nil, err
 	}
-	// The embedded proxy (github.com/Shopify/toxiproxy/v2): authd's only
-	// way to the database.
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	h.proxy = toxiproxy.NewProxy(srv, "postgres", "127.0.0.1:0", pg.Host)
-	if err := h.proxy.Start(); err != nil {
+	// authd's only way to the database.
+	if h.proxy, err = startProxy(pg.Host); err != nil {
 		h.close()
-		return nil, fmt.Errorf("proxy: %w", err)
+		return nil, err
 	}
 	h.pgAddr = h.proxy.Listen
 	if h.smtp, err = startRelay(0); err != nil {
@@ -93,6 +90,17 @@ func newHarness(ctx context.Context, o options, name string, extra ...string) (*
 		return nil, err
 	}
 	return h, nil
+}
+
+// startProxy starts an embedded proxy (github.com/Shopify/toxiproxy/v2)
+// on a free loopback port to upstream (host:port).
+func startProxy(upstream string) (*toxiproxy.Proxy, error) {
+	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	p := toxiproxy.NewProxy(srv, "postgres", "127.0.0.1:0", upstream)
+	if err := p.Start(); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return p, nil
 }
 
 // authdURL is the DATABASE__URL authd uses: the proxy's address.
