@@ -394,6 +394,7 @@ func smtpOutage(ctx context.Context, o options) *outcome {
 	lctx, stop := context.WithCancel(ctx)
 	defer stop()
 	l := newLoad(h, only(a))
+	peak := memWatch(lctx, a)
 	wg := l.run(lctx, p.workers)
 	sleep(ctx, p.warm)
 	h.smtp.stop()
@@ -419,6 +420,7 @@ func smtpOutage(ctx context.Context, o options) *outcome {
 	var reason string
 	h.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MIN(last_error), '') FROM outbox_messages WHERE status = 'failed'`).Scan(&failed, &reason)
 	out.add("e-mails failed after the retry budget (the user asks for a new code)", fmt.Sprintf("%d; last_error e.g. %q", failed, reason))
+	out.add("authd peak heap in use / resident", mb(peak().heap)+" / "+mb(peak().rss))
 	return out
 }
 
@@ -449,6 +451,7 @@ func killRestart(ctx context.Context, o options) *outcome {
 		return out
 	}
 	serving := time.Since(kill)
+	peak := memWatch(lctx, b)
 	sleep(ctx, p.after)
 	stop()
 	wg.Wait()
@@ -460,7 +463,7 @@ func killRestart(ctx context.Context, o options) *outcome {
 	out.add("first success after the kill", ms(first))
 	late, undelivered := h.deliveredAfter(atKill, kill)
 	out.add(fmt.Sprintf("e-mails pending at the kill: slowest delivery after it (undelivered after %v)", p.drain), fmt.Sprintf("%d: %s (%d)", len(atKill), ms(late), undelivered))
-	_ = b
+	out.add("restarted authd's peak heap in use / resident under load", mb(peak().heap)+" / "+mb(peak().rss))
 	return out
 }
 
@@ -532,6 +535,7 @@ func twoInstances(ctx context.Context, o options) *outcome {
 		return []string{a.addr, b.addr}
 	})
 	wg := l.run(lctx, p.workers)
+	peak := memWatch(lctx, b)
 	sleep(ctx, p.warm)
 	a.kill()
 	kill := time.Now()
@@ -548,6 +552,7 @@ func twoInstances(ctx context.Context, o options) *outcome {
 	h.common(ctx, out, evs, l, 0, true)
 	mc, _ := h.mailAccounting(ctx)
 	out.goal("duplicates per crash, and with the same Message-ID", fmt.Sprintf("%d, %d", mc.Duplicates, mc.SameID), "≤ 1, all", mc.Duplicates <= 1 && mc.SameID == mc.Duplicates)
+	out.add("survivor's peak heap in use / resident", mb(peak().heap)+" / "+mb(peak().rss))
 	return out
 }
 
