@@ -170,7 +170,7 @@ func (h *harness) mailAccounting(ctx context.Context) (mailCount, error) {
 	if err != nil {
 		return mailCount{}, err
 	}
-	return countMail(rows, receivedOf(h.smtp.messages())), nil
+	return countMail(rows, receivedOf(h.messages())), nil
 }
 
 // drain waits up to d until no outbox row is pending.

@@ -49,6 +49,7 @@ type harness struct {
 	proxy   *toxiproxy.Proxy
 	pgAddr  string // the proxy's address
 	smtp    *smtpRelay
+	relays  []*smtpRelay // smtp and any other relay of the scenario
 	authds  []*authd
 	extra   []string // extra authd environment for this scenario
 	started time.Time
@@ -85,7 +86,7 @@ func newHarness(ctx context.Context, o options, name string, extra ...string) (*
 		return nil, err
 	}
 	h.pgAddr = h.proxy.Listen
-	if h.smtp, err = startRelay(0); err != nil {
+	if h.smtp, err = h.newRelay(); err != nil {
 		h.close()
 		return nil, err
 	}
@@ -115,8 +116,8 @@ func (h *harness) close() {
 	if h.proxy != nil {
 		h.proxy.Stop()
 	}
-	if h.smtp != nil {
-		h.smtp.stop()
+	for _, r := range h.relays {
+		r.stop()
 	}
 	if h.db != nil {
 		h.db.Close()
@@ -155,6 +156,24 @@ func (h *harness) blackhole() error {
 	return nil
 }
 
+// newRelay starts an SMTP server of the scenario on a free port.
+func (h *harness) newRelay() (*smtpRelay, error) {
+	r, err := startRelay(0)
+	if err == nil {
+		h.relays = append(h.relays, r)
+	}
+	return r, err
+}
+
+// messages returns what every relay of the scenario received.
+func (h *harness) messages() []smtptest.Message {
+	var out []smtptest.Message
+	for _, r := range h.relays {
+		out = append(out, r.messages()...)
+	}
+	return out
+}
+
 // authd is one authd process.
 type authd struct {
 	name    string
@@ -180,8 +199,8 @@ func freeAddr() (string, error) {
 // startAuthd starts the built authd (production mode: SMTP without TLS to
 // the suite's relay, reflection and metrics on) and waits until health
 // says SERVING. addr "" picks a free port; a restarted instance passes its
-// old one.
-func (h *harness) startAuthd(ctx context.Context, o options, name, addr string) (*authd, error) {
+// old one. env is added to (and overrides) the scenario's environment.
+func (h *harness) startAuthd(ctx context.Context, o options, name, addr string, env ...string) (*authd, error) {
 	a := &authd{name: name, addr: addr, exited: make(chan struct{})}
 	var err error
 	if a.addr == "" {
@@ -214,7 +233,7 @@ func (h *harness) startAuthd(ctx context.Context, o options, name, addr string) 
 		// leaves the shared CPUs to authd's other work.
 		"PASSWORD__BCRYPT_COST=4",
 	)
-	a.cmd.Env = append(a.cmd.Env, h.extra...)
+	a.cmd.Env = append(append(a.cmd.Env, h.extra...), env...)
 	a.cmd.Stderr = a.log
 	if err := a.cmd.Start(); err != nil {
 		return nil, err
@@ -407,4 +426,14 @@ func (r *smtpRelay) messages() []smtptest.Message {
 		out = append(out, r.cur.Messages()...)
 	}
 	return out
+}
+
+// inFlight is how many messages the relay is receiving or holding now.
+func (r *smtpRelay) inFlight() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return 0
+	}
+	return r.cur.InFlight()
 }

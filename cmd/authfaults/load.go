@@ -299,7 +299,7 @@ func (l *load) journey(ctx context.Context, w int) {
 func (l *load) waitCode(ctx context.Context, addr string, timeout time.Duration) string {
 	deadline := time.Now().Add(timeout)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
-		msgs := l.h.smtp.messages()
+		msgs := l.h.messages()
 		for i := len(msgs) - 1; i >= 0; i-- {
 			if len(msgs[i].To) > 0 && msgs[i].To[0] == addr {
 				if c := codeRE.FindString(string(msgs[i].Email.Text)); c != "" {

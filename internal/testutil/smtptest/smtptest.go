@@ -35,11 +35,12 @@ type Server struct {
 	Host string
 	Port int
 
-	srv   *smtp.Server
-	mu    sync.Mutex
-	msgs  []Message
-	got   chan struct{}
-	delay atomic.Int64 // time.Duration before a message is accepted
+	srv      *smtp.Server
+	mu       sync.Mutex
+	msgs     []Message
+	got      chan struct{}
+	delay    atomic.Int64 // time.Duration before a message is accepted
+	inFlight atomic.Int64 // messages whose data is being received or held
 }
 
 // Start starts a server on a free port; it stops when the test ends.
@@ -80,6 +81,10 @@ func Listen(port int) (*Server, error) {
 // Close stops the server: its listener and every open session are closed,
 // so a sender sees its connection refused or cut.
 func (s *Server) Close() error { return s.srv.Close() }
+
+// InFlight is how many messages the server is receiving or holding
+// (SetDelay) now, not yet accepted.
+func (s *Server) InFlight() int { return int(s.inFlight.Load()) }
 
 // SetDelay makes every later message wait d after its data arrived before
 // it is accepted (a slow relay; 0 by default).
@@ -174,6 +179,8 @@ func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 func (x *session) Data(r io.Reader) error {
+	x.s.inFlight.Add(1)
+	defer x.s.inFlight.Add(-1)
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return err
