@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -240,7 +241,11 @@ func (h *harness) startAuthd(ctx context.Context, o options, name, addr string, 
 	}
 	go func() { a.cmd.Wait(); close(a.exited) }()
 	h.authds = append(h.authds, a)
-	if a.conn, err = grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	// Reconnect quickly (grpc-go waits 1 s after a refused first attempt),
+	// so the time to SERVING is authd's, not the backoff's.
+	fast := grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
+		Backoff: backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.2, MaxDelay: 100 * time.Millisecond}})
+	if a.conn, err = grpc.NewClient(a.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), fast); err != nil {
 		return nil, err
 	}
 	a.client, a.health = authpb.NewAuthServiceClient(a.conn), healthpb.NewHealthClient(a.conn)
