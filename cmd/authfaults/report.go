@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // report is the whole run, written as Markdown.
@@ -26,6 +27,20 @@ func met(f figure) string {
 	default:
 		return "**no**"
 	}
+}
+
+// anchor is the GitHub heading anchor of a title.
+func anchor(title string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(title) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // text is a scenario's figures for the terminal.
@@ -60,6 +75,26 @@ func (r *report) markdown() string {
 	p("- Each scenario: a fresh PostgreSQL database, reached by authd only through a TCP proxy embedded in the suite (github.com/Shopify/toxiproxy/v2); an SMTP server in the suite (github.com/emersion/go-smtp); built authd processes in production mode (`SMTP__TLS=none`, `GRPC__REFLECTION=true`, `METRICS__ADDR` set, `PASSWORD__BCRYPT_COST=4`, `DATABASE__CONNECT_TIMEOUT_SECONDS=1`, `DATABASE__STATEMENT_TIMEOUT_SECONDS=2` (below the outages, so an RPC held until the restore shows), the rest at defaults unless a scenario says).\n")
 	p("- The load: gateway-shaped journeys (Register, SendOtp, the code from the e-mail, VerifyOtp, Login, then 3 × GetMe, ValidateToken, RefreshTokens); a failed call is retried with the same request after 50 ms (a lost rotation retried with the same token); deadline 15 s per call.\n")
 	p("- E-mails: outbox rows against the messages the SMTP server received, a message identified by recipient and code; lost = marked sent but never received; a duplicate is a second copy of a message, compared by `Message-ID`. Inconsistent rows: live token families with two unused tokens, users without a code, users without an e-mail. Health: grpc.health.v1 Check every 50 ms.\n\n")
+	p("| scenario | goals met |\n|---|---|\n")
+	for _, o := range r.outcomes {
+		n, ok := 0, 0
+		for _, f := range o.Figures {
+			if f.Met != nil {
+				n++
+				if *f.Met {
+					ok++
+				}
+			}
+		}
+		v := fmt.Sprintf("%d of %d", ok, n)
+		if o.Err != nil {
+			v = "could not finish"
+		} else if ok < n {
+			v = "**" + v + "**"
+		}
+		p("| [%s](#%s) | %s |\n", o.Title, anchor(o.Title), v)
+	}
+	p("\n")
 	for _, o := range r.outcomes {
 		p("## %s\n\n%s\n\n", o.Title, o.What)
 		if o.Err != nil {

@@ -134,7 +134,7 @@ func dbOutage(ctx context.Context, o options, blackhole bool) *outcome {
 	if blackhole {
 		out.Name, out.Title = "db-blackholed", fmt.Sprintf("Database link blackholed for %v under load", p.fault)
 	}
-	out.What = fmt.Sprintf("%d gateway-shaped callers; %v of load, the proxy %s for %v, then %v of load; health polled every 50 ms; outbox given up to %v to drain.",
+	out.What = fmt.Sprintf("%d callers (half on sign-up journeys, half the steady traffic of signed-in users); %v of load, the proxy %s for %v, then %v of load; health polled every 50 ms; outbox given up to %v to drain.",
 		p.workers, p.warm, map[bool]string{false: "disabled (connections closed and refused)", true: "blackholing (timeout toxic both ways: connections accepted, nothing forwarded)"}[blackhole], p.fault, p.after, p.drain)
 	h, a, err := begin(ctx, o, out.Name, "authd", fixed...)
 	if err != nil {
@@ -384,7 +384,7 @@ func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }
 func smtpOutage(ctx context.Context, o options) *outcome {
 	p := o.phases()
 	out := &outcome{Name: "smtp-outage", Title: fmt.Sprintf("SMTP server down for %v, longer than the retry budget", p.smtpOutage),
-		What: fmt.Sprintf("%d callers; the outbox retries 3 times, 1 s then 2 s apart (a budget of about 3 s plus the 2 s SMTP timeouts), so mail queued early in the outage fails for good; %v of load, the SMTP server stopped for %v, %v of load.", p.workers, p.warm, p.smtpOutage, p.after)}
+		What: fmt.Sprintf("%d callers as above; the outbox retries 3 times, 1 s then 2 s apart (a budget of about 3 s plus the 2 s SMTP timeouts), so mail queued early in the outage fails for good; %v of load, the SMTP server stopped for %v, %v of load.", p.workers, p.warm, p.smtpOutage, p.after)}
 	h, a, err := begin(ctx, o, out.Name, "authd", append(fixed, "OUTBOX__MAX_ATTEMPTS=3", "OUTBOX__RETRY_BASE_SECONDS=1",
 		"OUTBOX__RETRY_MAX_SECONDS=2", "SMTP__TIMEOUT_SECONDS=2")...)
 	if err != nil {
@@ -430,7 +430,7 @@ func smtpOutage(ctx context.Context, o options) *outcome {
 func killRestart(ctx context.Context, o options) *outcome {
 	p := o.phases()
 	out := &outcome{Name: "kill-restart", Title: "kill -9 and restart under load",
-		What: fmt.Sprintf("%d callers on one instance; %v of load, SIGKILL, a new process on the same port at once, %v of load; the outbox watched %v after the kill.", p.workers, p.warm, p.after, p.drain)}
+		What: fmt.Sprintf("%d callers as above on one instance; %v of load, SIGKILL, a new process on the same port at once, %v of load; the outbox watched %v after the kill.", p.workers, p.warm, p.after, p.drain)}
 	h, a, err := begin(ctx, o, out.Name, "authd", fixed...)
 	if err != nil {
 		out.Err = err
@@ -515,7 +515,7 @@ func sentFigure(pending, unsent int, last time.Duration) string {
 func twoInstances(ctx context.Context, o options) *outcome {
 	p := o.phases()
 	out := &outcome{Name: "two-instances", Title: "Two instances, one killed with kill -9",
-		What: fmt.Sprintf("%d callers spread over two instances on one database; the victim's SMTP relay takes 1 s per message (the survivor's answers at once), so the victim holds claimed e-mails; %v of load, SIGKILL to the victim while its relay is receiving a message, %v of load on the survivor; the e-mails pending at the kill watched for %v.", p.workers, p.warm, p.after, p.watch)}
+		What: fmt.Sprintf("%d callers as above spread over two instances on one database; the victim's SMTP relay takes 1 s per message (the survivor's answers at once), so the victim holds claimed e-mails; %v of load, SIGKILL to the victim while its relay is receiving a message, %v of load on the survivor; the e-mails pending at the kill watched for %v.", p.workers, p.warm, p.after, p.watch)}
 	h, b, err := begin(ctx, o, out.Name, "authd-b", fixed...)
 	if err != nil {
 		out.Err = err
