@@ -48,7 +48,7 @@ bench-go: ## Go benchmarks (token, OTP, normalization, error mapping; the rotati
 	TEST_BACKEND=postgres $(GO) test -run '^$$' -bench Refresh -benchtime 2s -count 6 ./cmd/authbench/
 
 .PHONY: faults
-faults: build ## Fault suite: break PostgreSQL's link, SMTP, authd processes under load; write RELIABILITY.md (about 4 minutes; needs PostgreSQL)
+faults: build ## Fault suite: break PostgreSQL's link, SMTP, authd processes under load; write RELIABILITY.md (about 3 minutes; needs PostgreSQL)
 	$(GO) run ./cmd/authfaults -authd bin/authd -out RELIABILITY.md
 
 .PHONY: faults-short
