@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/Shopify/toxiproxy/v2/toxics"
@@ -14,13 +15,37 @@ import (
 // downstream stream it drops the chunk holding the server's "COMMIT"
 // CommandComplete and closes the link: the transaction is committed but
 // its client never learns it. Either way authd cannot know the outcome.
-type commitCut struct{}
+// Side ("upstream" or "downstream", its attribute) names the stream it is
+// added to and which of the counters arms it.
+type commitCut struct {
+	Side string `json:"side"`
+}
 
-// commitArmed is how many more COMMITs the toxic cuts; commitCuts counts
-// those it cut.
-var commitArmed, commitCuts atomic.Int64
+// armUpstream and armDownstream are how many more COMMITs the toxics on
+// each stream cut (arming is a counter rather than an update of the
+// toxic's toxicity, which toxiproxy reads without a lock); commitCuts
+// counts those cut.
+var armUpstream, armDownstream, commitCuts atomic.Int64
+
+// armCommitCut makes the toxic on stream cut the next COMMIT, and the
+// other pass them.
+func armCommitCut(stream string) {
+	armUpstream.Store(0)
+	armDownstream.Store(0)
+	switch stream {
+	case "upstream":
+		armUpstream.Store(1)
+	case "downstream":
+		armDownstream.Store(1)
+	}
+}
 
 func init() { toxics.Register("commit_cut", new(commitCut)) }
+
+// commitCutToxic is the JSON that adds the toxic to a proxy's stream.
+func commitCutToxic(stream string) string {
+	return fmt.Sprintf(`{"name":"commit_cut_%s","type":"commit_cut","stream":%q,"attributes":{"side":%q}}`, stream, stream, stream)
+}
 
 // PostgreSQL frontend/backend protocol 3.0 messages: a simple Query 'Q'
 // whose text is COMMIT (pgx's stdlib sends "commit"), and a
@@ -50,7 +75,11 @@ func isCommit(chunk []byte) bool {
 	}
 }
 
-func (commitCut) Pipe(stub *toxics.ToxicStub) {
+func (t *commitCut) Pipe(stub *toxics.ToxicStub) {
+	armed := &armDownstream
+	if t.Side == "upstream" {
+		armed = &armUpstream
+	}
 	for {
 		select {
 		case <-stub.Interrupt:
@@ -60,7 +89,7 @@ func (commitCut) Pipe(stub *toxics.ToxicStub) {
 				stub.Close()
 				return
 			}
-			if isCommit(c.Data) && commitArmed.Add(-1) >= 0 {
+			if isCommit(c.Data) && armed.Add(-1) >= 0 {
 				commitCuts.Add(1)
 				stub.Close()
 				return

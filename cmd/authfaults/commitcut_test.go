@@ -39,7 +39,7 @@ func TestCommitCut(t *testing.T) {
 	}
 	t.Cleanup(func() { via.Close() })
 	for _, stream := range []string{"upstream", "downstream"} {
-		if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(`{"name":"cut_` + stream + `","type":"commit_cut","stream":"` + stream + `","toxicity":0}`)); err != nil {
+		if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(commitCutToxic(stream))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -71,19 +71,10 @@ func TestCommitCut(t *testing.T) {
 		{"downstream", true, 1},
 		{"", false, 1},
 	} {
-		for _, stream := range []string{"upstream", "downstream"} {
-			toxicity := "0"
-			if stream == tc.stream {
-				toxicity = "1"
-			}
-			if _, err := proxy.Toxics.UpdateToxicJson("cut_"+stream, strings.NewReader(`{"toxicity":`+toxicity+`}`)); err != nil {
-				t.Fatal(err)
-			}
-		}
 		before := commitCuts.Load()
-		commitArmed.Store(1)
+		armCommitCut(tc.stream)
 		err := insert(i)
-		commitArmed.Store(0)
+		armCommitCut("")
 		if (err != nil) != tc.wantErr {
 			t.Errorf("%d, cut %q: commit error %v, want an error: %v", i, tc.stream, err, tc.wantErr)
 		}

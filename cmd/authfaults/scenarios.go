@@ -273,13 +273,11 @@ func commitCutScenario(ctx context.Context, o options) *outcome {
 		out.Err = fmt.Errorf("could not log in: %v", formatCodes(byCode(l.rec.all())))
 		return out
 	}
-	if _, err := h.proxy.Toxics.AddToxicJson(bytesReader(`{"name":"cut_down","type":"commit_cut","stream":"downstream"}`)); err != nil {
-		out.Err = err
-		return out
-	}
-	if _, err := h.proxy.Toxics.AddToxicJson(bytesReader(`{"name":"cut_up","type":"commit_cut","stream":"upstream"}`)); err != nil {
-		out.Err = err
-		return out
+	for _, stream := range []string{"upstream", "downstream"} {
+		if _, err := h.proxy.Toxics.AddToxicJson(strings.NewReader(commitCutToxic(stream))); err != nil {
+			out.Err = err
+			return out
+		}
 	}
 	rotate := func(tok string) (string, codes.Code) {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -291,18 +289,14 @@ func commitCutScenario(ctx context.Context, o options) *outcome {
 	var same, committedChild, rolledBack, cuts, tries int
 	for i := range 2 * p.cuts {
 		after := i%2 == 0 // alternate: answer lost after the COMMIT, COMMIT lost
-		name := "cut_up"
+		stream := "upstream"
 		if after {
-			name = "cut_down"
+			stream = "downstream"
 		}
-		// Only the toxic of this round cuts: the other passes COMMITs.
-		h.proxy.Toxics.UpdateToxicJson(name, bytesReader(`{"toxicity":1}`))
-		other := map[string]string{"cut_up": "cut_down", "cut_down": "cut_up"}[name]
-		h.proxy.Toxics.UpdateToxicJson(other, bytesReader(`{"toxicity":0}`))
 		before := commitCuts.Load()
-		commitArmed.Store(1)
+		armCommitCut(stream)
 		child, code := rotate(refresh)
-		commitArmed.Store(0)
+		armCommitCut("")
 		if commitCuts.Load() == before {
 			// The COMMIT was not cut (the call failed earlier, or nothing
 			// committed): not a cut rotation.
@@ -376,8 +370,6 @@ func hashOf(refresh string) []byte {
 	h, _ := token.HashRefreshToken(refresh)
 	return h
 }
-
-func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }
 
 // smtpOutage stops the SMTP server for longer than the retry budget under
 // load.
