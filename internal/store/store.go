@@ -77,7 +77,7 @@ type DB struct {
 	// bound); zero: none.
 	clientBound time.Duration
 	// observer is ObserveAvailability's function.
-	observer atomic.Pointer[func(bool)]
+	observer atomic.Pointer[func(error)]
 }
 
 // Close closes the database.
