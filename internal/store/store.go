@@ -242,11 +242,11 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	}
 	return &DB{
 		clientBound: clientBound,
-		queries:  queries{c: client, sql: statementsFor(t.Dialect)},
-		SQL:      db,
-		Ent:      client,
-		Dialect:  t.Dialect,
-		Location: t.Location,
+		queries:     queries{c: client, sql: statementsFor(t.Dialect)},
+		SQL:         db,
+		Ent:         client,
+		Dialect:     t.Dialect,
+		Location:    t.Location,
 	}, nil
 }
 
