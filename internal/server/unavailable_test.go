@@ -11,8 +11,10 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/placebrain/auth/internal/server"
 	"github.com/placebrain/auth/internal/testutil/authtest"
 	"github.com/placebrain/auth/internal/testutil/tcpproxy"
 	"github.com/placebrain/auth/internal/testutil/testdb"
@@ -202,4 +204,58 @@ func openDirect(t *testing.T, url string) *sql.DB {
 		t.Fatal(fmt.Errorf("open %s: %w", url, err))
 	}
 	return db
+}
+
+// Health follows the database: an RPC that finds it gone turns it
+// NOT_SERVING and one that succeeds SERVING, at once; while no RPC runs,
+// the probe (timed by the test) does the same.
+func TestHealthFollowsDatabase(t *testing.T) {
+	testdb.SkipUnless(t, "postgres")
+	ticks := make(chan time.Time)
+	e, p := viaProxy(t, authtest.ServerOptions(server.Options{HealthTicks: ticks}))
+	id := e.VerifiedUser(t, "ada", "ada@example.com", pw)
+	hc := healthpb.NewHealthClient(e.Conn)
+	check := func(want healthpb.HealthCheckResponse_ServingStatus, when string) {
+		t.Helper()
+		for _, svc := range []string{"", "auth.AuthService"} {
+			r, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{Service: svc})
+			if err != nil {
+				t.Fatalf("%s: health check %q: %v", when, svc, err)
+			}
+			if r.GetStatus() != want {
+				t.Errorf("%s: health of %q is %v, want %v", when, svc, r.GetStatus(), want)
+			}
+		}
+	}
+	// probeUntil ticks the probe until health says want: each tick is
+	// taken once the previous probe's outcome is recorded. A pool
+	// connection the outage broke may fail one ping each.
+	probeUntil := func(want healthpb.HealthCheckResponse_ServingStatus, when string) {
+		t.Helper()
+		for i := 0; i <= e.Config.Database.MaxOpenConns+2; i++ {
+			ticks <- time.Now()
+			ticks <- time.Now()
+			r, err := hc.Check(t.Context(), &healthpb.HealthCheckRequest{})
+			if err == nil && r.GetStatus() == want {
+				check(want, when)
+				return
+			}
+		}
+		t.Fatalf("%s: health never turned %v", when, want)
+	}
+	check(healthpb.HealthCheckResponse_SERVING, "at start")
+
+	p.Set(tcpproxy.Refuse)
+	_, err := e.Client.GetMe(t.Context(), &authpb.GetMeRequest{UserId: id})
+	wantUnavailable(t, "GetMe", err)
+	check(healthpb.HealthCheckResponse_NOT_SERVING, "after an RPC found the database gone")
+
+	p.Set(tcpproxy.Forward)
+	recovers(t, e, id)
+	check(healthpb.HealthCheckResponse_SERVING, "after an RPC succeeded")
+
+	p.Set(tcpproxy.Refuse)
+	probeUntil(healthpb.HealthCheckResponse_NOT_SERVING, "idle, database gone")
+	p.Set(tcpproxy.Forward)
+	probeUntil(healthpb.HealthCheckResponse_SERVING, "idle, database back")
 }

@@ -77,7 +77,7 @@ type DB struct {
 	// bound); zero: none.
 	clientBound time.Duration
 	// observer is ObserveAvailability's function.
-	observer atomic.Pointer[func(bool)]
+	observer atomic.Pointer[func(error)]
 }
 
 // Close closes the database.
@@ -242,11 +242,11 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	}
 	return &DB{
 		clientBound: clientBound,
-		queries:  queries{c: client, sql: statementsFor(t.Dialect)},
-		SQL:      db,
-		Ent:      client,
-		Dialect:  t.Dialect,
-		Location: t.Location,
+		queries:     queries{c: client, sql: statementsFor(t.Dialect)},
+		SQL:         db,
+		Ent:         client,
+		Dialect:     t.Dialect,
+		Location:    t.Location,
 	}, nil
 }
 

@@ -91,37 +91,39 @@ func IsUnavailable(err error) bool {
 func (db *DB) unavailable(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
-		db.observe(true)
+		db.observe(nil)
 		return nil
 	case ctx.Err() != nil:
 		return err
 	case auth.IsUnavailable(err):
-		db.observe(false)
+		db.observe(err)
 		return err
 	case IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded):
-		db.observe(false)
-		return auth.Unavailable(err)
+		err = auth.Unavailable(err)
+		db.observe(err)
+		return err
 	}
 	if _, domain := auth.AsError(err); domain {
-		db.observe(true) // the database answered
+		db.observe(nil) // the database answered
 	}
 	return err
 }
 
 // observe reports an outcome to the observer set with
 // ObserveAvailability, if any.
-func (db *DB) observe(up bool) {
+func (db *DB) observe(err error) {
 	if f := db.observer.Load(); f != nil {
-		(*f)(up)
+		(*f)(err)
 	}
 }
 
 // ObserveAvailability sets fn to be called after every unit of work and
-// single query the service runs: with false when it failed because the
-// database was unavailable (see IsUnavailable), true when it succeeded or
-// ended in a domain error. Other errors are not reported. fn must be quick: it runs on the
+// single query the service runs: with the error (an auth.ErrUnavailable)
+// when it failed because the database was unavailable (see
+// IsUnavailable), with nil when it succeeded or ended in a domain error.
+// Other errors are not reported. fn must be quick: it runs on the
 // request's goroutine.
-func (db *DB) ObserveAvailability(fn func(available bool)) { db.observer.Store(&fn) }
+func (db *DB) ObserveAvailability(fn func(unavailable error)) { db.observer.Store(&fn) }
 
 // Timeouts bound the waits on PostgreSQL (SQLite has its busy timeout).
 // Zero leaves a wait unbounded.

@@ -83,7 +83,7 @@ func TestIsUnavailableSQLiteBusy(t *testing.T) {
 func TestUnavailableWrap(t *testing.T) {
 	db := &DB{}
 	var seen []bool
-	db.ObserveAvailability(func(up bool) { seen = append(seen, up) })
+	db.ObserveAvailability(func(err error) { seen = append(seen, err == nil) })
 	ctx := context.Background()
 	if err := db.unavailable(ctx, io.EOF); !auth.IsUnavailable(err) || !errors.Is(err, io.EOF) {
 		t.Errorf("EOF: %v; want ErrUnavailable wrapping it", err)

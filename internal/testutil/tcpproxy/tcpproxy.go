@@ -149,4 +149,3 @@ func (p *Proxy) frozen() bool {
 	defer p.mu.Unlock()
 	return p.mode == Blackhole
 }
-
