@@ -246,23 +246,23 @@ func sleep(ctx context.Context, d time.Duration) {
 func commitCutScenario(ctx context.Context, o options) *outcome {
 	p := o.phases()
 	out := &outcome{Name: "commit-cut", Title: "Link cut during the COMMIT of a rotation",
-		What: fmt.Sprintf("%d rotations cut after the COMMIT reached PostgreSQL (its answer dropped, the connection closed) and %d cut before it (the COMMIT dropped); each time the client retries RefreshTokens with the same token until it succeeds, then once more. The outbox poll and cleanup are slowed so only the rotation commits.", p.cuts, p.cuts)}
+		What: fmt.Sprintf("%d rotations cut after the COMMIT reached PostgreSQL (its answer dropped, the connection closed) and %d cut before it (the COMMIT dropped); each time the client retries RefreshTokens with the same token until it succeeds, then once more. The outbox polls hourly (the cleanup runs hourly too), so only the rotations commit.", p.cuts, p.cuts)}
 	h, a, err := begin(ctx, o, out.Name, "authd", append(fixed, "OUTBOX__POLL_INTERVAL_MILLIS=3600000")...)
 	if err != nil {
 		out.Err = err
 		return out
 	}
 	defer h.close()
-	// One user through a journey.
+	// One signed-in user (verified directly: codes are not what this tests).
 	l := newLoad(h, only(a))
 	jctx, stop := context.WithTimeout(ctx, 20*time.Second)
-	email := fmt.Sprintf("cut@faults.example.com")
+	const email = "cut@faults.example.com"
 	var refresh string
 	ok := l.do(jctx, "Register", true, func(ctx context.Context, c authpb.AuthServiceClient) error {
 		_, err := c.Register(ctx, &authpb.RegisterRequest{Username: "cut", Email: email, Password: faultPassword})
 		return err
 	})
-	h.db.ExecContext(ctx, `UPDATE users SET is_verified = true`) // the code is not what this scenario tests
+	h.db.ExecContext(ctx, `UPDATE users SET is_verified = true`)
 	ok = ok && l.do(jctx, "Login", true, func(ctx context.Context, c authpb.AuthServiceClient) error {
 		r, err := c.Login(ctx, &authpb.LoginRequest{Email: email, Password: faultPassword})
 		refresh = r.GetRefreshToken()
