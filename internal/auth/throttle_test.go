@@ -208,7 +208,9 @@ func TestLoginCancelledWhileQueuedIsRefunded(t *testing.T) {
 	// Fill the pool: its one worker runs a job that waits for release.
 	release := make(chan struct{})
 	blocked := make(chan error, 1)
-	go func() { blocked <- e.App.Passwords.Pool().Do(context.Background(), "someone else", func() { <-release }) }()
+	go func() {
+		blocked <- e.App.Passwords.Pool().Do(context.Background(), "someone else", func() { <-release })
+	}()
 	waitPool(t, e, 1, 0)
 
 	ctx, cancel := context.WithCancel(context.Background())
