@@ -428,7 +428,7 @@ func smtpOutage(ctx context.Context, o options) *outcome {
 func killRestart(ctx context.Context, o options) *outcome {
 	p := o.phases()
 	out := &outcome{Name: "kill-restart", Title: "kill -9 and restart under load",
-		What: fmt.Sprintf("%d callers as above on one instance; %v of load, SIGKILL, a new process on the same port at once, %v of load; the outbox watched %v after the kill.", p.workers, p.warm, p.after, p.drain)}
+		What: fmt.Sprintf("%d callers as above on one instance; %v of load, SIGKILL, a new process on the same port at once, %v of load; the outbox watched %v after the kill.", p.workers, p.warm, p.after, p.watch)}
 	h, a, err := begin(ctx, o, out.Name, "authd", fixed...)
 	if err != nil {
 		out.Err = err
@@ -455,13 +455,13 @@ func killRestart(ctx context.Context, o options) *outcome {
 	stop()
 	wg.Wait()
 	evs := l.rec.all()
-	sleep(ctx, p.drain-time.Since(kill))
+	sleep(ctx, p.watch-time.Since(kill))
 	h.common(ctx, out, evs, l, 0, 1)
 	out.add("restart: SIGKILL to SERVING", ms(serving))
 	first := firstSuccessAfter(evs, kill)
 	out.add("first success after the kill", ms(first))
 	late, undelivered := h.sentAfter(ctx, atKill, kill)
-	out.add(fmt.Sprintf("e-mails pending at the kill: marked sent within %v, the last after the kill", p.drain), sentFigure(len(atKill), undelivered, late))
+	out.add(fmt.Sprintf("e-mails pending at the kill: marked sent within %v, the last after the kill", p.watch), sentFigure(len(atKill), undelivered, late))
 	out.add("restarted authd's peak heap in use / resident under load", mb(peak().heap)+" / "+mb(peak().rss))
 	return out
 }
