@@ -571,7 +571,7 @@ func slowReaders(ctx context.Context, o options) *outcome {
 	p := o.phases()
 	const conns, streams = 20, 100
 	out := &outcome{Name: "slow-readers", Title: fmt.Sprintf("%d streams over %d connections that never read", conns*streams, conns),
-		What: fmt.Sprintf("reflection on; each stream asks grpc.reflection.v1 for auth.AuthService's file and the 8 largest files of the registry, and its connection never reads (a large flow-control window granted first); %d gateway-shaped callers for %v before and %v during; heap from authd's metrics (go_memstats_heap_inuse_bytes).", p.workers/2, p.warm, p.slowHold)}
+		What: fmt.Sprintf("reflection on; each stream asks grpc.reflection.v1 for auth.AuthService's file and the 8 largest files of the registry, and its connection never reads (a large flow-control window granted first); %d callers as above for %v before and %v during; heap from authd's metrics (go_memstats_heap_inuse_bytes).", p.workers/2, p.warm, p.slowHold)}
 	h, a, err := begin(ctx, o, out.Name, "authd", fixed...)
 	if err != nil {
 		out.Err = err
