@@ -326,6 +326,46 @@ func (a *authd) memory() memory {
 	return m
 }
 
+// metricLines returns the sample lines of authd's /metrics that start
+// with name and contain every one of the label matchers, e.g.
+// grpc_code="ResourceExhausted".
+func (a *authd) metricLines(name string, labels ...string) []string {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + a.metrics + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+next:
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		for _, m := range labels {
+			if !strings.Contains(l, m) {
+				continue next
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// metricSum adds the values of metricLines' samples.
+func (a *authd) metricSum(name string, labels ...string) float64 {
+	var sum float64
+	for _, l := range a.metricLines(name, labels...) {
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
 // families returns the metric families a scrape of authd's /metrics
 // shows (its "# TYPE" lines).
 func (a *authd) families() (map[string]bool, error) {

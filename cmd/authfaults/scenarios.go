@@ -604,6 +604,9 @@ func slowReaders(ctx context.Context, o options) *outcome {
 	peak := memWatch(mctx, a)
 	sleep(ctx, p.slowHold)
 	mstop()
+	const reflection = `grpc_service="grpc.reflection.v1.ServerReflection"`
+	started := a.metricSum("grpc_server_started_total", reflection)
+	refused := a.metricSum("grpc_server_handled_total", reflection, `grpc_code="ResourceExhausted"`)
 	t1 := time.Now()
 	for _, r := range readers {
 		r.close()
@@ -623,6 +626,7 @@ func slowReaders(ctx context.Context, o options) *outcome {
 	if openErr != nil {
 		out.add("opening the slow streams", fmt.Sprintf("%d connections opened, then: %v", len(readers), openErr))
 	}
+	out.add("reflection streams authd started, and answered RESOURCE_EXHAUSTED (its metrics, while held)", fmt.Sprintf("%.0f, %.0f", started, refused))
 	growth := peak().heap - base.heap
 	out.goal("authd heap growth (in use, peak - before)", fmt.Sprintf("%s (%s → %s)", mb(growth), mb(base.heap), mb(peak().heap)), "< 64 MB", base.heap > 0 && growth < 64<<20)
 	out.add("authd resident set (before → peak)", mb(base.rss)+" → "+mb(peak().rss))
