@@ -616,6 +616,9 @@ func slowReaders(ctx context.Context, o options) *outcome {
 	evs := l.rec.all()
 	var before, during []event
 	for _, e := range evs {
+		if !steadyMethods[e.method] {
+			continue
+		}
 		switch {
 		case e.start.Before(t0):
 			before = append(before, e)
@@ -631,11 +634,15 @@ func slowReaders(ctx context.Context, o options) *outcome {
 	out.goal("authd heap growth (in use, peak - before)", fmt.Sprintf("%s (%s → %s)", mb(growth), mb(base.heap), mb(peak().heap)), "< 64 MB", base.heap > 0 && growth < 64<<20)
 	out.add("authd resident set (before → peak)", mb(base.rss)+" → "+mb(peak().rss))
 	pb, pd := p99(before), p99(during)
-	out.goal("other callers' p99 (before → during)", ms(pb)+" → "+ms(pd), "< 50 ms", len(during) > 0 && pd < 50*time.Millisecond)
-	out.goal("other callers' calls by code during", formatCodes(byCode(during)), "INTERNAL 0", byCode(during)[codes.Internal] == 0)
+	out.goal("other callers' p99: ValidateToken, GetMe, RefreshTokens (before → during)", ms(pb)+" → "+ms(pd), "< 50 ms", len(during) > 0 && pd < 50*time.Millisecond)
+	out.goal("those calls by code during", formatCodes(byCode(during)), "INTERNAL 0", byCode(during)[codes.Internal] == 0)
 	out.add("authd alive afterwards", fmt.Sprint(a.alive()))
 	return out
 }
+
+// steadyMethods are the gateway's everyday calls, the "other callers"
+// whose latency slow readers must not push up.
+var steadyMethods = map[string]bool{"ValidateToken": true, "GetMe": true, "RefreshTokens": true}
 
 // dialer is shared by the load's clients: one channel per address, kept
 // across restarts of the process behind it (as the gateway's is).
