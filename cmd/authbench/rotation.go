@@ -61,7 +61,7 @@ func (r rotator) Rotate(ctx context.Context, rt string) (string, error) {
 		return "", err
 	}
 	now := time.Now().UTC()
-	seal := func(id uuid.UUID) ([]byte, error) { return token.SealChild(rt, id, next) }
+	seal := func(uuid.UUID) ([]byte, error) { return token.SealChild(rt, next) }
 	if r.pool != nil {
 		err = rotatePG(ctx, r.pool, hash, nextHash, seal, now)
 	} else {

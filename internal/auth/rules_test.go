@@ -10,7 +10,19 @@ import (
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
-func TestDecideRefresh(t *testing.T) {
+// refreshCase is a presented token's state and what presenting it at now
+// under p leads to.
+type refreshCase struct {
+	name string
+	p    RefreshPolicy
+	tok  PresentedToken
+	now  time.Time
+	want refreshOutcome
+}
+
+// refreshCases are the token states TestDecideRefresh and
+// TestFreshRotationAdmits run.
+func refreshCases() []refreshCase {
 	p := RefreshPolicy{Grace: 10 * time.Second, Recovery: 15 * time.Minute, SessionMax: 90 * 24 * time.Hour}
 	child := []byte("sealed child")
 	live := PresentedToken{ExpiresAt: t0.Add(time.Hour), FamilyCreatedAt: t0.Add(-24 * time.Hour)}
@@ -26,13 +38,7 @@ func TestDecideRefresh(t *testing.T) {
 		})
 	}
 	childUsed := func(p *PresentedToken) { p.ChildUsedAt = t0.Add(time.Second) }
-	tests := []struct {
-		name string
-		p    RefreshPolicy
-		tok  PresentedToken
-		now  time.Time
-		want refreshOutcome
-	}{
+	return []refreshCase{
 		{"unused, live", p, live, t0, refreshRotate},
 		{"unused, a nanosecond before expiry", p, live, t0.Add(time.Hour - 1), refreshRotate},
 		{"unused, at expiry", p, live, t0.Add(time.Hour), refreshExpired},
@@ -66,10 +72,35 @@ func TestDecideRefresh(t *testing.T) {
 		{"family revoked, expired", p, with(func(p *PresentedToken) { p.RevokedAt = t0 }), t0.Add(2 * time.Hour), refreshRevoked},
 		{"used token of a revoked family, within grace", p, rotated(func(p *PresentedToken) { p.RevokedAt = t0 }), t0, refreshReusedRevoked},
 	}
-	for _, tt := range tests {
+}
+
+func TestDecideRefresh(t *testing.T) {
+	for _, tt := range refreshCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.p.decideRefresh(tt.tok, tt.now); got != tt.want {
 				t.Errorf("decideRefresh = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// The one-statement rotation admits exactly the tokens the full path
+// rotates, and asks for the child's expiry the full path gives it.
+func TestFreshRotationAdmits(t *testing.T) {
+	ttl := 30 * 24 * time.Hour
+	for _, tt := range refreshCases() {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.p.freshRotation([]byte("hash"), tt.now, ttl, RefreshToken{}, nil)
+			if got, want := r.Admits(tt.tok), tt.p.decideRefresh(tt.tok, tt.now) == refreshRotate; got != want {
+				t.Errorf("Admits = %v, want %v (decideRefresh: %v)", got, want, tt.want)
+			}
+			// What the store computes: LEAST(child expiry, family start + SessionMax).
+			exp := r.Child.ExpiresAt
+			if end := tt.tok.FamilyCreatedAt.Add(r.SessionMax); r.SessionMax > 0 && end.Before(exp) {
+				exp = end
+			}
+			if want := tt.p.expiry(tt.now, tt.tok.FamilyCreatedAt, ttl); !exp.Equal(want) || !r.Child.CreatedAt.Equal(tt.now) {
+				t.Errorf("child expires %v, created %v; the full path: %v, %v", exp, r.Child.CreatedAt, want, tt.now)
 			}
 		})
 	}

@@ -67,6 +67,9 @@ type Options struct {
 	// Log receives security events, with user ids and never secrets or
 	// e-mail addresses.
 	Log *slog.Logger
+	// FullPathOnly makes every rotation take the full path, never
+	// Store.RotateFresh (the agreement test compares the two).
+	FullPathOnly bool
 }
 
 // Service implements the auth operations on one Store.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -39,6 +40,21 @@ type Rotation struct {
 	// InsertToken stores a refresh token. Args: id, created_at, user_id,
 	// family_id, parent_id, token_hash, expires_at.
 	InsertToken string
+	// RotateFresh is the whole common-case rotation as one statement
+	// (PostgreSQL only; empty on SQLite, which has no data-modifying
+	// WITH): it locks the presented token's and its family's rows (FOR
+	// UPDATE OF both) when the token is unused and unexpired and its
+	// family is live and within its lifetime (auth.FreshRotation.Admits),
+	// marks the token used with its sealed child, records the audit event
+	// and inserts the child, capping its expiry at the family's end. A
+	// token locked by a concurrent rotation is re-read once that commits
+	// (READ COMMITTED), and then no longer matches. Args: token_hash, at,
+	// family started after (NULL: no bound), child_sealed, audit id,
+	// child id, child token_hash, child expires_at before the cap, session
+	// lifetime in microseconds (NULL: no cap). Columns (no row when the
+	// token is not fresh or unknown, and nothing changed): id, user_id,
+	// family_id, the family's created_at, the user's email and username.
+	RotateFresh string
 }
 
 // statements are the prebuilt statements of one dialect.
@@ -118,6 +134,9 @@ func newStatements(d string) *statements {
 		Set(user.FieldIsVerified, false).SetNull(user.FieldVerifiedAt).Set(user.FieldDeletedAt, time.Time{}).Set(user.FieldUpdatedAt, time.Time{}).
 		Where(entsql.EQ(user.FieldID, uuid.Nil)).
 		Query()
+	if d == dialect.Postgres {
+		s.RotateFresh = rotateFreshPostgres()
+	}
 	s.InsertAudit, _ = b.Insert(auditevent.Table).
 		Columns(auditevent.FieldID, auditevent.FieldCreatedAt, auditevent.FieldEvent, auditevent.FieldUserID, auditevent.FieldReason).
 		Values(placeholders(5)...).
@@ -142,4 +161,33 @@ func nullable[T comparable](v T) any {
 		return nil
 	}
 	return v
+}
+
+// rotateFreshPostgres builds Rotation.RotateFresh from the generated
+// schema's names. Data-modifying WITH clauses all run, whether or not the
+// final SELECT reads them, against the rows the first one locked; when it
+// locks none, none of them changes anything.
+func rotateFreshPostgres() string {
+	q := func(name string) string { return `"` + name + `"` }
+	rt, tf, us, ae := q(refreshtoken.Table), q(tokenfamily.Table), q(user.Table), q(auditevent.Table)
+	c := func(alias, col string) string { return alias + "." + q(col) }
+	return "WITH t AS (SELECT " + strings.Join([]string{
+		c("t", refreshtoken.FieldID), c("t", refreshtoken.FieldUserID), c("t", refreshtoken.FieldFamilyID),
+		c("f", tokenfamily.FieldCreatedAt) + " AS family_created_at", c("u", user.FieldEmail), c("u", user.FieldUsername)}, ", ") +
+		" FROM " + rt + " AS t JOIN " + tf + " AS f ON " + c("t", refreshtoken.FieldFamilyID) + " = " + c("f", tokenfamily.FieldID) +
+		" JOIN " + us + " AS u ON " + c("t", refreshtoken.FieldUserID) + " = " + c("u", user.FieldID) +
+		" WHERE " + c("t", refreshtoken.FieldTokenHash) + " = $1 AND " + c("t", refreshtoken.FieldUsedAt) + " IS NULL AND " +
+		c("t", refreshtoken.FieldExpiresAt) + " > $2 AND " + c("f", tokenfamily.FieldRevokedAt) + " IS NULL AND ($3::timestamptz IS NULL OR " +
+		c("f", tokenfamily.FieldCreatedAt) + " > $3) FOR UPDATE OF t, f), " +
+		"used AS (UPDATE " + rt + " AS r SET " + q(refreshtoken.FieldUsedAt) + " = $2, " + q(refreshtoken.FieldChildSealed) + " = $4 FROM t WHERE " +
+		c("r", refreshtoken.FieldID) + " = " + c("t", refreshtoken.FieldID) + "), " +
+		"audit AS (INSERT INTO " + ae + " (" + strings.Join([]string{q(auditevent.FieldID), q(auditevent.FieldCreatedAt), q(auditevent.FieldEvent),
+		q(auditevent.FieldUserID), q(auditevent.FieldReason)}, ", ") + ") SELECT $5, $2, '" + string(auditevent.EventTokenRefreshed) + "', " +
+		c("t", refreshtoken.FieldUserID) + ", NULL FROM t), " +
+		"child AS (INSERT INTO " + rt + " (" + strings.Join([]string{q(refreshtoken.FieldID), q(refreshtoken.FieldCreatedAt), q(refreshtoken.FieldUserID),
+		q(refreshtoken.FieldFamilyID), q(refreshtoken.FieldParentID), q(refreshtoken.FieldTokenHash), q(refreshtoken.FieldExpiresAt)}, ", ") +
+		") SELECT $6, $2, " + c("t", refreshtoken.FieldUserID) + ", " + c("t", refreshtoken.FieldFamilyID) + ", " + c("t", refreshtoken.FieldID) +
+		", $7, LEAST($8::timestamptz, t.family_created_at + $9::bigint * interval '1 microsecond') FROM t) " +
+		"SELECT " + strings.Join([]string{c("t", refreshtoken.FieldID), c("t", refreshtoken.FieldUserID), c("t", refreshtoken.FieldFamilyID),
+		"t.family_created_at", c("t", user.FieldEmail), c("t", user.FieldUsername)}, ", ") + " FROM t"
 }
