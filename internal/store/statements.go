@@ -57,12 +57,31 @@ type Rotation struct {
 	RotateFresh string
 }
 
+// Reads holds the SQL text of the service's hot reads, GetMe's and
+// GetUserByEmail's, built once per dialect like Rotation and scanned
+// without ent's reflection; the load tool's ceilings issue these same
+// texts directly.
+type Reads struct {
+	// UserByID reads a user by id. Args: id. Columns: userColumns.
+	UserByID string
+	// UserByEmail reads a user by canonical address. Args:
+	// email_normalized. Columns: userColumns.
+	UserByEmail string
+}
+
+// userColumns are the columns Reads return, in order: what auth.Account
+// holds.
+var userColumns = []string{user.FieldID, user.FieldUsername, user.FieldEmail, user.FieldEmailNormalized,
+	user.FieldPasswordHash, user.FieldIsVerified, user.FieldDeletedAt, user.FieldImportedAt, user.FieldCreatedAt,
+	user.FieldClaimedAt, user.FieldClaimUsername, user.FieldClaimPasswordHash, user.FieldClaimsContestedAt}
+
 // statements are the prebuilt statements of one dialect.
 type statements struct {
 	// dialect is dialect.Postgres or dialect.SQLite, for statements built
 	// per call.
 	dialect string
 	Rotation
+	Reads
 	// lockCounter creates a limiter counter if missing and returns it,
 	// locked, in one statement (an upsert whose conflict branch touches
 	// the row, which locks it). Args: id, key_hmac, purpose, account_hmac,
@@ -91,6 +110,9 @@ func statementsFor(d string) *statements {
 // RotationStatements returns the rotation's statements for dialect d
 // (dialect.Postgres or dialect.SQLite).
 func RotationStatements(d string) Rotation { return statementsFor(d).Rotation }
+
+// ReadStatements returns the hot reads' statements for dialect d.
+func ReadStatements(d string) Reads { return statementsFor(d).Reads }
 
 // newStatements builds the statements for dialect d.
 func newStatements(d string) *statements {
@@ -137,6 +159,8 @@ func newStatements(d string) *statements {
 	if d == dialect.Postgres {
 		s.RotateFresh = rotateFreshPostgres()
 	}
+	s.UserByID, _ = b.Select(userColumns...).From(entsql.Table(user.Table)).Where(entsql.EQ(user.FieldID, uuid.Nil)).Query()
+	s.UserByEmail, _ = b.Select(userColumns...).From(entsql.Table(user.Table)).Where(entsql.EQ(user.FieldEmailNormalized, "")).Query()
 	s.InsertAudit, _ = b.Insert(auditevent.Table).
 		Columns(auditevent.FieldID, auditevent.FieldCreatedAt, auditevent.FieldEvent, auditevent.FieldUserID, auditevent.FieldReason).
 		Values(placeholders(5)...).
