@@ -73,7 +73,7 @@ func (r *report) markdown() string {
 	p("- Machine: %s, %d CPUs (%s/%s), %s; load generator and server on the same machine, over loopback.\n", host, r.cpus, runtime.GOOS, runtime.GOARCH, runtime.Version())
 	p("- Command: `make bench` = `go build -o bin/authd ./cmd/authd && go run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md -duration %v -conc %s`\n", r.opts.duration, joinInts(r.opts.conc))
 	p("- authd runs with its default configuration (pool of 20 database connections, bcrypt cost 12, hashing workers = CPUs, hashing queue 32); `--dev` only so that e-mails go to the (silenced) log.\n")
-	p("- Each cell runs for %v (Login and Register: 8 s) with that many concurrent callers over 4 gRPC connections; rps counts successful calls; latencies include failed calls; callers refused with RESOURCE_EXHAUSTED wait out its RetryInfo, as the gateway's clients would. ValidateToken, GetMe, GetUserByEmail and RefreshTokens take turns with their ceilings ((a); (e); (f); (c) and, on PostgreSQL, (d)) in four slices each, so all see the same machine; total run time %v.\n\n", r.opts.duration, r.elapsed.Round(time.Second))
+	p("- Each cell runs for %v (Login and Register: 8 s) with that many concurrent callers over 4 gRPC connections; rps counts successful calls; latencies include failed calls; callers refused with RESOURCE_EXHAUSTED wait out its RetryInfo, as the gateway's clients would. ValidateToken, GetMe, GetUserByEmail and RefreshTokens take turns with their ceilings ((a); (e); (f); (c) and (d)) in four slices each, so all see the same machine; total run time %v.\n\n", r.opts.duration, r.elapsed.Round(time.Second))
 	for _, s := range r.skipped {
 		p("- Skipped: %s\n\n", s)
 	}
@@ -128,20 +128,23 @@ func (r *report) markdown() string {
 			}
 		}
 		for _, c := range r.opts.conc {
-			f, full := find(br.Results, "RefreshTokens", c), br.Ceiling[ceilFullPath][c]
-			if one, ok := br.Ceiling[ceilOneStmt][c]; ok {
-				goal, met := "–", "(shown)"
+			f, full, fresh := find(br.Results, "RefreshTokens", c), br.Ceiling[ceilFullPath][c], br.Ceiling[ceilOneStmt][c]
+			pg := br.Name == "postgres"
+			goal, met := "≥ 0.70", yes(f.RPS/full.RPS >= 0.70)
+			if pg {
+				goal, met = "–", "(shown)"
 				if c == 8 || c == 64 {
 					goal, met = "≥ 1.50", yes(f.RPS/full.RPS >= 1.5)
 				}
-				p("| RefreshTokens vs (c) the full path via SQL | %d | %.0f rps | %.0f rps | %.2f | %s | %s |\n", c, f.RPS, full.RPS, f.RPS/full.RPS, goal, met)
-				b := bound(c, one.RPS)
-				p("| RefreshTokens vs the bound of (d) the one statement via SQL: (a)·(d)/((a)+(d)) | %d | %.0f rps | %.0f rps | %.2f | ≥ 0.90 | %s |\n", c, f.RPS, b, f.RPS/b, yes(f.RPS/b >= 0.90))
-				continue
 			}
-			b := bound(c, full.RPS)
-			p("| RefreshTokens vs (c) the full path via SQL | %d | %.0f rps | %.0f rps | %.2f | ≥ 0.70 | %s (bound (a)/((a)+(c)) = %.2f) |\n", c, f.RPS, full.RPS, f.RPS/full.RPS, yes(f.RPS/full.RPS >= 0.70), b/full.RPS)
-			if prev, ok := r.previous[br.Name]["RefreshTokens"][c]; ok && c <= 64 {
+			p("| RefreshTokens vs (c) the full path via SQL | %d | %.0f rps | %.0f rps | %.2f | %s | %s |\n", c, f.RPS, full.RPS, f.RPS/full.RPS, goal, met)
+			b := bound(c, fresh.RPS)
+			goal, met = "≥ 0.90", yes(f.RPS/b >= 0.90)
+			if !pg {
+				goal, met = "–", "(shown)"
+			}
+			p("| RefreshTokens vs the bound of (d) the fresh-token rotation via SQL: (a)·(d)/((a)+(d)) | %d | %.0f rps | %.0f rps | %.2f | %s | %s |\n", c, f.RPS, b, f.RPS/b, goal, met)
+			if prev, ok := r.previous[br.Name]["RefreshTokens"][c]; ok && !pg && c <= 64 {
 				p("| RefreshTokens vs the previous BENCHMARKS.md | %d | %.0f rps | %.0f rps | %.2f | ≥ 1.30 | %s |\n", c, f.RPS, prev, f.RPS/prev, yes(f.RPS/prev >= 1.3))
 			}
 		}
@@ -192,7 +195,7 @@ func (r *report) markdown() string {
 	p("- **ValidateToken**: one HMAC-SHA256 verification; bounded by the gRPC round trip itself, i.e. by (a).\n")
 	p("- **Login**: one bcrypt comparison at cost 12 (~%v on one core here); the hashing pool (one worker per CPU, lowest OS priority) runs them back to back; past its queue (32) further logins are refused at once with SERVER_BUSY, which is the errors column at high concurrency.\n", r.bcryptCompare.Round(time.Millisecond))
 	p("- **GetMe, GetUserByEmail**: one indexed SELECT by primary key or unique e-mail; (e) and (f) issue the service's own SELECT (store.ReadStatements) from this process; the bound is the rate a call costing exactly (a) plus that SELECT would reach.\n")
-	p("- **RefreshTokens**: on PostgreSQL the common case (a fresh token) is one statement, one round trip: it locks the token and its family, marks the token used with its sealed child, records the audit event and inserts the child (store.Rotation.RotateFresh); (d) issues that statement from this process. (c) is the full path's transaction of six round trips (BEGIN; the locking SELECT of token, family and user; UPDATE used_at; INSERT audit event; INSERT new token; COMMIT), which the service takes for every other case (replays, reuse, revoked, expired) and, on SQLite, for every rotation: it is the baseline the one-statement path is measured against. Either way the access token is signed after the commit. On SQLite (c) is cheaper than (a) itself, since the database is a file in the caller's process, and every transaction waits for the one before it; each connection keeps its prepared statements. `make bench-go` compares the service's rotation with (c)'s statements in one process, without gRPC (BenchmarkRefresh: service vs sql).\n")
+	p("- **RefreshTokens**: on PostgreSQL the common case (a fresh token) is one statement, one round trip: it locks the token and its family, marks the token used with its sealed child, records the audit event and inserts the child (store.Rotation.RotateFresh); on SQLite it is a transaction of three statements (mark the token used returning what the rest needs, the audit event, the child); (d) issues these from this process. (c) is the full path's transaction of six round trips (BEGIN; the locking SELECT of token, family and user; UPDATE used_at; INSERT audit event; INSERT new token; COMMIT), which the service takes for every other case (replays, reuse, revoked, expired): it is the baseline the one-statement path is measured against. Either way the access token is signed after the commit. On SQLite (c) is cheaper than (a) itself, since the database is a file in the caller's process, and every transaction waits for the one before it; each connection keeps its prepared statements. `make bench-go` compares the service's rotation with (c)'s statements in one process, without gRPC (BenchmarkRefresh: service vs sql).\n")
 	p("- **Register**: one bcrypt hash at cost 12 plus a write transaction; bounded like Login.\n")
 	p("- **Mix**: 45%% ValidateToken, 40%% GetMe, 10%% RefreshTokens, 3%% Login, 2%% Register, the shape of the gateway's traffic; the logins and registrations take most of the CPU.\n")
 	return b.String()

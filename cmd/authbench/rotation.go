@@ -18,7 +18,8 @@ import (
 // This file is the ceilings that issue the data layer's own statements
 // directly, without gRPC, ent or the service, through pgx on PostgreSQL
 // and database/sql on SQLite: (c) the full-path rotation
-// (store.RotationStatements), (d) the one-statement rotation (PostgreSQL),
+// (store.RotationStatements), (d) the rotation of a fresh token (one
+// statement on PostgreSQL, three in a transaction on SQLite),
 // (e) and (f) the hot reads (store.ReadStatements). The ceilings and the
 // service run the same SQL; BenchmarkRefresh uses (c) as its baseline too.
 
@@ -87,15 +88,20 @@ func child(rt string) (hash []byte, next string, nextHash, sealed []byte, err er
 // sessionMax is the service's default session lifetime (90 days).
 const sessionMax = 90 * 24 * time.Hour
 
-// RotateFresh presents rt as the service's one-statement path does
-// (store.Rotation.RotateFresh, PostgreSQL only) and returns its child's
-// text; errNotFresh when the token is not fresh.
+// RotateFresh presents rt as the service's path for fresh tokens does
+// (store.DB.RotateFresh: on PostgreSQL the one statement
+// Rotation.RotateFresh, on SQLite Rotation.MarkFresh and the two inserts
+// in one transaction) and returns its child's text; errNotFresh when the
+// token is not fresh.
 func (r rotator) RotateFresh(ctx context.Context, rt string) (string, error) {
 	hash, next, nextHash, sealed, err := child(rt)
 	if err != nil {
 		return "", err
 	}
 	now := time.Now().UTC()
+	if r.pool == nil {
+		return next, markFreshSQLite(ctx, r.db, hash, nextHash, sealed, now)
+	}
 	var id, user, family uuid.UUID
 	var started time.Time
 	var email, username string
@@ -173,6 +179,38 @@ func rotateSQLite(ctx context.Context, db *sql.DB, hash, nextHash, sealed []byte
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, s.InsertToken, uuid.NewString(), now, user, family, id, nextHash, now.Add(childTTL)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// markFreshSQLite is RotateFresh on SQLite.
+func markFreshSQLite(ctx context.Context, db *sql.DB, hash, nextHash, sealed []byte, now time.Time) error {
+	s := store.RotationStatements(dialect.SQLite)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var id, user, family string
+	var started time.Time
+	var email, username string
+	after := now.Add(-sessionMax)
+	err = tx.QueryRowContext(ctx, s.MarkFresh, now, sealed, hash, now, after, after).Scan(&id, &user, &family, &started, &email, &username)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errNotFresh
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.InsertAudit, uuid.NewString(), now, auditEvent, user, nil); err != nil {
+		return err
+	}
+	expires := now.Add(childTTL)
+	if end := started.Add(sessionMax); end.Before(expires) {
+		expires = end
+	}
+	if _, err := tx.ExecContext(ctx, s.InsertToken, uuid.NewString(), now, user, family, id, nextHash, expires); err != nil {
 		return err
 	}
 	return tx.Commit()

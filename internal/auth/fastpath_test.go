@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,6 @@ import (
 	"github.com/placebrain/auth/internal/auth"
 	"github.com/placebrain/auth/internal/server"
 	"github.com/placebrain/auth/internal/testutil/authtest"
-	"github.com/placebrain/auth/internal/testutil/testdb"
 )
 
 // rotationFacts is what presenting a refresh token did, in terms that do
@@ -56,7 +56,7 @@ func facts(t *testing.T, e *authtest.Env, raw string, p auth.TokenPair, err erro
 		used             sql.NullTime
 		sealed           []byte
 	)
-	row := e.DB.SQL.QueryRowContext(ctx, `SELECT id, user_id, family_id, used_at, child_sealed FROM refresh_tokens WHERE token_hash = $1`, h[:])
+	row := e.DB.SQL.QueryRowContext(ctx, ph(e, `SELECT id, user_id, family_id, used_at, child_sealed FROM refresh_tokens WHERE token_hash = ?`), h[:])
 	if err := row.Scan(&id, &user, &family, &used, &sealed); errors.Is(err, sql.ErrNoRows) {
 		return f
 	} else if err != nil {
@@ -64,17 +64,17 @@ func facts(t *testing.T, e *authtest.Env, raw string, p auth.TokenPair, err erro
 	}
 	f.PresentedUsed, f.PresentedUsedNow, f.PresentedSealed = used.Valid, used.Valid && used.Time.Equal(now), sealed != nil
 	var reason sql.NullString
-	if err := e.DB.SQL.QueryRowContext(ctx, `SELECT revoke_reason FROM token_families WHERE id = $1`, family).Scan(&reason); err != nil {
+	if err := e.DB.SQL.QueryRowContext(ctx, ph(e, `SELECT revoke_reason FROM token_families WHERE id = ?`), family).Scan(&reason); err != nil {
 		t.Fatal(err)
 	}
 	f.FamilyRevoked = reason.String
-	if err := e.DB.SQL.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(*) FILTER (WHERE used_at IS NULL) FROM refresh_tokens WHERE family_id = $1`, family).
+	if err := e.DB.SQL.QueryRowContext(ctx, ph(e, `SELECT COUNT(*), COUNT(*) FILTER (WHERE used_at IS NULL) FROM refresh_tokens WHERE family_id = ?`), family).
 		Scan(&f.Tokens, &f.Unused); err != nil {
 		t.Fatal(err)
 	}
 	var childHash []byte
 	var created, expires time.Time
-	err = e.DB.SQL.QueryRowContext(ctx, `SELECT token_hash, created_at, expires_at FROM refresh_tokens WHERE parent_id = $1`, id).Scan(&childHash, &created, &expires)
+	err = e.DB.SQL.QueryRowContext(ctx, ph(e, `SELECT token_hash, created_at, expires_at FROM refresh_tokens WHERE parent_id = ?`), id).Scan(&childHash, &created, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
@@ -86,7 +86,7 @@ func facts(t *testing.T, e *authtest.Env, raw string, p auth.TokenPair, err erro
 			f.ReturnedChild = string(got[:]) == string(childHash)
 		}
 	}
-	rows, err := e.DB.SQL.QueryContext(ctx, `SELECT event, COALESCE(reason, '') FROM audit_events WHERE user_id = $1 ORDER BY created_at, event OFFSET $2`, user, auditFrom)
+	rows, err := e.DB.SQL.QueryContext(ctx, ph(e, `SELECT event, COALESCE(reason, '') FROM audit_events WHERE user_id = ? ORDER BY created_at, event LIMIT 1000000 OFFSET ?`), user, auditFrom)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,20 +107,38 @@ func userAuditCount(t *testing.T, e *authtest.Env, raw string) int {
 	t.Helper()
 	h := sha256.Sum256([]byte(raw))
 	var n int
-	err := e.DB.SQL.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM audit_events a JOIN refresh_tokens t ON t.user_id = a.user_id WHERE t.token_hash = $1`, h[:]).Scan(&n)
+	err := e.DB.SQL.QueryRowContext(context.Background(), ph(e, `SELECT COUNT(*) FROM audit_events a JOIN refresh_tokens t ON t.user_id = a.user_id WHERE t.token_hash = ?`), h[:]).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-// TestRotationPathsAgree (PostgreSQL, where rotations have the
-// one-statement path): every state a presented refresh token can be in is
-// set up twice, once for a service on the one-statement path and once for
-// one on the full path only (same database, same clock), and presenting it
-// gives the same answer and leaves the same rows on both.
+// ph rewrites the ? placeholders of query as $1, $2... on PostgreSQL.
+func ph(e *authtest.Env, query string) string {
+	if e.DB.Dialect != dialect.Postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// TestRotationPathsAgree: every state a presented refresh token can be in
+// is set up twice, once for a service that rotates fresh tokens with
+// Store.RotateFresh (one statement on PostgreSQL, a shorter transaction on
+// SQLite) and once for one on the full path only (same database, same
+// clock), and presenting it gives the same answer and leaves the same
+// rows on both.
 func TestRotationPathsAgree(t *testing.T) {
-	testdb.SkipUnless(t, dialect.Postgres)
 	fast := newEnv(t)
 	full := newEnv(t, authtest.SameDatabaseAs(fast), authtest.ServerOptions(server.Options{FullPathOnly: true}))
 	ctx := context.Background()
@@ -141,9 +159,16 @@ func TestRotationPathsAgree(t *testing.T) {
 		}
 		return p.RefreshToken
 	}
-	exec := func(t *testing.T, q string, raw string) {
+	// startedEarlier moves the start of raw's family d earlier.
+	startedEarlier := func(t *testing.T, raw string, d time.Duration) {
 		h := sha256.Sum256([]byte(raw))
-		if _, err := fast.DB.SQL.ExecContext(ctx, q, h[:]); err != nil {
+		var family string
+		var started time.Time
+		if err := fast.DB.SQL.QueryRowContext(ctx, ph(fast, `SELECT f.id, f.created_at FROM token_families f JOIN refresh_tokens t ON t.family_id = f.id WHERE t.token_hash = ?`), h[:]).
+			Scan(&family, &started); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fast.DB.SQL.ExecContext(ctx, ph(fast, `UPDATE token_families SET created_at = ? WHERE id = ?`), started.Add(-d), family); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,12 +205,12 @@ func TestRotationPathsAgree(t *testing.T) {
 			r := login(t)
 			// A session that began before SESSION_MAX_DAYS was lowered:
 			// its token is live, its family is not.
-			exec(t, `UPDATE token_families SET created_at = created_at - interval '91 days' WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)`, r)
+			startedEarlier(t, r, 91*24*time.Hour)
 			return r
 		}, 0, auth.ErrRefreshTokenExpired.Reason},
 		{"family near its end: the child's lifetime is capped", func(t *testing.T) string {
 			r := login(t)
-			exec(t, `UPDATE token_families SET created_at = created_at - interval '80 days' WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)`, r)
+			startedEarlier(t, r, 80*24*time.Hour)
 			return r
 		}, 0, ""},
 		{"deleted user", func(t *testing.T) string {
@@ -205,7 +230,10 @@ func TestRotationPathsAgree(t *testing.T) {
 		}, 0, auth.ErrInvalidRefreshToken.Reason},
 		{"unknown token", func(t *testing.T) string {
 			r := login(t)
-			exec(t, `DELETE FROM refresh_tokens WHERE token_hash = $1`, r)
+			h := sha256.Sum256([]byte(r))
+			if _, err := fast.DB.SQL.ExecContext(ctx, ph(fast, `DELETE FROM refresh_tokens WHERE token_hash = ?`), h[:]); err != nil {
+				t.Fatal(err)
+			}
 			return r
 		}, 0, auth.ErrInvalidRefreshToken.Reason},
 	}

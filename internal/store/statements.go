@@ -55,6 +55,16 @@ type Rotation struct {
 	// token is not fresh or unknown, and nothing changed): id, user_id,
 	// family_id, the family's created_at, the user's email and username.
 	RotateFresh string
+	// MarkFresh is SQLite's first statement of the common case, in a
+	// transaction with InsertAudit and InsertToken: it marks the token
+	// used with its sealed child when the token is unused and unexpired
+	// and its family live and within its lifetime, and returns what the
+	// access token and the child need (empty on PostgreSQL). Args:
+	// used_at, child_sealed, token_hash, at, family started after (NULL:
+	// no bound; given twice). Columns (no row when the token is not fresh
+	// or unknown, and nothing changed): id, user_id, family_id, the
+	// family's created_at, the user's email and username.
+	MarkFresh string
 }
 
 // Reads holds the SQL text of the service's hot reads, GetMe's and
@@ -158,6 +168,8 @@ func newStatements(d string) *statements {
 		Query()
 	if d == dialect.Postgres {
 		s.RotateFresh = rotateFreshPostgres()
+	} else {
+		s.MarkFresh = markFreshSQLite()
 	}
 	s.UserByID, _ = b.Select(userColumns...).From(entsql.Table(user.Table)).Where(entsql.EQ(user.FieldID, uuid.Nil)).Query()
 	s.UserByEmail, _ = b.Select(userColumns...).From(entsql.Table(user.Table)).Where(entsql.EQ(user.FieldEmailNormalized, "")).Query()
@@ -214,4 +226,23 @@ func rotateFreshPostgres() string {
 		", $7, LEAST($8::timestamptz, t.family_created_at + $9::bigint * interval '1 microsecond') FROM t) " +
 		"SELECT " + strings.Join([]string{c("t", refreshtoken.FieldID), c("t", refreshtoken.FieldUserID), c("t", refreshtoken.FieldFamilyID),
 		"t.family_created_at", c("t", user.FieldEmail), c("t", user.FieldUsername)}, ", ") + " FROM t"
+}
+
+// markFreshSQLite builds Rotation.MarkFresh from the generated schema's
+// names. SQLite allows subqueries in RETURNING; the transaction around it
+// holds the database's write lock, so nothing changes between it and the
+// inserts that follow.
+func markFreshSQLite() string {
+	q := func(name string) string { return "`" + name + "`" }
+	rt, tf, us := q(refreshtoken.Table), q(tokenfamily.Table), q(user.Table)
+	col := func(table, c string) string { return table + "." + q(c) }
+	return "UPDATE " + rt + " SET " + q(refreshtoken.FieldUsedAt) + " = ?, " + q(refreshtoken.FieldChildSealed) + " = ? WHERE " +
+		q(refreshtoken.FieldTokenHash) + " = ? AND " + q(refreshtoken.FieldUsedAt) + " IS NULL AND " + q(refreshtoken.FieldExpiresAt) + " > ? AND " +
+		"EXISTS (SELECT 1 FROM " + tf + " WHERE " + col(tf, tokenfamily.FieldID) + " = " + col(rt, refreshtoken.FieldFamilyID) + " AND " +
+		col(tf, tokenfamily.FieldRevokedAt) + " IS NULL AND (? IS NULL OR " + col(tf, tokenfamily.FieldCreatedAt) + " > ?)) AND " +
+		"EXISTS (SELECT 1 FROM " + us + " WHERE " + col(us, user.FieldID) + " = " + col(rt, refreshtoken.FieldUserID) + ") " +
+		"RETURNING " + q(refreshtoken.FieldID) + ", " + q(refreshtoken.FieldUserID) + ", " + q(refreshtoken.FieldFamilyID) + ", " +
+		"(SELECT " + col(tf, tokenfamily.FieldCreatedAt) + " FROM " + tf + " WHERE " + col(tf, tokenfamily.FieldID) + " = " + col(rt, refreshtoken.FieldFamilyID) + "), " +
+		"(SELECT " + col(us, user.FieldEmail) + " FROM " + us + " WHERE " + col(us, user.FieldID) + " = " + col(rt, refreshtoken.FieldUserID) + "), " +
+		"(SELECT " + col(us, user.FieldUsername) + " FROM " + us + " WHERE " + col(us, user.FieldID) + " = " + col(rt, refreshtoken.FieldUserID) + ")"
 }
