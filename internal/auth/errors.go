@@ -24,6 +24,11 @@ const (
 	// KindResourceExhausted: a cooldown or an attempt cap; RetryAfter says
 	// when to try again.
 	KindResourceExhausted
+	// KindUnavailable: the database cannot serve the request now
+	// (unreachable, shutting down, refusing connections, not answering
+	// within its timeouts, or the connection was lost); the request may be
+	// retried after RetryAfter.
+	KindUnavailable
 )
 
 // Error is a domain error: a kind, a stable machine-readable reason
@@ -71,7 +76,29 @@ var (
 	ErrOTPDailyLimit        = &Error{Kind: KindResourceExhausted, Reason: "OTP_DAILY_LIMIT", Message: "Too many codes requested today; try again later"}
 	ErrMalformedRequest     = &Error{Kind: KindInvalidArgument, Reason: "MALFORMED_REQUEST", Message: "Malformed request: every string field must be valid UTF-8"}
 	ErrInvalidInput         = &Error{Kind: KindInvalidArgument, Reason: "INVALID_INPUT", Message: "Invalid input"}
+	// ErrUnavailable is what the data layer wraps around a database failure
+	// that says nothing about the request (see Unavailable).
+	ErrUnavailable = &Error{Kind: KindUnavailable, Reason: "DATABASE_UNAVAILABLE", Message: "Service temporarily unavailable; try again shortly", RetryAfter: UnavailableRetry}
 )
+
+// UnavailableRetry is the retry delay ErrUnavailable suggests: about how
+// long the health check takes to notice that the database is back.
+const UnavailableRetry = time.Second
+
+// Unavailable returns an error that is ErrUnavailable (for AsError and
+// errors.Is) and wraps cause (for errors.Is and the log): the data layer's
+// way of saying that the database could not serve the request.
+func Unavailable(cause error) error {
+	return &unavailableError{cause: cause}
+}
+
+type unavailableError struct{ cause error }
+
+func (e *unavailableError) Error() string   { return "database unavailable: " + e.cause.Error() }
+func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
+
+// IsUnavailable reports whether err is (or wraps) ErrUnavailable.
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
 
 // invalidInput is an INVALID_INPUT error about one request field; msg is
 // the sentence shown to the user.

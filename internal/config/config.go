@@ -158,6 +158,13 @@ type Database struct {
 	MaxIdleConns int `env:"MAX_IDLE_CONNS, default=20"`
 	// ConnMaxLifetime closes connections older than this.
 	ConnMaxLifetime time.Duration `env:"CONN_MAX_LIFETIME_MINUTES, default=30"`
+	// ConnectTimeout bounds the making of a PostgreSQL connection (dial,
+	// TLS, start-up); 0: no bound.
+	ConnectTimeout time.Duration `env:"CONNECT_TIMEOUT_SECONDS, default=5"`
+	// StatementTimeout is PostgreSQL's statement_timeout on the service's
+	// connections; a unit of work or query is also cut on the client side
+	// after ConnectTimeout + StatementTimeout + 1 s. 0: no bound.
+	StatementTimeout time.Duration `env:"STATEMENT_TIMEOUT_SECONDS, default=5"`
 }
 
 // JWT configures access and refresh tokens.
@@ -610,6 +617,8 @@ func (c *Config) rules(s Section) []rule {
 			{c.Database.MaxOpenConns > 0, "DATABASE__MAX_OPEN_CONNS must be positive"},
 			{c.Database.MaxIdleConns >= 0, "DATABASE__MAX_IDLE_CONNS must not be negative"},
 			{c.Database.ConnMaxLifetime >= 0, "DATABASE__CONN_MAX_LIFETIME_MINUTES must not be negative"},
+			{c.Database.ConnectTimeout >= 0, "DATABASE__CONNECT_TIMEOUT_SECONDS must not be negative"},
+			{c.Database.StatementTimeout >= 0, "DATABASE__STATEMENT_TIMEOUT_SECONDS must not be negative"},
 		}
 	case SectionJWT:
 		return []rule{

@@ -58,11 +58,13 @@ func TestLoadDefaults(t *testing.T) {
 		Data:  config.Data{Dir: "./data"},
 		Debug: config.Debug{},
 		Database: config.Database{
-			URL:             testDBURL,
-			AutoMigrate:     true,
-			MaxOpenConns:    20,
-			MaxIdleConns:    20,
-			ConnMaxLifetime: 30 * time.Minute,
+			URL:              testDBURL,
+			AutoMigrate:      true,
+			MaxOpenConns:     20,
+			MaxIdleConns:     20,
+			ConnMaxLifetime:  30 * time.Minute,
+			ConnectTimeout:   5 * time.Second,
+			StatementTimeout: 5 * time.Second,
 		},
 		JWT: config.JWT{
 			Secret:              testSecret,

@@ -26,11 +26,14 @@ var codeOf = map[auth.Kind]codes.Code{
 	auth.KindUnauthenticated:    codes.Unauthenticated,
 	auth.KindFailedPrecondition: codes.FailedPrecondition,
 	auth.KindResourceExhausted:  codes.ResourceExhausted,
+	auth.KindUnavailable:        codes.Unavailable,
 }
 
 // ToStatus is the one place where errors become gRPC statuses. A domain
 // error keeps its message and gets a google.rpc.ErrorInfo with its stable
-// reason (and a google.rpc.RetryInfo when it has a retry delay). A
+// reason (and a google.rpc.RetryInfo when it has a retry delay: a
+// cooldown or cap, or the database being unavailable, which the data
+// layer reports as auth.ErrUnavailable and is answered UNAVAILABLE). A
 // cancelled or timed-out context maps to CANCELLED or DEADLINE_EXCEEDED.
 // Anything else is INTERNAL with the message "internal error"; its cause
 // is logged, never returned.
@@ -68,7 +71,7 @@ func ToStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 func domainStatus(code codes.Code, de *auth.Error) error {
 	st := status.New(code, de.Message)
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: de.Reason, Domain: ErrorDomain, Metadata: de.Metadata}}
-	if de.Kind == auth.KindResourceExhausted {
+	if de.Kind == auth.KindResourceExhausted || de.Kind == auth.KindUnavailable {
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(de.RetryAfter)})
 	}
 	if withDetails, err := st.WithDetails(details...); err == nil {

@@ -105,6 +105,7 @@ func TestToStatusDomainErrors(t *testing.T) {
 		{"ErrOTPDailyLimit", auth.ErrOTPDailyLimit, codes.ResourceExhausted, "OTP_DAILY_LIMIT", "Too many codes requested today; try again later"},
 		{"ErrMalformedRequest", auth.ErrMalformedRequest, codes.InvalidArgument, "MALFORMED_REQUEST", "Malformed request: every string field must be valid UTF-8"},
 		{"ErrInvalidInput", auth.ErrInvalidInput, codes.InvalidArgument, "INVALID_INPUT", "Invalid input"},
+		{"ErrUnavailable", auth.ErrUnavailable, codes.Unavailable, "DATABASE_UNAVAILABLE", "Service temporarily unavailable; try again shortly"},
 	}
 	// The table names every domain error auth declares.
 	src, err := os.ReadFile("../auth/errors.go")
@@ -151,7 +152,10 @@ func TestToStatusDomainErrors(t *testing.T) {
 				if diff := cmp.Diff(wantInfo, info, protocmp.Transform()); diff != "" {
 					t.Errorf("ErrorInfo mismatch (-want +got):\n%s", diff)
 				}
-				if tt.wantCode != codes.ResourceExhausted && retry != nil {
+				if tt.wantCode == codes.Unavailable && retry.GetRetryDelay().AsDuration() <= 0 {
+					t.Errorf("no RetryInfo on %v", tt.wantCode)
+				}
+				if tt.wantCode != codes.ResourceExhausted && tt.wantCode != codes.Unavailable && retry != nil {
 					t.Errorf("unexpected RetryInfo %v on %v", retry, tt.wantCode)
 				}
 				if buf.Len() != 0 {
@@ -377,5 +381,21 @@ func TestInterceptors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A database failure the data layer classified (auth.Unavailable) is
+// UNAVAILABLE with a RetryInfo, and its cause stays out of the status.
+func TestToStatusUnavailable(t *testing.T) {
+	cause := errors.New("dial tcp 10.0.0.7:5432: connect: connection refused")
+	st := status.Convert(ToStatus(context.Background(), slog.New(slog.DiscardHandler), testMethod, fmt.Errorf("store: begin: %w", auth.Unavailable(cause))))
+	if st.Code() != codes.Unavailable {
+		t.Fatalf("code %v, want UNAVAILABLE", st.Code())
+	}
+	if strings.Contains(st.Message(), "10.0.0.7") {
+		t.Errorf("message leaks the cause: %q", st.Message())
+	}
+	if _, retry := details(t, st); retry.GetRetryDelay().AsDuration() != auth.UnavailableRetry {
+		t.Errorf("RetryInfo %v, want %v", retry, auth.UnavailableRetry)
 	}
 }

@@ -62,6 +62,14 @@ func (m *Migrator) Apply(ctx context.Context) ([]string, error) {
 	}
 	defer conn.Close()
 	if m.dialect == dialect.Postgres {
+		// The service's connections carry a statement_timeout
+		// (DATABASE__STATEMENT_TIMEOUT_SECONDS); a migration, an index
+		// build say, may take far longer. RESET gives the connection its
+		// start-up value back before it returns to the pool.
+		if _, err := conn.ExecContext(ctx, "SET statement_timeout = 0"); err != nil {
+			return nil, fmt.Errorf("migrate: lift statement_timeout: %w", err)
+		}
+		defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "RESET statement_timeout") }()
 		unlock, err := m.lock(ctx, conn)
 		if err != nil {
 			return nil, err

@@ -10,7 +10,6 @@ package server
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -89,6 +88,10 @@ type Options struct {
 	// FullPathOnly makes every token rotation take the full path (the
 	// test that checks the one-statement rotation agrees with it).
 	FullPathOnly bool
+	// HealthTicks, when set, times the database probe of health instead
+	// of a ticker of HealthProbeInterval (a test that probes when it
+	// says).
+	HealthTicks <-chan time.Time
 }
 
 // App is an assembled authd, ready to Serve.
@@ -112,6 +115,10 @@ type App struct {
 	lis    net.Listener
 	// noCleanup is Options.NoCleanup.
 	noCleanup bool
+	// dbHealth follows the database for health; healthTicks times its
+	// probe (Options.HealthTicks).
+	dbHealth    *dbHealth
+	healthTicks <-chan time.Time
 	// stopTLS stops re-reading the TLS files.
 	stopTLS func()
 	// stopping is closed when shutdown starts, ending open streams.
@@ -330,7 +337,9 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 
 	a := &App{DB: db, Service: svc, Dispatcher: dispatcher, Callers: callers, Passwords: hasher, Metrics: m,
 		cfg: c, log: log, lis: lis, stopTLS: stopTLS, health: health.NewServer(), stopping: make(chan struct{}),
-		metricsLis: metricsLis, shutdownTracing: shutdownTracing, noCleanup: o.NoCleanup}
+		metricsLis: metricsLis, shutdownTracing: shutdownTracing, noCleanup: o.NoCleanup, healthTicks: o.HealthTicks}
+	a.dbHealth = newDBHealth(a.setHealth, log)
+	db.ObserveAvailability(a.dbHealth.observe)
 	serverOpts := append(observedServerOptions(c, log, m, tracer), grpcOpts...)
 	a.grpc = grpc.NewServer(append(serverOpts, grpc.StreamInterceptor(a.endStreams))...)
 	grpcapi.Register(a.grpc, svc, callers)
@@ -356,6 +365,7 @@ func OpenDB(ctx context.Context, c *config.Config, log *slog.Logger, wrap func(d
 			MaxIdleConns:    c.Database.MaxIdleConns,
 			ConnMaxLifetime: c.Database.ConnMaxLifetime,
 		},
+		Timeouts:      store.Timeouts{Connect: c.Database.ConnectTimeout, Statement: c.Database.StatementTimeout},
 		WrapConnector: wrap,
 		Log:           log,
 	})
@@ -424,7 +434,8 @@ func (a *App) setHealth(s healthpb.HealthCheckResponse_ServingStatus) {
 	a.health.SetServingStatus(authpb.AuthService_ServiceDesc.ServiceName, s)
 }
 
-// Serve serves gRPC and runs the outbox dispatcher, the database watch and
+// Serve serves gRPC and runs the outbox dispatcher, the database's health
+// (see HealthProbeInterval) and
 // the periodic pruning until ctx is cancelled, then shuts down gracefully:
 // health turns NOT_SERVING and open streams end, in-flight RPCs finish (up
 // to ShutdownGrace), the dispatcher finishes the delivery in progress, and
@@ -454,7 +465,13 @@ func (a *App) Serve(ctx context.Context) error {
 	defer stopWorkers()
 	var wg sync.WaitGroup
 	wg.Go(func() { a.Dispatcher.Run(runCtx) })
-	wg.Go(func() { watchDB(runCtx, a.DB.SQL, a.setHealth, a.log) })
+	ticks := a.healthTicks
+	if ticks == nil {
+		t := time.NewTicker(HealthProbeInterval)
+		defer t.Stop()
+		ticks = t.C
+	}
+	wg.Go(func() { a.dbHealth.probe(runCtx, ticks, a.DB.SQL.PingContext) })
 	if !a.noCleanup {
 		wg.Go(func() { cleanup(runCtx, a.Service, a.cfg.Cleanup.Interval, a.Metrics, a.log) })
 	}
@@ -525,32 +542,4 @@ func deriveKey(secret []byte, purpose string) ([]byte, error) {
 		return nil, fmt.Errorf("derive %s key: %w", purpose, err)
 	}
 	return k, nil
-}
-
-// watchDB pings the database every few seconds and reports NOT_SERVING
-// while it does not answer.
-func watchDB(ctx context.Context, db *sql.DB, set func(healthpb.HealthCheckResponse_ServingStatus), log *slog.Logger) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	up := true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := db.PingContext(pctx)
-		cancel()
-		switch {
-		case err != nil && up && ctx.Err() == nil:
-			up = false
-			log.Error("database unreachable", "error", err)
-			set(healthpb.HealthCheckResponse_NOT_SERVING)
-		case err == nil && !up:
-			up = true
-			log.Info("database reachable again")
-			set(healthpb.HealthCheckResponse_SERVING)
-		}
-	}
 }

@@ -33,7 +33,12 @@ func (db *DB) RotateFresh(ctx context.Context, r auth.FreshRotation) (auth.Prese
 		err error
 	)
 	if db.sql.RotateFresh != "" {
-		p, ok, err = db.rotateFresh(ctx, r)
+		// One statement, bounded and classified as a unit of work is
+		// (withTx).
+		bctx, cancel := db.bound(ctx)
+		p, ok, err = db.rotateFresh(bctx, r)
+		cancel()
+		err = db.unavailable(ctx, err)
 	} else {
 		err = db.withTx(ctx, func(tx *Tx) error {
 			p, ok, err = tx.rotateFresh(ctx, r)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -52,6 +53,8 @@ type Config struct {
 	// DataDir holds the SQLite file when URL is empty.
 	DataDir string
 	Pool    PoolConfig
+	// Timeouts bound the waits on PostgreSQL.
+	Timeouts Timeouts
 	// WrapConnector, when set, wraps the database/sql connector: for a
 	// driver wrapper that traces or counts statements.
 	WrapConnector func(driver.Connector) driver.Connector
@@ -70,6 +73,11 @@ type DB struct {
 	Dialect string
 	// Location describes where the data is, without credentials, for logs.
 	Location string
+	// clientBound is the deadline of a unit of work or single query (see
+	// bound); zero: none.
+	clientBound time.Duration
+	// observer is ObserveAvailability's function.
+	observer atomic.Pointer[func(error)]
 }
 
 // Close closes the database.
@@ -195,7 +203,7 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 			return nil, err
 		}
 	}
-	db, err := openSQL(t, c.WrapConnector)
+	db, err := openSQL(t, c.Timeouts, c.WrapConnector)
 	if err != nil {
 		return nil, err
 	}
@@ -228,21 +236,27 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 		return nil, fmt.Errorf("store: connect to %s: %w", t.Location, err)
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(t.Dialect, db)))
+	var clientBound time.Duration
+	if t.Dialect == dialect.Postgres {
+		clientBound = clientBoundFor(c.Timeouts)
+	}
 	return &DB{
-		queries:  queries{c: client, sql: statementsFor(t.Dialect)},
-		SQL:      db,
-		Ent:      client,
-		Dialect:  t.Dialect,
-		Location: t.Location,
+		clientBound: clientBound,
+		queries:     queries{c: client, sql: statementsFor(t.Dialect)},
+		SQL:         db,
+		Ent:         client,
+		Dialect:     t.Dialect,
+		Location:    t.Location,
 	}, nil
 }
 
 // openSQL opens t's database/sql handle: pgx's stdlib driver on
 // PostgreSQL, in READ COMMITTED, with google/uuid values encoded as binary
-// uuids (without it pgx formats each as text and parses it back), or
-// modernc's SQLite with a cache of prepared statements per connection
-// (stmtCache); wrap, when set, wraps the connector.
-func openSQL(t Target, wrap func(driver.Connector) driver.Connector) (*sql.DB, error) {
+// uuids (without it pgx formats each as text and parses it back) and the
+// timeouts to (unless the URL sets connect_timeout or statement_timeout
+// itself), or modernc's SQLite with a cache of prepared statements per
+// connection (stmtCache); wrap, when set, wraps the connector.
+func openSQL(t Target, to Timeouts, wrap func(driver.Connector) driver.Connector) (*sql.DB, error) {
 	var conn driver.Connector
 	if t.Dialect == dialect.SQLite {
 		conn = stmtCache{next: dsnConnector{dsn: t.DSN, drv: &sqlite.Driver{}}, size: stmtCacheSize}
@@ -256,6 +270,15 @@ func openSQL(t Target, wrap func(driver.Connector) driver.Connector) (*sql.DB, e
 		// where REPEATABLE READ or SERIALIZABLE would fail with a
 		// serialization error. A server or role default is overridden.
 		cfg.RuntimeParams["default_transaction_isolation"] = "read committed"
+		if u, err := url.Parse(t.DSN); err == nil {
+			q := u.Query()
+			if to.Connect > 0 && q.Get("connect_timeout") == "" {
+				cfg.ConnectTimeout = to.Connect
+			}
+			if to.Statement > 0 && q.Get("statement_timeout") == "" {
+				cfg.RuntimeParams["statement_timeout"] = fmt.Sprint(to.Statement.Milliseconds())
+			}
+		}
 		conn = stdlib.GetConnector(*cfg, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
 			pgxuuid.Register(c.TypeMap())
 			return nil

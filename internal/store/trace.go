@@ -53,14 +53,15 @@ func (db *DB) startSpan(ctx context.Context, name string) (context.Context, trac
 
 // endUnit ends a unit of work's span: fnErr is what its function returned
 // (nil when it panicked before), err what InTx returns. A failure that is
-// not a domain error (the database's) sets the span's status to error.
+// not a domain error (the database's), or is the database being
+// unavailable, sets the span's status to error.
 func endUnit(span trace.Span, fnErr, err error, returned bool) {
 	outcome := "commit"
 	if _, commit := auth.CommitCause(fnErr); !returned || (fnErr != nil && !commit) {
 		outcome = "rollback"
 	}
 	span.SetAttributes(attrOutcome.String(outcome))
-	if _, domain := auth.AsError(err); err != nil && !domain {
+	if de, domain := auth.AsError(err); err != nil && (!domain || de.Kind == auth.KindUnavailable) {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()

@@ -38,8 +38,17 @@ func (db *DB) InTx(ctx context.Context, fn func(auth.Tx) error) error {
 	return err
 }
 
-// withTx is InTx for the package's own units of work.
-func (db *DB) withTx(ctx context.Context, fn func(*Tx) error) (err error) {
+// withTx is InTx for the package's own units of work. The unit of work
+// runs within the store's deadline (see bound), and a failure of the
+// database is classified (see unavailable).
+func (db *DB) withTx(ctx context.Context, fn func(*Tx) error) error {
+	bctx, cancel := db.bound(ctx)
+	defer cancel()
+	return db.unavailable(ctx, db.runTx(bctx, fn))
+}
+
+// runTx runs fn in one ent transaction (see InTx).
+func (db *DB) runTx(ctx context.Context, fn func(*Tx) error) (err error) {
 	etx, err := db.Ent.Tx(ctx)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)

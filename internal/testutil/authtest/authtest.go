@@ -117,6 +117,7 @@ type settings struct {
 	shared   *Env
 	opts     server.Options
 	dial     []grpc.DialOption
+	rewrite  func(string) string
 }
 
 // Set sets configuration variables (name, value, name, value, ...), e.g.
@@ -140,6 +141,11 @@ func SameDatabaseAs(other *Env) Option { return func(s *settings) { s.shared = o
 // ServerOptions sets the assembly's options besides the clock, the log and
 // the listener.
 func ServerOptions(o server.Options) Option { return func(s *settings) { s.opts = o } }
+
+// RewriteURL makes the service open f(URL) instead of its database's URL:
+// the same database reached another way (through a tcpproxy). Env.URL
+// stays the direct one.
+func RewriteURL(f func(url string) string) Option { return func(s *settings) { s.rewrite = f } }
 
 // Dial sets the options of the env's connection (Conn, Client), e.g. TLS
 // credentials; without it the connection is plain text.
@@ -180,6 +186,9 @@ func New(t testing.TB, opts ...Option) *Env {
 	}
 	vars := maps.Clone(s.vars)
 	vars["DATABASE__URL"] = e.URL
+	if s.rewrite != nil {
+		vars["DATABASE__URL"] = s.rewrite(e.URL)
+	}
 	vars["SMTP__HOST"] = "127.0.0.1"
 	vars["SMTP__PORT"] = strconv.Itoa(e.SMTPPort)
 	ctx := context.Background()
