@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -293,6 +294,21 @@ func TestNextBatch(t *testing.T) {
 	} {
 		if got := nextBatch(tt.n, tt.took, tt.limit); got != tt.want {
 			t.Errorf("nextBatch(%d, %v, %d) = %d, want %d", tt.n, tt.took, tt.limit, got, tt.want)
+		}
+	}
+}
+
+func TestAddressUsername(t *testing.T) {
+	long := strings.Repeat("a", 70)
+	for in, want := range map[string]string{
+		"jane.doe@example.com":      "jane.doe",
+		"Jöhn+tag@example.com":      "Jöhn+tag",
+		long + "@example.com":       strings.Repeat("a", 64),
+		"\"odd@local\"@example.com": "\"odd@local\"",
+		"...@example.com":           "user",
+	} {
+		if got := addressUsername(in); got != want {
+			t.Errorf("addressUsername(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
