@@ -2042,6 +2042,7 @@ type OutboxMessageMutation struct {
 	next_attempt_at *time.Time
 	last_error      *string
 	sent_at         *time.Time
+	expires_at      *time.Time
 	clearedFields   map[string]struct{}
 	done            bool
 	oldValue        func(context.Context) (*OutboxMessage, error)
@@ -2633,6 +2634,55 @@ func (m *OutboxMessageMutation) ResetSentAt() {
 	delete(m.clearedFields, outboxmessage.FieldSentAt)
 }
 
+// SetExpiresAt sets the "expires_at" field.
+func (m *OutboxMessageMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *OutboxMessageMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the OutboxMessage entity.
+// If the OutboxMessage object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OutboxMessageMutation) OldExpiresAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ClearExpiresAt clears the value of the "expires_at" field.
+func (m *OutboxMessageMutation) ClearExpiresAt() {
+	m.expires_at = nil
+	m.clearedFields[outboxmessage.FieldExpiresAt] = struct{}{}
+}
+
+// ExpiresAtCleared returns if the "expires_at" field was cleared in this mutation.
+func (m *OutboxMessageMutation) ExpiresAtCleared() bool {
+	_, ok := m.clearedFields[outboxmessage.FieldExpiresAt]
+	return ok
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *OutboxMessageMutation) ResetExpiresAt() {
+	m.expires_at = nil
+	delete(m.clearedFields, outboxmessage.FieldExpiresAt)
+}
+
 // Where appends a list predicates to the OutboxMessageMutation builder.
 func (m *OutboxMessageMutation) Where(ps ...predicate.OutboxMessage) {
 	m.predicates = append(m.predicates, ps...)
@@ -2667,7 +2717,7 @@ func (m *OutboxMessageMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OutboxMessageMutation) Fields() []string {
-	fields := make([]string, 0, 11)
+	fields := make([]string, 0, 12)
 	if m.created_at != nil {
 		fields = append(fields, outboxmessage.FieldCreatedAt)
 	}
@@ -2701,6 +2751,9 @@ func (m *OutboxMessageMutation) Fields() []string {
 	if m.sent_at != nil {
 		fields = append(fields, outboxmessage.FieldSentAt)
 	}
+	if m.expires_at != nil {
+		fields = append(fields, outboxmessage.FieldExpiresAt)
+	}
 	return fields
 }
 
@@ -2731,6 +2784,8 @@ func (m *OutboxMessageMutation) Field(name string) (ent.Value, bool) {
 		return m.LastError()
 	case outboxmessage.FieldSentAt:
 		return m.SentAt()
+	case outboxmessage.FieldExpiresAt:
+		return m.ExpiresAt()
 	}
 	return nil, false
 }
@@ -2762,6 +2817,8 @@ func (m *OutboxMessageMutation) OldField(ctx context.Context, name string) (ent.
 		return m.OldLastError(ctx)
 	case outboxmessage.FieldSentAt:
 		return m.OldSentAt(ctx)
+	case outboxmessage.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown OutboxMessage field %s", name)
 }
@@ -2848,6 +2905,13 @@ func (m *OutboxMessageMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetSentAt(v)
 		return nil
+	case outboxmessage.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown OutboxMessage field %s", name)
 }
@@ -2908,6 +2972,9 @@ func (m *OutboxMessageMutation) ClearedFields() []string {
 	if m.FieldCleared(outboxmessage.FieldSentAt) {
 		fields = append(fields, outboxmessage.FieldSentAt)
 	}
+	if m.FieldCleared(outboxmessage.FieldExpiresAt) {
+		fields = append(fields, outboxmessage.FieldExpiresAt)
+	}
 	return fields
 }
 
@@ -2936,6 +3003,9 @@ func (m *OutboxMessageMutation) ClearField(name string) error {
 		return nil
 	case outboxmessage.FieldSentAt:
 		m.ClearSentAt()
+		return nil
+	case outboxmessage.FieldExpiresAt:
+		m.ClearExpiresAt()
 		return nil
 	}
 	return fmt.Errorf("unknown OutboxMessage nullable field %s", name)
@@ -2977,6 +3047,9 @@ func (m *OutboxMessageMutation) ResetField(name string) error {
 		return nil
 	case outboxmessage.FieldSentAt:
 		m.ResetSentAt()
+		return nil
+	case outboxmessage.FieldExpiresAt:
+		m.ResetExpiresAt()
 		return nil
 	}
 	return fmt.Errorf("unknown OutboxMessage field %s", name)

@@ -40,7 +40,9 @@ type OutboxMessage struct {
 	// LastError holds the value of the "last_error" field.
 	LastError string `json:"last_error,omitempty"`
 	// SentAt holds the value of the "sent_at" field.
-	SentAt       *time.Time `json:"sent_at,omitempty"`
+	SentAt *time.Time `json:"sent_at,omitempty"`
+	// ExpiresAt holds the value of the "expires_at" field.
+	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -57,7 +59,7 @@ func (*OutboxMessage) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case outboxmessage.FieldRecipient, outboxmessage.FieldTemplate, outboxmessage.FieldStatus, outboxmessage.FieldLastError:
 			values[i] = new(sql.NullString)
-		case outboxmessage.FieldCreatedAt, outboxmessage.FieldNextAttemptAt, outboxmessage.FieldSentAt:
+		case outboxmessage.FieldCreatedAt, outboxmessage.FieldNextAttemptAt, outboxmessage.FieldSentAt, outboxmessage.FieldExpiresAt:
 			values[i] = new(sql.NullTime)
 		case outboxmessage.FieldID:
 			values[i] = new(uuid.UUID)
@@ -152,6 +154,13 @@ func (_m *OutboxMessage) assignValues(columns []string, values []any) error {
 				_m.SentAt = new(time.Time)
 				*_m.SentAt = value.Time
 			}
+		case outboxmessage.FieldExpiresAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field expires_at", values[i])
+			} else if value.Valid {
+				_m.ExpiresAt = new(time.Time)
+				*_m.ExpiresAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -219,6 +228,11 @@ func (_m *OutboxMessage) String() string {
 	builder.WriteString(", ")
 	if v := _m.SentAt; v != nil {
 		builder.WriteString("sent_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.ExpiresAt; v != nil {
+		builder.WriteString("expires_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteByte(')')

@@ -146,6 +146,20 @@ func (_c *OutboxMessageCreate) SetNillableSentAt(v *time.Time) *OutboxMessageCre
 	return _c
 }
 
+// SetExpiresAt sets the "expires_at" field.
+func (_c *OutboxMessageCreate) SetExpiresAt(v time.Time) *OutboxMessageCreate {
+	_c.mutation.SetExpiresAt(v)
+	return _c
+}
+
+// SetNillableExpiresAt sets the "expires_at" field if the given value is not nil.
+func (_c *OutboxMessageCreate) SetNillableExpiresAt(v *time.Time) *OutboxMessageCreate {
+	if v != nil {
+		_c.SetExpiresAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *OutboxMessageCreate) SetID(v uuid.UUID) *OutboxMessageCreate {
 	_c.mutation.SetID(v)
@@ -342,6 +356,10 @@ func (_c *OutboxMessageCreate) createSpec() (*OutboxMessage, *sqlgraph.CreateSpe
 		_spec.SetField(outboxmessage.FieldSentAt, field.TypeTime, value)
 		_node.SentAt = &value
 	}
+	if value, ok := _c.mutation.ExpiresAt(); ok {
+		_spec.SetField(outboxmessage.FieldExpiresAt, field.TypeTime, value)
+		_node.ExpiresAt = &value
+	}
 	return _node, _spec
 }
 
@@ -536,6 +554,9 @@ func (u *OutboxMessageUpsertOne) UpdateNewValues() *OutboxMessageUpsertOne {
 		}
 		if _, exists := u.create.mutation.Template(); exists {
 			s.SetIgnore(outboxmessage.FieldTemplate)
+		}
+		if _, exists := u.create.mutation.ExpiresAt(); exists {
+			s.SetIgnore(outboxmessage.FieldExpiresAt)
 		}
 	}))
 	return u
@@ -895,6 +916,9 @@ func (u *OutboxMessageUpsertBulk) UpdateNewValues() *OutboxMessageUpsertBulk {
 			}
 			if _, exists := b.mutation.Template(); exists {
 				s.SetIgnore(outboxmessage.FieldTemplate)
+			}
+			if _, exists := b.mutation.ExpiresAt(); exists {
+				s.SetIgnore(outboxmessage.FieldExpiresAt)
 			}
 		}
 	}))

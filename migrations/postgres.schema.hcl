@@ -173,6 +173,10 @@ table "outbox_messages" {
     null = true
     type = bytea
   }
+  column "expires_at" {
+    null = true
+    type = timestamptz
+  }
   primary_key {
     columns = [column.id]
   }

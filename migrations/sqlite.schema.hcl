@@ -106,6 +106,10 @@ table "outbox_messages" {
     null = true
     type = blob
   }
+  column "expires_at" {
+    null = true
+    type = datetime
+  }
   primary_key {
     columns = [column.id]
   }

@@ -37,6 +37,10 @@ func (OutboxMessage) Fields() []ent.Field {
 		field.Time("next_attempt_at").Default(now),
 		field.String("last_error").Optional().MaxLen(1024),
 		field.Time("sent_at").Optional().Nillable(),
+		// expires_at is when the code the message carries expires: the
+		// message is not sent after it (it fails, "code expired"). NULL
+		// for messages queued before the column existed.
+		field.Time("expires_at").Optional().Nillable().Immutable(),
 	}
 }
 

@@ -13,6 +13,8 @@
 //	authd users import [--dry-run] FILE|-
 //	                             import users (JSON lines) from the platform's earlier service
 //	authd users export FILE      write every user, password hashes included, to FILE (created 0600)
+//	authd healthcheck [--timeout D] [--service NAME] [--cert FILE --key FILE]
+//	                             exit 0 when the local authd's health says SERVING (container health checks)
 //
 // Configuration comes from environment variables; see the README.
 package main
@@ -31,7 +33,7 @@ import (
 	"github.com/placebrain/auth/internal/server"
 )
 
-const usage = "usage: authd [serve [--dev] | migrate plan|apply|status|lint|drift | users import [--dry-run] FILE|- | users export FILE]"
+const usage = "usage: authd [serve [--dev] | migrate plan|apply|status|lint|drift | users import [--dry-run] FILE|- | users export FILE | healthcheck]"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -62,6 +64,8 @@ func realMain(ctx context.Context, args []string) error {
 		return runMigrate(ctx, args[1:], os.Stdout, os.Stderr)
 	case "users":
 		return runUsers(ctx, args[1:], os.Stdin, os.Stdout)
+	case "healthcheck":
+		return runHealthcheck(ctx, args[1:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return nil

@@ -101,6 +101,7 @@ var (
 		{Name: "next_attempt_at", Type: field.TypeTime},
 		{Name: "last_error", Type: field.TypeString, Nullable: true, Size: 1024},
 		{Name: "sent_at", Type: field.TypeTime, Nullable: true},
+		{Name: "expires_at", Type: field.TypeTime, Nullable: true},
 	}
 	// OutboxMessagesTable holds the schema information for the "outbox_messages" table.
 	OutboxMessagesTable = &schema.Table{

@@ -248,7 +248,9 @@ func (s *Service) issueCode(ctx context.Context, tx Tx, kind codeKind, userID uu
 	if err != nil {
 		return false, err
 	}
-	err = tx.EnqueueMail(ctx, mail.Message{ID: msgID, UserID: u.ID, To: u.Email, Template: kind.template, Sealed: sealed}, now)
+	// The message is not sent once its code has expired (ExpiresAt).
+	err = tx.EnqueueMail(ctx, mail.Message{ID: msgID, UserID: u.ID, To: u.Email, Template: kind.template, Sealed: sealed,
+		ExpiresAt: now.Add(p.TTL)}, now)
 	return err == nil, err
 }
 

@@ -1,12 +1,16 @@
 package auth
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/placebrain/auth/internal/password"
 )
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -310,5 +314,30 @@ func TestAddressUsername(t *testing.T) {
 		if got := addressUsername(in); got != want {
 			t.Errorf("addressUsername(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// An admitted login attempt counts only when its password comparison
+// answered; one that never ran to an answer is taken back.
+func TestAttemptOutcome(t *testing.T) {
+	tests := []struct {
+		name string
+		cmp  error
+		want outcome
+	}{
+		{"the password matched", nil, succeeded},
+		{"a comparison ran and said no", password.ErrMismatch, failed},
+		{"it said no after the caller left (a started job runs to the end)", fmt.Errorf("compare: %w", password.ErrMismatch), failed},
+		{"the pool refused or shed the job", password.ErrBusy, refunded},
+		{"cancelled while queued", context.Canceled, refunded},
+		{"deadline passed while queued", context.DeadlineExceeded, refunded},
+		{"unreadable stored hash", errors.New("crypto/bcrypt: hashedSecret too short"), refunded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := attemptOutcome(tt.cmp); got != tt.want {
+				t.Errorf("attemptOutcome(%v) = %v, want %v", tt.cmp, got, tt.want)
+			}
+		})
 	}
 }

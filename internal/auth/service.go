@@ -373,7 +373,7 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		return fail("unknown_email")
 	}
 	if err := s.comparePassword(ctx, g.hashKey, u.PasswordHash, pw); err != nil {
-		if errors.Is(err, password.ErrMismatch) {
+		if attemptOutcome(err) == failed {
 			s.o.Log.InfoContext(ctx, "login failed", "user_id", u.ID, "reason", "wrong_password")
 			return fail("wrong_password")
 		}

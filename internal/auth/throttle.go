@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/placebrain/auth/internal/password"
 )
 
 // LoginPolicy limits login attempts (OWASP Authentication Cheat Sheet,
@@ -164,6 +166,29 @@ func (s *Service) admitLogin(ctx context.Context, canonical string, source netip
 		return g, withRetry(ErrLoginThrottled, until.Sub(now))
 	}
 	return g, nil
+}
+
+// attemptOutcome is what a login attempt admitted by the counters counts
+// as, from its password comparison's result cmp: succeeded (nil), failed
+// (password.ErrMismatch: a comparison ran and said no, whether or not the
+// caller is still there), or refunded for anything else, where no
+// comparison ran to an answer: the pool refused or shed the job
+// (password.ErrBusy), the caller went away while it was queued (the
+// context's error: a job a worker took runs to the end and answers), or
+// the stored hash is unreadable. Only a comparison that answered is a
+// guess; one taken back leaves the counters as if it never came, so a
+// flood of cancelled or refused attempts cannot lock the owner out, while
+// every answered guess counts (OWASP Authentication Cheat Sheet, "Account
+// Lockout"). A failure of the database before the comparison (reading the
+// account, counting the attempt) commits nothing and so counts nothing.
+func attemptOutcome(cmp error) outcome {
+	switch {
+	case cmp == nil:
+		return succeeded
+	case errors.Is(cmp, password.ErrMismatch):
+		return failed
+	}
+	return refunded
 }
 
 // resolveIn records the outcome of an attempt the counter admitted.

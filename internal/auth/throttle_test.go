@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -180,4 +181,57 @@ func TestAuditLog(t *testing.T) {
 	if n := e.DB.Ent.LoginThrottle.Query().CountX(ctx); n != 0 {
 		t.Errorf("%d stale login throttles left", n)
 	}
+}
+
+// waitPool waits until the service's hashing pool runs and queues the
+// given numbers of jobs (a bounded number of looks, no timing).
+func waitPool(t *testing.T, e *authtest.Env, running, waiting int) {
+	t.Helper()
+	for i := 0; ; i++ {
+		st := e.App.Passwords.Pool().Stats()
+		if st.Running == running && st.Waiting == waiting {
+			return
+		}
+		if i == 100000 {
+			t.Fatalf("pool: %+v, want %d running and %d waiting", st, running, waiting)
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// A login its caller cancels while it waits for the hashing pool never
+// compared its password: it is taken back and does not count toward the
+// lock. One whose comparison ran counts.
+func TestLoginCancelledWhileQueuedIsRefunded(t *testing.T) {
+	e := newEnv(t, authtest.Set("LOGIN__MAX_FAILURES", "1", "PASSWORD__HASH_WORKERS", "1", "PASSWORD__HASH_QUEUE", "4"))
+	e.VerifiedUser(t, "tom", "tom@example.com", pw)
+	// Fill the pool: its one worker runs a job that waits for release.
+	release := make(chan struct{})
+	blocked := make(chan error, 1)
+	go func() {
+		blocked <- e.App.Passwords.Pool().Do(context.Background(), "someone else", func() { <-release })
+	}()
+	waitPool(t, e, 1, 0)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Service.Login(ctx, "tom@example.com", "wrong password")
+		done <- err
+	}()
+	waitPool(t, e, 1, 1) // the login is queued
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) && !errors.Is(err, auth.ErrServerBusy) {
+		t.Errorf("cancelled login: %v", err)
+	}
+	close(release)
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	// With one failure allowed, the cancelled attempt left the allowance
+	// whole: this wrong password is the first failure, and it counts.
+	_, err := e.Service.Login(context.Background(), "tom@example.com", "wrong password")
+	wantErr(t, err, auth.ErrInvalidCredentials, "")
+	_, err = e.Service.Login(context.Background(), "tom@example.com", pw)
+	wantErr(t, err, auth.ErrLoginThrottled, "")
 }

@@ -81,6 +81,30 @@ type GRPC struct {
 	// Reflection registers gRPC server reflection (always in development
 	// mode).
 	Reflection bool `env:"REFLECTION, default=false"`
+	// MaxConcurrentStreams is HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS:
+	// the RPCs one connection may have open at once; a client queues the
+	// ones beyond it.
+	MaxConcurrentStreams uint32 `env:"MAX_CONCURRENT_STREAMS, default=1000"`
+	// MaxStreamingRPCs caps the streaming RPCs (health Watch, reflection)
+	// open at once over all connections; beyond it they are refused
+	// RESOURCE_EXHAUSTED. It bounds what clients that never read can pin.
+	MaxStreamingRPCs int `env:"MAX_STREAMING_RPCS, default=64"`
+	// MaxConnections caps the open connections; more wait in the
+	// listen backlog until one closes. 0: no cap.
+	MaxConnections int `env:"MAX_CONNECTIONS, default=256"`
+	// KeepaliveMinTime is the shortest interval between a client's
+	// keepalive pings that is tolerated; a client pinging more often is
+	// sent GOAWAY (too_many_pings).
+	KeepaliveMinTime time.Duration `env:"KEEPALIVE_MIN_TIME_SECONDS, default=10"`
+	// MaxConnectionIdle closes a connection with no RPC for this long
+	// (GOAWAY; the client reconnects on its next call). 0: never.
+	MaxConnectionIdle time.Duration `env:"MAX_CONNECTION_IDLE_MINUTES, default=15"`
+	// MaxConnectionAge closes a connection this old (±10 %, GOAWAY),
+	// after MaxConnectionAgeGrace for the RPCs in flight. 0: never.
+	MaxConnectionAge      time.Duration `env:"MAX_CONNECTION_AGE_MINUTES, default=30"`
+	MaxConnectionAgeGrace time.Duration `env:"MAX_CONNECTION_AGE_GRACE_SECONDS, default=30"`
+	// HandshakeTimeout bounds a new connection's TLS and HTTP/2 handshake.
+	HandshakeTimeout time.Duration `env:"HANDSHAKE_TIMEOUT_SECONDS, default=10"`
 }
 
 // CallerAuth reports whether callers must authenticate: with a client
@@ -599,6 +623,13 @@ func (c *Config) rules(s Section) []rule {
 		g := c.GRPC
 		return []rule{
 			{(g.TLSCertFile == "") == (g.TLSKeyFile == ""), "GRPC__TLS_CERT_FILE and GRPC__TLS_KEY_FILE must be set together"},
+			{g.MaxConcurrentStreams > 0, "GRPC__MAX_CONCURRENT_STREAMS must be positive"},
+			{g.MaxStreamingRPCs > 0, "GRPC__MAX_STREAMING_RPCS must be positive"},
+			{g.MaxConnections >= 0, "GRPC__MAX_CONNECTIONS must not be negative"},
+			{g.KeepaliveMinTime >= 0, "GRPC__KEEPALIVE_MIN_TIME_SECONDS must not be negative"},
+			{g.MaxConnectionIdle >= 0 && g.MaxConnectionAge >= 0 && g.MaxConnectionAgeGrace >= 0,
+				"GRPC__MAX_CONNECTION_IDLE_MINUTES, GRPC__MAX_CONNECTION_AGE_MINUTES and GRPC__MAX_CONNECTION_AGE_GRACE_SECONDS must not be negative"},
+			{g.HandshakeTimeout > 0, "GRPC__HANDSHAKE_TIMEOUT_SECONDS must be positive"},
 			// grpc-go's pemfile provider re-reads the pair together and
 			// requires one directory.
 			{g.TLSCertFile == "" || g.TLSKeyFile == "" || filepath.Dir(g.TLSCertFile) == filepath.Dir(g.TLSKeyFile),

@@ -43,6 +43,14 @@ func envWith(set map[string]string, del ...string) map[string]string {
 	return m
 }
 
+// transportDefaults returns g with the transport limits' defaults.
+func transportDefaults(g config.GRPC) config.GRPC {
+	g.MaxConcurrentStreams, g.MaxStreamingRPCs, g.MaxConnections = 1000, 64, 256
+	g.KeepaliveMinTime, g.HandshakeTimeout = 10*time.Second, 10*time.Second
+	g.MaxConnectionIdle, g.MaxConnectionAge, g.MaxConnectionAgeGrace = 15*time.Minute, 30*time.Minute, 30*time.Second
+	return g
+}
+
 func load(m map[string]string) (*config.Config, error) {
 	return config.Load(context.Background(), envconfig.MapLookuper(m), config.Options{})
 }
@@ -53,7 +61,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := &config.Config{
-		GRPC:  config.GRPC{ListenAddr: ":50051"},
+		GRPC:  transportDefaults(config.GRPC{ListenAddr: ":50051"}),
 		Log:   config.Log{Level: slog.LevelInfo, Requests: config.RequestsOff},
 		Data:  config.Data{Dir: "./data"},
 		Debug: config.Debug{},
@@ -389,7 +397,7 @@ func TestLoadCallerAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(config.GRPC{ListenAddr: ":50051"}, c.GRPC); diff != "" {
+	if diff := cmp.Diff(transportDefaults(config.GRPC{ListenAddr: ":50051"}), c.GRPC); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 	if c.GRPC.CallerAuth() {
@@ -431,7 +439,7 @@ func TestLoadCallerAuth(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load: %v", err)
 			}
-			if diff := cmp.Diff(tt.want, c.GRPC); diff != "" {
+			if diff := cmp.Diff(transportDefaults(tt.want), c.GRPC); diff != "" {
 				t.Errorf("GRPC (-want +got):\n%s", diff)
 			}
 			if got, want := c.GRPC.CallerAuth(), tt.want.ClientCAFile != "" || len(tt.want.APIKeys) > 0; got != want {

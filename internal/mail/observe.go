@@ -13,13 +13,16 @@ type Backlog struct {
 }
 
 // OutcomeName names a delivery attempt's outcome: sent, retry (it failed
-// and will be retried) or failed (for good).
+// and will be retried), failed (for good) or expired (its code expired
+// before it could be sent).
 func OutcomeName(s Status) string {
 	switch s {
 	case StatusSent:
 		return "sent"
 	case StatusFailed:
 		return "failed"
+	case StatusExpired:
+		return "expired"
 	}
 	return "retry"
 }

@@ -14,7 +14,9 @@ import (
 	"log/slog"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,6 +38,9 @@ type Message struct {
 	// may hold a secret such as a code; they are erased once the message
 	// is sent or failed.
 	Sealed []byte
+	// ExpiresAt is when the code the message carries expires; the message
+	// is not sent after it. Zero: it carries nothing that expires.
+	ExpiresAt time.Time
 }
 
 // Validate reports a message that names no embedded template, has no id or
@@ -67,6 +72,9 @@ type Pending struct {
 	Data map[string]string
 	// Attempts counts delivery attempts, this claim's included.
 	Attempts int
+	// ExpiresAt is when the message's code expires; nil when it carries
+	// none (or was queued before the column existed).
+	ExpiresAt *time.Time
 }
 
 // Status is where a message stands.
@@ -79,7 +87,14 @@ const (
 	StatusSent
 	// StatusFailed failed for good.
 	StatusFailed
+	// StatusExpired was not sent because its code had expired, or would
+	// have before the next attempt; it is stored as failed.
+	StatusExpired
 )
+
+// ErrCodeExpired is the last_error of a message whose code expired before
+// it could be delivered.
+const ErrCodeExpired = "code expired before delivery"
 
 // Outcome is what a delivery attempt leaves on a message.
 type Outcome struct {
@@ -100,6 +115,10 @@ type Outbox interface {
 	// attempt a lease ahead, so no other sender takes it meanwhile (FOR
 	// UPDATE SKIP LOCKED on PostgreSQL). Oldest due first.
 	ClaimOutbox(ctx context.Context, now time.Time, lease time.Duration, n int) ([]Pending, error)
+	// RenewOutbox moves the next attempt of claimed messages to until,
+	// each only while its claim is still the caller's; it returns the ids
+	// whose claim was lost (another sender took the message over).
+	RenewOutbox(ctx context.Context, msgs []Pending, until time.Time) (lost []uuid.UUID, err error)
 	// RecordDelivery writes the outcome of a claimed message, only while
 	// the claim is still the caller's (the message is pending with the
 	// attempts of the claim); false when it was not.
@@ -121,10 +140,10 @@ type DispatcherOptions struct {
 	RetryBase, RetryMax time.Duration
 	// SendTimeout is the sender's bound on one delivery.
 	SendTimeout time.Duration
-	// Lease is how long a claimed batch stays invisible to other
-	// dispatchers; a message whose sender died is due again after it. By
-	// default BatchSize*SendTimeout plus 30 s, so a batch is always
-	// finished within its lease.
+	// Lease is how long a claimed message stays invisible to other
+	// dispatchers; the dispatcher renews the leases of its batch's unsent
+	// messages every third of it, so a message whose sender died is due
+	// again within a lease. DefaultLease when zero.
 	Lease time.Duration
 	// BatchSize is how many messages one claim takes.
 	BatchSize int
@@ -138,6 +157,10 @@ type DispatcherOptions struct {
 	// (for metrics): StatusSent, StatusPending (it failed and will be
 	// retried) or StatusFailed (it failed for good).
 	Delivered func(Status)
+	// Renew returns the ticks at which the leases of a batch's unsent
+	// messages are renewed, every d (a time.Ticker's when nil; a test's
+	// channel).
+	Renew func(d time.Duration) <-chan time.Time
 	// TraceDelivery, when set, is called as each delivery attempt starts
 	// (for tracing): it returns the context the attempt runs in and the
 	// function to call with its outcome when it ends.
@@ -158,6 +181,11 @@ type Dispatcher struct {
 // DefaultBatchSize is how many messages one claim takes unless
 // DispatcherOptions.BatchSize says otherwise.
 const DefaultBatchSize = 10
+
+// DefaultLease is a claimed message's lease unless DispatcherOptions.Lease
+// says otherwise: renewed every 10 s while its sender lives, so another
+// instance sends the message within about 30 s of its sender's death.
+const DefaultLease = 30 * time.Second
 
 // NewDispatcher returns a dispatcher that sends through sender. The
 // options' PollInterval, MaxAttempts, RetryBase, RetryMax and SendTimeout
@@ -182,7 +210,13 @@ func NewDispatcher(db Outbox, sender Sender, o DispatcherOptions) *Dispatcher {
 		}
 	}
 	if o.Lease <= 0 {
-		o.Lease = time.Duration(o.BatchSize)*o.SendTimeout + 30*time.Second
+		o.Lease = DefaultLease
+	}
+	if o.Renew == nil {
+		o.Renew = func(d time.Duration) <-chan time.Time {
+			t := time.NewTicker(d)
+			return t.C
+		}
 	}
 	return &Dispatcher{db: db, sender: sender, o: o, wake: make(chan struct{}, 1)}
 }
@@ -219,16 +253,26 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
-// DispatchOnce claims up to BatchSize due messages and delivers them. It
-// returns how many it claimed.
+// DispatchOnce claims up to BatchSize due messages and delivers them,
+// renewing the leases of the batch's unsent messages every third of a
+// lease meanwhile; a message whose claim was lost (its lease ran out and
+// another sender took it) is skipped. It returns how many it claimed.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 	if ctx.Err() != nil {
 		return 0, nil
 	}
 	claimed, err := d.claim(ctx)
-	if err != nil {
+	if err != nil || len(claimed) == 0 {
 		return 0, err
 	}
+	b := &batch{left: slices.Clone(claimed), lost: map[uuid.UUID]bool{}}
+	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		d.renew(renewCtx, b)
+	}()
+	defer func() { stopRenew(); <-renewed }()
 	for i, m := range claimed {
 		if ctx.Err() != nil {
 			// Shutting down: hand the rest of the batch back at once
@@ -236,11 +280,85 @@ func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
 			d.release(claimed[i:])
 			break
 		}
-		// A started delivery and its bookkeeping finish even when
-		// shutting down.
-		d.deliver(context.WithoutCancel(ctx), m)
+		// A message after the batch's first starts with its lease
+		// renewed, and not at all when its claim was lost meanwhile.
+		if b.start(m) && (i == 0 || d.holdLease(ctx, m)) {
+			// A started delivery and its bookkeeping finish even when
+			// shutting down.
+			d.deliver(context.WithoutCancel(ctx), m)
+		}
+		b.done(m)
 	}
 	return len(claimed), nil
+}
+
+// holdLease renews m's lease before its delivery starts; false when the
+// claim was lost (another sender took m over) or could not be renewed (m
+// is then due again when its lease ends).
+func (d *Dispatcher) holdLease(ctx context.Context, m Pending) bool {
+	lost, err := d.db.RenewOutbox(ctx, []Pending{m}, d.o.Now().UTC().Add(d.o.Lease))
+	if err != nil {
+		d.o.Log.Warn("outbox: renew lease", "message_id", m.ID, "error", err)
+		return false
+	}
+	if len(lost) > 0 {
+		d.o.Log.Info("outbox: claim lost to another sender; skipped", "message_id", m.ID)
+		return false
+	}
+	return true
+}
+
+// batch is a claimed batch's messages not yet delivered (the one being
+// delivered included), and those whose claim was lost.
+type batch struct {
+	mu   sync.Mutex
+	left []Pending
+	lost map[uuid.UUID]bool
+}
+
+// start reports whether m is still this dispatcher's to deliver.
+func (b *batch) start(m Pending) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.lost[m.ID]
+}
+
+// done removes m from the messages whose leases are renewed.
+func (b *batch) done(m Pending) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.left = slices.DeleteFunc(b.left, func(p Pending) bool { return p.ID == m.ID })
+}
+
+// renew renews the leases of b's messages at each of the Renew ticks,
+// until ctx ends.
+func (d *Dispatcher) renew(ctx context.Context, b *batch) {
+	ticks := d.o.Renew(d.o.Lease / 3)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticks:
+		}
+		b.mu.Lock()
+		left := slices.Clone(b.left)
+		b.mu.Unlock()
+		if len(left) == 0 {
+			continue
+		}
+		lost, err := d.db.RenewOutbox(ctx, left, d.o.Now().UTC().Add(d.o.Lease))
+		if err != nil {
+			if ctx.Err() == nil {
+				d.o.Log.Warn("outbox: renew leases", "error", err)
+			}
+			continue
+		}
+		b.mu.Lock()
+		for _, id := range lost {
+			b.lost[id] = true
+		}
+		b.mu.Unlock()
+	}
 }
 
 // release makes claimed but unsent messages due again, undoing their
@@ -274,25 +392,39 @@ func (d *Dispatcher) deliver(ctx context.Context, m Pending) {
 	if m.UserID != nil {
 		log = log.With("user_id", *m.UserID)
 	}
-	data, err := d.open(m)
-	if err == nil {
-		var r Rendered
-		if r, err = render(m.Template, data); err == nil {
-			err = d.sender.Send(ctx, Envelope{To: m.Recipient, UserID: m.UserID, Data: data}, r)
+	var err error
+	expired := m.ExpiresAt != nil && !d.o.Now().Before(*m.ExpiresAt)
+	if !expired {
+		var data map[string]string
+		if data, err = d.open(m); err == nil {
+			var r Rendered
+			if r, err = render(m.Template, data); err == nil {
+				err = d.sender.Send(ctx, Envelope{ID: m.ID, To: m.Recipient, UserID: m.UserID, Data: data}, r)
+			}
 		}
 	}
 	now := d.o.Now().UTC()
 	o := Outcome{Status: StatusPending, At: now}
 	var permanent PermanentError
+	var delay time.Duration
+	if err != nil {
+		delay = RetryDelay(m.Attempts, d.o.RetryBase, d.o.RetryMax)
+	}
 	switch {
+	case expired:
+		o.Status, o.LastError = StatusExpired, ErrCodeExpired
+		log.WarnContext(ctx, "email not sent: its code expired")
 	case err == nil:
 		o.Status = StatusSent
 		log.InfoContext(ctx, "email sent")
+	case m.ExpiresAt != nil && !now.Add(delay).Before(*m.ExpiresAt) && !errors.As(err, &permanent):
+		// The retry schedule ends within the code's lifetime.
+		o.Status, o.LastError = StatusExpired, ErrCodeExpired+": "+redact(err, m.Recipient)
+		log.ErrorContext(ctx, "email failed: its code expires before the next attempt", "error", o.LastError)
 	case errors.As(err, &permanent) || m.Attempts >= d.o.MaxAttempts:
 		o.Status, o.LastError = StatusFailed, redact(err, m.Recipient)
 		log.ErrorContext(ctx, "email failed for good", "error", o.LastError, "permanent", errors.As(err, &permanent))
 	default:
-		delay := RetryDelay(m.Attempts, d.o.RetryBase, d.o.RetryMax)
 		o.NextAttemptAt, o.LastError = now.Add(delay), redact(err, m.Recipient)
 		log.WarnContext(ctx, "email delivery failed; will retry", "error", o.LastError, "retry_in", delay.String())
 	}

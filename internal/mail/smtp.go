@@ -10,6 +10,7 @@ import (
 	"net"
 	netmail "net/mail"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -41,6 +42,9 @@ type SMTPConfig struct {
 
 // Envelope says who a message goes to.
 type Envelope struct {
+	// ID is the outbox message's id: the Message-ID header is made from it
+	// (MessageID), the same on every resend.
+	ID uuid.UUID
 	// To is the recipient's address.
 	To string
 	// UserID is the recipient's account (nil if none), for logs.
@@ -120,6 +124,9 @@ func (s *SMTPSender) Send(ctx context.Context, env Envelope, r Rendered) error {
 	e.Subject = r.Subject
 	e.Text = []byte(r.Text)
 	e.HTML = []byte(r.HTML)
+	if env.ID != uuid.Nil {
+		e.Headers.Set("Message-ID", MessageID(env.ID, s.envFrom))
+	}
 	msg, err := e.Bytes()
 	if err != nil {
 		return PermanentError{fmt.Errorf("build message: %w", err)}
@@ -159,6 +166,18 @@ func (s *SMTPSender) Send(ctx context.Context, env Envelope, r Rendered) error {
 	}
 	_ = c.Quit()
 	return nil
+}
+
+// MessageID is the Message-ID header (RFC 5322 §3.6.4) of the outbox
+// message id sent from the address from: "<id@domain of from>". It is
+// derived from the outbox row, so a message sent again after a crash
+// carries the same one and a relay or mailbox can drop the copy.
+func MessageID(id uuid.UUID, from string) string {
+	domain := from
+	if i := strings.LastIndexByte(from, '@'); i >= 0 {
+		domain = from[i+1:]
+	}
+	return "<" + id.String() + "@" + domain + ">"
 }
 
 // classify wraps a 5xx reply as a PermanentError.

@@ -101,8 +101,8 @@ type Metrics struct {
 	// an atomic add, no look-up, no lock.
 	reuse, recovered, reset, loginLocked, registerLocked, codeExhausted, codeCapped prometheus.Counter
 	// deliveries by mail.Status.
-	sent, retry, failed prometheus.Counter
-	cleanup             *prometheus.CounterVec
+	sent, retry, failed, expired prometheus.Counter
+	cleanup                      *prometheus.CounterVec
 }
 
 // New registers every family on a new registry, reading s at each scrape.
@@ -147,10 +147,11 @@ func New(s Sources) *Metrics {
 	refused(EventCallerDenied, func(r grpcapi.Refusals) uint64 { return r.PermissionDenied })
 
 	deliveries := prometheus.NewCounterVec(prometheus.CounterOpts{Name: OutboxDeliveries,
-		Help: "E-mail delivery attempts by outcome: sent, retry (failed, will be retried) or failed (for good)."}, []string{"outcome"})
+		Help: "E-mail delivery attempts by outcome: sent, retry (failed, will be retried), failed (for good) or expired (its code expired first)."}, []string{"outcome"})
 	m.sent = deliveries.WithLabelValues(mail.OutcomeName(mail.StatusSent))
 	m.retry = deliveries.WithLabelValues(mail.OutcomeName(mail.StatusPending))
 	m.failed = deliveries.WithLabelValues(mail.OutcomeName(mail.StatusFailed))
+	m.expired = deliveries.WithLabelValues(mail.OutcomeName(mail.StatusExpired))
 	m.cleanup = prometheus.NewCounterVec(prometheus.CounterOpts{Name: CleanupDeletedRows,
 		Help: "Rows the periodic cleanup deleted, by table."}, []string{"table"})
 	m.reg.MustRegister(deliveries, m.cleanup)
@@ -254,6 +255,8 @@ func (m *Metrics) Delivered(s mail.Status) {
 		m.sent.Inc()
 	case mail.StatusFailed:
 		m.failed.Inc()
+	case mail.StatusExpired:
+		m.expired.Inc()
 	default:
 		m.retry.Inc()
 	}

@@ -192,6 +192,8 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 			}
 		}()
 	}
+	lis = limitListener(lis, c.GRPC)
+	grpcOpts = append(grpcOpts, transportOptions(c.GRPC)...)
 	db, err := OpenDB(ctx, c, log, o.WrapConnector)
 	if err != nil {
 		return nil, err

@@ -259,3 +259,25 @@ func TestHealthFollowsDatabase(t *testing.T) {
 	p.Set(tcpproxy.Forward)
 	probeUntil(healthpb.HealthCheckResponse_SERVING, "idle, database back")
 }
+
+// A login the database failed before its password was compared counts
+// nothing toward the lock.
+func TestLoginDatabaseFailureCountsNothing(t *testing.T) {
+	testdb.SkipUnless(t, "postgres")
+	e, p := viaProxy(t, authtest.Set("LOGIN__MAX_FAILURES", "1"))
+	id := e.VerifiedUser(t, "ada", "ada@example.com", pw)
+	p.Set(tcpproxy.Refuse)
+	_, err := e.Client.Login(t.Context(), &authpb.LoginRequest{Email: "ada@example.com", Password: "wrong password"})
+	wantUnavailable(t, "Login", err)
+	p.Set(tcpproxy.Forward)
+	recovers(t, e, id)
+	// The allowance is whole: this wrong password is the first failure.
+	_, err = e.Client.Login(t.Context(), &authpb.LoginRequest{Email: "ada@example.com", Password: "wrong password"})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("first counted failure: %v, want UNAUTHENTICATED", err)
+	}
+	_, err = e.Client.Login(t.Context(), &authpb.LoginRequest{Email: "ada@example.com", Password: pw})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("after it: %v, want RESOURCE_EXHAUSTED (locked)", err)
+	}
+}

@@ -18,7 +18,11 @@ func (t *Tx) EnqueueMail(ctx context.Context, m mail.Message, at time.Time) erro
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	err := t.c.OutboxMessage.Create().
+	c := t.c.OutboxMessage.Create()
+	if !m.ExpiresAt.IsZero() {
+		c.SetExpiresAt(m.ExpiresAt)
+	}
+	err := c.
 		SetID(m.ID).
 		SetUserID(m.UserID).
 		SetRecipient(m.To).
@@ -50,7 +54,7 @@ func (db *DB) ClaimOutbox(ctx context.Context, now time.Time, lease time.Duratio
 		for i, m := range msgs {
 			ids[i] = m.ID
 			claimed = append(claimed, mail.Pending{ID: m.ID, UserID: m.UserID, Recipient: m.Recipient,
-				Template: m.Template, Sealed: m.SealedData, Data: m.Data, Attempts: m.Attempts + 1})
+				Template: m.Template, Sealed: m.SealedData, Data: m.Data, Attempts: m.Attempts + 1, ExpiresAt: m.ExpiresAt})
 		}
 		return tx.c.OutboxMessage.Update().
 			Where(outboxmessage.IDIn(ids...)).
@@ -78,7 +82,7 @@ func (db *DB) RecordDelivery(ctx context.Context, m mail.Pending, o mail.Outcome
 	switch o.Status {
 	case mail.StatusSent:
 		upd.SetStatus(outboxmessage.StatusSent).SetSentAt(o.At).ClearData().ClearSealedData().ClearLastError()
-	case mail.StatusFailed:
+	case mail.StatusFailed, mail.StatusExpired:
 		upd.SetStatus(outboxmessage.StatusFailed).ClearData().ClearSealedData().SetLastError(o.LastError)
 	default:
 		upd.SetNextAttemptAt(o.NextAttemptAt).SetLastError(o.LastError)
@@ -88,6 +92,22 @@ func (db *DB) RecordDelivery(ctx context.Context, m mail.Pending, o mail.Outcome
 		return false, fmt.Errorf("outbox: record delivery: %w", err)
 	}
 	return n == 1, nil
+}
+
+// RenewOutbox implements mail.Outbox: one statement per message, each
+// only while the claim holds.
+func (db *DB) RenewOutbox(ctx context.Context, msgs []mail.Pending, until time.Time) ([]uuid.UUID, error) {
+	var lost []uuid.UUID
+	for _, m := range msgs {
+		n, err := db.stillClaimed(m).SetNextAttemptAt(until).Save(ctx)
+		if err != nil {
+			return lost, fmt.Errorf("outbox: renew lease: %w", err)
+		}
+		if n == 0 {
+			lost = append(lost, m.ID)
+		}
+	}
+	return lost, nil
 }
 
 // ReleaseOutbox implements mail.Outbox.
