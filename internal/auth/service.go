@@ -221,6 +221,38 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 	// Register or the cleanup can change it meanwhile: a new account that
 	// finds the address taken becomes a claim on the other account, and a
 	// claim whose account was deleted registers anew, once.
+	// createAccount stores the new, unverified account a with its first
+	// code and e-mail; ErrEmailTaken when the address was registered
+	// meanwhile. (A closure, so that its unit of work is Register's.)
+	createAccount := func(a NewAccount) (uuid.UUID, error) {
+		now := s.now()
+		a.CreatedAt = now
+		var id uuid.UUID
+		var throttled bool
+		err := s.db.InTx(ctx, func(tx Tx) error {
+			var err error
+			if throttled, err = s.countRegistration(ctx, tx, perSource, now); err != nil {
+				return err
+			}
+			if id, err = tx.CreateUser(ctx, a); err != nil {
+				return err
+			}
+			if err := s.auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
+				return err
+			}
+			_, err = s.issueCode(ctx, tx, s.verifyKind(), id, a.EmailCanonical, source, now, true)
+			return err
+		})
+		if throttled {
+			s.audit(ctx, EventRegisterThrottled, uuid.Nil, "", now)
+		}
+		if err != nil {
+			return uuid.Nil, err
+		}
+		s.o.MailQueued()
+		s.o.Log.InfoContext(ctx, "user registered", "user_id", id)
+		return id, nil
+	}
 	var hash string
 	for attempt := 0; ; attempt++ {
 		existing, err := s.db.UserByEmail(ctx, addr.Canonical)
@@ -241,45 +273,12 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 				return uuid.Nil, s.busy(ctx, err)
 			}
 		}
-		id, err := s.register(ctx, NewAccount{Username: name, Email: addr.Address, EmailCanonical: addr.Canonical, PasswordHash: hash}, source, perSource)
+		id, err := createAccount(NewAccount{Username: name, Email: addr.Address, EmailCanonical: addr.Canonical, PasswordHash: hash})
 		if errors.Is(err, ErrEmailTaken) && attempt == 0 {
 			continue
 		}
 		return id, err
 	}
-}
-
-// register stores the new, unverified account a (CreatedAt set here) with
-// its first code and e-mail for Register; ErrEmailTaken when the address
-// was registered meanwhile.
-func (s *Service) register(ctx context.Context, a NewAccount, source netip.Prefix, perSource counterRef) (uuid.UUID, error) {
-	now := s.now()
-	a.CreatedAt = now
-	var id uuid.UUID
-	var throttled bool
-	err := s.db.InTx(ctx, func(tx Tx) error {
-		var err error
-		if throttled, err = s.countRegistration(ctx, tx, perSource, now); err != nil {
-			return err
-		}
-		if id, err = tx.CreateUser(ctx, a); err != nil {
-			return err
-		}
-		if err := s.auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
-			return err
-		}
-		_, err = s.issueCode(ctx, tx, s.verifyKind(), id, a.EmailCanonical, source, now, true)
-		return err
-	})
-	if throttled {
-		s.audit(ctx, EventRegisterThrottled, uuid.Nil, "", now)
-	}
-	if err != nil {
-		return uuid.Nil, err
-	}
-	s.o.MailQueued()
-	s.o.Log.InfoContext(ctx, "user registered", "user_id", id)
-	return id, nil
 }
 
 // countRegistration counts a registration of the source whose counter is
