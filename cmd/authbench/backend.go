@@ -46,14 +46,15 @@ type backendResult struct {
 	Name     string
 	Location string
 	Results  []result
-	// Ceiling holds, per scenario name and concurrency, the ceiling the
-	// scenario was measured against: (a) for ValidateToken, (c) for
-	// RefreshTokens.
-	Ceiling  map[string]map[int]result
-	Idle     map[string]result
-	Loaded   map[string]result
-	LoadedBy result
-	PeakRSS  int64 // bytes, VmHWM of the authd process
+	// Ceiling holds, per ceiling name and concurrency, the ceilings the
+	// scenarios were measured against (CeilingsOf says which).
+	Ceiling map[string]map[int]result
+	// CeilingsOf names each scenario's ceilings, in the order measured.
+	CeilingsOf map[string][]string
+	Idle       map[string]result
+	Loaded     map[string]result
+	LoadedBy   result
+	PeakRSS    int64 // bytes, VmHWM of the authd process
 	// DBCPU says whether the results hold PostgreSQL's CPU time: the
 	// server runs on this machine.
 	DBCPU bool
@@ -70,7 +71,8 @@ type server struct {
 	users   []benchUser
 	issuer  *token.Issuer
 	refresh []atomic.Pointer[string] // per worker: the next unused refresh token
-	raw     []atomic.Pointer[string] // per worker: the same for the direct SQL ceiling
+	raw     []atomic.Pointer[string] // per worker: the same for ceiling (c)
+	rawOne  []atomic.Pointer[string] // per worker: the same for ceiling (d)
 	regSeq  atomic.Int64
 
 	rotatorOnce sync.Once // opens rotator on the first (c) call
@@ -111,7 +113,7 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 		dbMeter = postgresCPU
 	}
 	br := &backendResult{Name: name, Location: s.db.Location, DBCPU: localPG, Ceiling: map[string]map[int]result{},
-		Idle: map[string]result{}, Loaded: map[string]result{}}
+		CeilingsOf: map[string][]string{}, Idle: map[string]result{}, Loaded: map[string]result{}}
 	scen := s.scenarios()
 	for _, c := range o.conc {
 		if err := s.resetRefresh(ctx, c); err != nil {
@@ -128,23 +130,33 @@ func benchBackend(ctx context.Context, o options, name string, bcryptTime time.D
 				// from skewing the rate.
 				d = max(d, 8*time.Second)
 			}
-			if sc.ceiling == nil {
+			ceils := sc.ceilings
+			if len(ceils) == 0 {
 				r := drive(ctx, sc.name, c, d, sc.fn, s.cpuTime)
 				logResult(name, r)
 				br.Results = append(br.Results, r)
 				continue
 			}
-			// The scenario and its ceiling take turns, so both see the
+			// The scenario and its ceilings take turns, so all see the
 			// same machine.
-			ts, tc := alternate(ctx, c, 2*d, 4, sc.fn, sc.ceiling, s.cpuTime)
-			r, ceil := ts.result(sc.name, c), tc.result(sc.ceilingName, c)
-			logResult(name, ceil)
+			calls := []call{sc.fn}
+			for _, cl := range ceils {
+				calls = append(calls, cl.fn)
+			}
+			ts := alternate(ctx, c, 2*d, 4, calls, s.cpuTime)
+			br.CeilingsOf[sc.name] = nil
+			for i, cl := range ceils {
+				ceil := ts[i+1].result(cl.name, c)
+				logResult(name, ceil)
+				if br.Ceiling[cl.name] == nil {
+					br.Ceiling[cl.name] = map[int]result{}
+				}
+				br.Ceiling[cl.name][c] = ceil
+				br.CeilingsOf[sc.name] = append(br.CeilingsOf[sc.name], cl.name)
+			}
+			r := ts[0].result(sc.name, c)
 			logResult(name, r)
 			br.Results = append(br.Results, r)
-			if br.Ceiling[sc.name] == nil {
-				br.Ceiling[sc.name] = map[int]result{}
-			}
-			br.Ceiling[sc.name][c] = ceil
 		}
 	}
 	if o.only != "" && o.only != onlyLoaded {
@@ -403,14 +415,15 @@ func (s *server) prepare(ctx context.Context, maxConc int) error {
 	}
 	s.refresh = make([]atomic.Pointer[string], maxConc)
 	s.raw = make([]atomic.Pointer[string], maxConc)
+	s.rawOne = make([]atomic.Pointer[string], maxConc)
 	return s.resetRefresh(ctx, maxConc)
 }
 
 // resetRefresh gives each of conc workers a fresh token family with one
-// unused refresh token, for the service and for the direct SQL ceiling.
+// unused refresh token, for the service and for each direct SQL ceiling.
 func (s *server) resetRefresh(ctx context.Context, conc int) error {
 	now := time.Now().UTC()
-	for _, chains := range [][]atomic.Pointer[string]{s.refresh, s.raw} {
+	for _, chains := range [][]atomic.Pointer[string]{s.refresh, s.raw, s.rawOne} {
 		for w := range conc {
 			u := s.users[w%len(s.users)]
 			fam, err := s.db.Ent.TokenFamily.Create().SetUserID(u.ID).SetCreatedAt(now).Save(ctx)
@@ -453,9 +466,14 @@ type scenario struct {
 	name    string
 	fn      call
 	hashing bool // bcrypt-bound: runs at least 8 s
-	// ceiling, if set, is measured in turns with fn (see alternate).
-	ceilingName string
-	ceiling     call
+	// ceilings are measured in turns with fn (see alternate).
+	ceilings []ceiling
+}
+
+// ceiling is a call a scenario is measured against.
+type ceiling struct {
+	name string
+	fn   call
 }
 
 func (s *server) pick() benchUser { return s.users[rand.IntN(len(s.users))] }
@@ -520,11 +538,12 @@ func (s *server) scenarios() []scenario {
 		return err
 	}
 	return []scenario{
-		{name: "ValidateToken", fn: validate, ceilingName: "(a) health Check", ceiling: health},
-		{name: "GetMe", fn: getMe},
-		{name: "GetUserByEmail", fn: byEmail},
+		{name: "ValidateToken", fn: validate, ceilings: []ceiling{{name: ceilHealth, fn: health}}},
+		{name: "GetMe", fn: getMe, ceilings: []ceiling{{name: ceilGetMe, fn: s.rawGetMe}}},
+		{name: "GetUserByEmail", fn: byEmail, ceilings: []ceiling{{name: ceilByEmail, fn: s.rawByEmail}}},
 		{name: "Login", fn: login, hashing: true},
-		{name: "RefreshTokens", fn: refresh, ceilingName: "(c) refresh transaction via SQL", ceiling: s.rawRefresh},
+		{name: "RefreshTokens", fn: refresh, ceilings: []ceiling{{name: ceilFullPath, fn: s.rawRefresh},
+			{name: ceilOneStmt, fn: s.rawFresh}}},
 		{name: "Register", fn: register, hashing: true},
 		{name: "Mix (gateway-shaped)", fn: mix},
 	}

@@ -97,18 +97,22 @@ func drive(ctx context.Context, name string, conc int, d time.Duration, fn call,
 	return run(ctx, conc, d, fn, cpu).result(name, conc)
 }
 
-// alternate measures a scenario and its ceiling in turn, rounds slices of
-// d/rounds each, so that whatever drifts on the machine during the run
+// alternate measures a scenario and its ceilings (calls, the scenario
+// first) in turn, rounds slices of d/rounds each, so that whatever drifts on the machine during the run
 // (PostgreSQL checkpoints and autovacuum, growing tables, other load)
 // weighs on both alike.
-func alternate(ctx context.Context, conc int, d time.Duration, rounds int, a, b call, cpu cpuMeter) (ta, tb *tally) {
-	ta, tb = newTally(), newTally()
+func alternate(ctx context.Context, conc int, d time.Duration, rounds int, calls []call, cpu cpuMeter) []*tally {
+	ts := make([]*tally, len(calls))
+	for i := range ts {
+		ts[i] = newTally()
+	}
 	slice := d / time.Duration(rounds)
 	for range rounds {
-		ta.merge(run(ctx, conc, slice, a, cpu))
-		tb.merge(run(ctx, conc, slice, b, cpu))
+		for i, fn := range calls {
+			ts[i].merge(run(ctx, conc, slice, fn, cpu))
+		}
 	}
-	return ta, tb
+	return ts
 }
 
 func run(ctx context.Context, conc int, d time.Duration, fn call, cpu cpuMeter) *tally {

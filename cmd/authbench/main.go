@@ -72,6 +72,9 @@ func realMain(ctx context.Context) error {
 
 	start := time.Now()
 	rep := &report{started: start, opts: o, cpus: runtime.NumCPU()}
+	if o.out != "" {
+		rep.previous, rep.previousDate = readPrevious(o.out)
+	}
 	rep.bcryptCompare = timeBcrypt(12)
 	for _, b := range o.backends {
 		fmt.Fprintf(os.Stderr, "== %s\n", b)

@@ -180,7 +180,9 @@ func (s *Service) ResetPassword(ctx context.Context, email, code, newPassword st
 		} else if err := tx.MarkVerified(ctx, u.ID, u.Username, hash, now); err != nil {
 			return err
 		}
-		if err := tx.DeleteAccountCounters(ctx, s.accountKey(addr.Canonical), PurposeLogin, PurposeLoginAccount); err != nil {
+		// Whoever knew the old password no longer does: its failures are
+		// forgotten, and so are the sources it signed in from.
+		if err := tx.DeleteAccountCounters(ctx, s.accountKey(addr.Canonical), PurposeLogin, PurposeLoginAccount, PurposeSignedIn); err != nil {
 			return err
 		}
 		var err error
@@ -222,7 +224,7 @@ func (s *Service) checkPassword(ctx context.Context, u Account, pw string, now t
 	err = s.comparePassword(ctx, g.hashKey, u.PasswordHash, pw)
 	switch {
 	case err == nil:
-		return g, s.loginSucceeded(ctx, g, u.EmailCanonical, source, now)
+		return g, s.loginSucceeded(ctx, g, u.EmailCanonical, source, now, true)
 	case errors.Is(err, password.ErrMismatch):
 		s.loginFailed(ctx, g, u.ID, "wrong_password", now)
 		return g, ErrWrongPassword

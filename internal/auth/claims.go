@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/placebrain/auth/internal/identity"
 	"github.com/placebrain/auth/internal/password"
 )
 
@@ -21,8 +23,9 @@ import (
 //     person registering twice) are adopted: verifying sets the newest
 //     claim's username and that password;
 //   - once claims with different passwords were made, verifying proves the
-//     address but adopts no password: the owner sets one with
-//     ResetPassword. This is not forgotten when a claim's code expires, so
+//     address but adopts no password and no claim's username (the
+//     address's local part is the username): the owner sets a password
+//     with ResetPassword. This is not forgotten when a claim's code expires, so
 //     an owner late to verify never adopts a stranger's password;
 //   - an account whose latest claim is older than UsersPolicy.UnverifiedTTL
 //     is deleted (Cleanup), and its address can be registered anew.
@@ -50,13 +53,33 @@ func (a Account) claimUsername() string {
 
 // verifiedCredentials is the username and password hash an unverified
 // account keeps when its address is verified: its latest claim's, or, when
-// its claims are contested, its first username and no password (an empty
-// hash, which no password matches).
+// its claims are contested, no password (an empty hash, which no password
+// matches) and a username taken from the verified address itself
+// (addressUsername), since any claim's username may be a stranger's
+// choice, shown to everyone the owner shares a place with.
 func verifiedCredentials(a Account) (username, passwordHash string) {
 	if !a.ContestedAt.IsZero() {
-		return a.Username, ""
+		return addressUsername(a.Email), ""
 	}
 	return a.claimUsername(), a.claimHash()
+}
+
+// addressUsername is the username an account whose claims were contested
+// gets: its address's local part, normalized as a username (see
+// identity.NormalizeUsername) and cut to its maximum length, or "user"
+// when the local part makes none.
+func addressUsername(email string) string {
+	local := email
+	if i := strings.LastIndexByte(email, '@'); i >= 0 {
+		local = email[:i]
+	}
+	if r := []rune(local); len(r) > identity.MaxUsernameRunes {
+		local = string(r[:identity.MaxUsernameRunes])
+	}
+	if name, err := identity.NormalizeUsername(local); err == nil {
+		return name
+	}
+	return "user"
 }
 
 // comparePassword compares pw with an account's password hash in the

@@ -47,8 +47,8 @@ func TestSignUpClaims(t *testing.T) {
 		t.Errorf("contested verifications audited = %d, want 1", n)
 	}
 	u, err := e.Service.GetUserByEmail(ctx, "w@example.com")
-	if err != nil || u.ID.String() != id || u.Username != "owner" || !u.Verified {
-		t.Errorf("GetUserByEmail = %+v, %v; want the first claim's username, verified", u, err)
+	if err != nil || u.ID.String() != id || u.Username != "w" || !u.Verified {
+		t.Errorf("GetUserByEmail = %+v, %v; want the address's local part as username, verified", u, err)
 	}
 	// The owner gets in with a reset.
 	if err := e.Service.RequestPasswordReset(ctx, "w@example.com"); err != nil {

@@ -25,6 +25,16 @@ type Store interface {
 	InTx(ctx context.Context, fn func(Tx) error) error
 	// Purger deletes dead rows (Cleanup).
 	Purger
+	// RotateFresh rotates the presented token r.Hash names to r.Child when
+	// r.Admits it, as one unit of work, and returns what the access token
+	// needs (ID, UserID, FamilyID, FamilyCreatedAt, Email, Username): the
+	// token is marked used with r.ChildSealed, a token_refreshed audit
+	// event is recorded and the child stored in the family, its expiry
+	// capped at the family's start plus r.SessionMax. ok is false, and
+	// nothing changed, when the token is unknown or r does not admit it;
+	// the caller then takes the full path. A store without a
+	// one-statement rotation returns false at once, touching nothing.
+	RotateFresh(ctx context.Context, r FreshRotation) (t PresentedToken, ok bool, err error)
 	// EachUser calls fn with every account that is not a tombstone, in id
 	// order, until fn fails.
 	EachUser(ctx context.Context, fn func(Account) error) error

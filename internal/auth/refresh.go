@@ -105,6 +105,56 @@ func (p RefreshPolicy) decideRefresh(t PresentedToken, now time.Time) refreshOut
 	return refreshRotate
 }
 
+// FreshRotation is the common case of a rotation, which the data layer
+// can run in one statement (Store.RotateFresh): a presented token that
+// Admits, rotated to Child. It is built before any row is read: the
+// child's text is made and sealed first (token.SealChild needs only the
+// presented token's text).
+type FreshRotation struct {
+	// Hash is the presented token's SHA-256 (32 bytes).
+	Hash []byte
+	// At is the rotation's time: the presented token's used_at, the
+	// child's created_at and the audit event's time.
+	At time.Time
+	// FamilyStartedAfter, when not zero, is the earliest start a family
+	// may have and still be within RefreshPolicy.SessionMax.
+	FamilyStartedAfter time.Time
+	// SessionMax caps the child's expiry at its family's start plus
+	// SessionMax (zero: no cap), as RefreshPolicy.expiry does.
+	SessionMax time.Duration
+	// Child is the token to issue: its ID, Hash and ExpiresAt (At plus
+	// the token lifetime, before the cap). The data layer fills UserID,
+	// FamilyID and ParentID from the presented token and CreatedAt with
+	// At.
+	Child RefreshToken
+	// ChildSealed is the child's text sealed under the presented token's
+	// text: what a replay of the presented token gets back.
+	ChildSealed []byte
+}
+
+// Admits reports whether presenting t at r.At is the common case: its
+// family is not revoked and within its lifetime, and t is unused and
+// unexpired. It admits exactly the tokens RefreshPolicy.decideRefresh
+// decides refreshRotate for (TestFreshRotationAdmits); Store.RotateFresh
+// implements it in SQL, and the agreement test runs every token state
+// through both paths on PostgreSQL.
+func (r FreshRotation) Admits(t PresentedToken) bool {
+	return t.RevokedAt.IsZero() && t.UsedAt.IsZero() && r.At.Before(t.ExpiresAt) &&
+		(r.FamilyStartedAfter.IsZero() || t.FamilyCreatedAt.After(r.FamilyStartedAfter))
+}
+
+// freshRotation describes rotating the token hashed hash at now to child
+// (its text sealed under the presented token's as sealed) under p, with
+// ttl the refresh token lifetime.
+func (p RefreshPolicy) freshRotation(hash []byte, now time.Time, ttl time.Duration, child RefreshToken, sealed []byte) FreshRotation {
+	r := FreshRotation{Hash: hash, At: now, SessionMax: max(p.SessionMax, 0), Child: child, ChildSealed: sealed}
+	r.Child.CreatedAt, r.Child.ExpiresAt = now, now.Add(ttl)
+	if p.SessionMax > 0 {
+		r.FamilyStartedAfter = now.Add(-p.SessionMax)
+	}
+	return r
+}
+
 // startFamily starts a token family (a session) for userID and stores its
 // first refresh token, whose text it returns.
 func (s *Service) startFamily(ctx context.Context, tx Tx, userID uuid.UUID, now time.Time) (string, error) {
@@ -149,13 +199,19 @@ func refreshHash(raw string) ([]byte, error) {
 	return h, nil
 }
 
-// Refresh rotates a refresh token: in one transaction, holding the row
-// locks of the presented token and its family (Tx.LockRefreshToken), it
-// decides with RefreshPolicy.decideRefresh and either marks the token used,
-// keeping its child's text sealed under the token's own text, and issues
-// the child in the same family; or, for a replay or a recovery, opens the
-// child the first rotation kept and returns it again; or refuses the
-// token. The access token is signed after the commit.
+// Refresh rotates a refresh token. The child's text is made and sealed
+// under the presented token's text first. The common case (FreshRotation:
+// a live, unused, unexpired token of a live family within its lifetime) is
+// one call to Store.RotateFresh, which on PostgreSQL is one statement:
+// lock, mark used, keep the sealed child, audit, issue the child. Every
+// other case, and the common case on a store without that statement, takes
+// the full path: in one transaction, holding the row locks of the
+// presented token and its family (Tx.LockRefreshToken), it decides with
+// RefreshPolicy.decideRefresh and either marks the token used, keeping the
+// sealed child, and issues the child in the same family; or, for a replay
+// or a recovery, opens the child the first rotation kept and returns it
+// again; or refuses the token. The access token is signed after the
+// commit.
 //
 // A family is a chain, never a tree: however many times a token is
 // presented, it has one child. Reuse revokes the family (committed) and
@@ -170,6 +226,26 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	}
 	ctx, cancel := settle(ctx)
 	defer cancel()
+	child, childHash, err := token.NewRefreshToken()
+	if err != nil {
+		return TokenPair{}, err
+	}
+	sealed, err := token.SealChild(raw, child)
+	if err != nil {
+		return TokenPair{}, err
+	}
+	childRow := RefreshToken{ID: uuid.New(), Hash: childHash}
+	if !s.o.FullPathOnly {
+		fresh := s.o.Refresh.freshRotation(hash, s.now(), s.o.RefreshTokenTTL, childRow, sealed)
+		rt, ok, err := s.db.RotateFresh(ctx, fresh)
+		if err != nil {
+			return TokenPair{}, err
+		}
+		if ok {
+			s.o.Events(EventTokenRefreshed, "")
+			return s.pair(token.Subject{UserID: rt.UserID, Email: rt.Email, Username: rt.Username}, child)
+		}
+	}
 	var (
 		subject token.Subject
 		refresh string
@@ -213,23 +289,16 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			s.o.Log.InfoContext(ctx, "refresh token recovered", "user_id", rt.UserID, "family_id", rt.FamilyID)
 			return s.auditTx(ctx, tx, EventRefreshRecovered, rt.UserID, "", now)
 		}
-		var childHash []byte
-		refresh, childHash, err = token.NewRefreshToken()
-		if err != nil {
-			return err
-		}
-		sealed, err := token.SealChild(raw, rt.ID, refresh)
-		if err != nil {
-			return err
-		}
+		refresh = child
 		if err := tx.MarkUsed(ctx, rt.ID, now, sealed); err != nil {
 			return err
 		}
 		if err := s.auditTx(ctx, tx, EventTokenRefreshed, rt.UserID, "", now); err != nil {
 			return err
 		}
-		return tx.InsertRefreshToken(ctx, RefreshToken{ID: uuid.New(), UserID: rt.UserID, FamilyID: rt.FamilyID, ParentID: rt.ID,
-			Hash: childHash, CreatedAt: now, ExpiresAt: s.o.Refresh.expiry(now, rt.FamilyCreatedAt, s.o.RefreshTokenTTL)})
+		childRow.UserID, childRow.FamilyID, childRow.ParentID = rt.UserID, rt.FamilyID, rt.ID
+		childRow.CreatedAt, childRow.ExpiresAt = now, s.o.Refresh.expiry(now, rt.FamilyCreatedAt, s.o.RefreshTokenTTL)
+		return tx.InsertRefreshToken(ctx, childRow)
 	})
 	if err != nil {
 		return TokenPair{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,19 @@ import (
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
-func TestDecideRefresh(t *testing.T) {
+// refreshCase is a presented token's state and what presenting it at now
+// under p leads to.
+type refreshCase struct {
+	name string
+	p    RefreshPolicy
+	tok  PresentedToken
+	now  time.Time
+	want refreshOutcome
+}
+
+// refreshCases are the token states TestDecideRefresh and
+// TestFreshRotationAdmits run.
+func refreshCases() []refreshCase {
 	p := RefreshPolicy{Grace: 10 * time.Second, Recovery: 15 * time.Minute, SessionMax: 90 * 24 * time.Hour}
 	child := []byte("sealed child")
 	live := PresentedToken{ExpiresAt: t0.Add(time.Hour), FamilyCreatedAt: t0.Add(-24 * time.Hour)}
@@ -30,13 +43,7 @@ func TestDecideRefresh(t *testing.T) {
 		})
 	}
 	childUsed := func(p *PresentedToken) { p.ChildUsedAt = t0.Add(time.Second) }
-	tests := []struct {
-		name string
-		p    RefreshPolicy
-		tok  PresentedToken
-		now  time.Time
-		want refreshOutcome
-	}{
+	return []refreshCase{
 		{"unused, live", p, live, t0, refreshRotate},
 		{"unused, a nanosecond before expiry", p, live, t0.Add(time.Hour - 1), refreshRotate},
 		{"unused, at expiry", p, live, t0.Add(time.Hour), refreshExpired},
@@ -70,10 +77,35 @@ func TestDecideRefresh(t *testing.T) {
 		{"family revoked, expired", p, with(func(p *PresentedToken) { p.RevokedAt = t0 }), t0.Add(2 * time.Hour), refreshRevoked},
 		{"used token of a revoked family, within grace", p, rotated(func(p *PresentedToken) { p.RevokedAt = t0 }), t0, refreshReusedRevoked},
 	}
-	for _, tt := range tests {
+}
+
+func TestDecideRefresh(t *testing.T) {
+	for _, tt := range refreshCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.p.decideRefresh(tt.tok, tt.now); got != tt.want {
 				t.Errorf("decideRefresh = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// The one-statement rotation admits exactly the tokens the full path
+// rotates, and asks for the child's expiry the full path gives it.
+func TestFreshRotationAdmits(t *testing.T) {
+	ttl := 30 * 24 * time.Hour
+	for _, tt := range refreshCases() {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.p.freshRotation([]byte("hash"), tt.now, ttl, RefreshToken{}, nil)
+			if got, want := r.Admits(tt.tok), tt.p.decideRefresh(tt.tok, tt.now) == refreshRotate; got != want {
+				t.Errorf("Admits = %v, want %v (decideRefresh: %v)", got, want, tt.want)
+			}
+			// What the store computes: LEAST(child expiry, family start + SessionMax).
+			exp := r.Child.ExpiresAt
+			if end := tt.tok.FamilyCreatedAt.Add(r.SessionMax); r.SessionMax > 0 && end.Before(exp) {
+				exp = end
+			}
+			if want := tt.p.expiry(tt.now, tt.tok.FamilyCreatedAt, ttl); !exp.Equal(want) || !r.Child.CreatedAt.Equal(tt.now) {
+				t.Errorf("child expires %v, created %v; the full path: %v, %v", exp, r.Child.CreatedAt, want, tt.now)
 			}
 		})
 	}
@@ -266,6 +298,21 @@ func TestNextBatch(t *testing.T) {
 	} {
 		if got := nextBatch(tt.n, tt.took, tt.limit); got != tt.want {
 			t.Errorf("nextBatch(%d, %v, %d) = %d, want %d", tt.n, tt.took, tt.limit, got, tt.want)
+		}
+	}
+}
+
+func TestAddressUsername(t *testing.T) {
+	long := strings.Repeat("a", 70)
+	for in, want := range map[string]string{
+		"jane.doe@example.com":      "jane.doe",
+		"Jöhn+tag@example.com":      "Jöhn+tag",
+		long + "@example.com":       strings.Repeat("a", 64),
+		"\"odd@local\"@example.com": "\"odd@local\"",
+		"...@example.com":           "user",
+	} {
+		if got := addressUsername(in); got != want {
+			t.Errorf("addressUsername(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

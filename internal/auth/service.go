@@ -67,6 +67,9 @@ type Options struct {
 	// Log receives security events, with user ids and never secrets or
 	// e-mail addresses.
 	Log *slog.Logger
+	// FullPathOnly makes every rotation take the full path, never
+	// Store.RotateFresh (the agreement test compares the two).
+	FullPathOnly bool
 }
 
 // Service implements the auth operations on one Store.
@@ -213,46 +216,69 @@ func (s *Service) Register(ctx context.Context, username, email, pw string) (uui
 			return uuid.Nil, withRetry(ErrRegisterThrottled, retryUntil(c, l, s.now()))
 		}
 	}
-	existing, err := s.db.UserByEmail(ctx, addr.Canonical)
-	switch {
-	case err == nil && existing.Verified:
-		return uuid.Nil, ErrEmailTaken
-	case err == nil:
-		return s.claim(ctx, existing, name, addr.Canonical, pw, source, perSource)
-	case !errors.Is(err, ErrUserNotFound):
-		return uuid.Nil, err
-	}
-	hash, err := s.o.Passwords.Hash(ctx, registerHashKey, pw)
-	if err != nil {
-		return uuid.Nil, s.busy(ctx, err)
-	}
-	now := s.now()
-	var id uuid.UUID
-	var throttled bool
-	err = s.db.InTx(ctx, func(tx Tx) error {
-		var err error
-		if throttled, err = s.countRegistration(ctx, tx, perSource, now); err != nil {
+	// The address is looked up outside the unit of work (the claim path
+	// compares, the new-account path hashes, before it), so a concurrent
+	// Register or the cleanup can change it meanwhile: a new account that
+	// finds the address taken becomes a claim on the other account, and a
+	// claim whose account was deleted registers anew, once.
+	// createAccount stores the new, unverified account a with its first
+	// code and e-mail; ErrEmailTaken when the address was registered
+	// meanwhile. (A closure, so that its unit of work is Register's.)
+	createAccount := func(a NewAccount) (uuid.UUID, error) {
+		now := s.now()
+		a.CreatedAt = now
+		var id uuid.UUID
+		var throttled bool
+		err := s.db.InTx(ctx, func(tx Tx) error {
+			var err error
+			if throttled, err = s.countRegistration(ctx, tx, perSource, now); err != nil {
+				return err
+			}
+			if id, err = tx.CreateUser(ctx, a); err != nil {
+				return err
+			}
+			if err := s.auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
+				return err
+			}
+			_, err = s.issueCode(ctx, tx, s.verifyKind(), id, a.EmailCanonical, source, now, true)
 			return err
+		})
+		if throttled {
+			s.audit(ctx, EventRegisterThrottled, uuid.Nil, "", now)
 		}
-		id, err = tx.CreateUser(ctx, NewAccount{Username: name, Email: addr.Address, EmailCanonical: addr.Canonical, PasswordHash: hash, CreatedAt: now})
 		if err != nil {
-			return err
+			return uuid.Nil, err
 		}
-		if err := s.auditTx(ctx, tx, EventRegister, id, "", now); err != nil {
-			return err
+		s.o.MailQueued()
+		s.o.Log.InfoContext(ctx, "user registered", "user_id", id)
+		return id, nil
+	}
+	var hash string
+	for attempt := 0; ; attempt++ {
+		existing, err := s.db.UserByEmail(ctx, addr.Canonical)
+		switch {
+		case err == nil && existing.Verified:
+			return uuid.Nil, ErrEmailTaken
+		case err == nil:
+			id, err := s.claim(ctx, existing, name, addr.Canonical, pw, source, perSource)
+			if errors.Is(err, ErrUserNotFound) && attempt == 0 {
+				continue
+			}
+			return id, err
+		case !errors.Is(err, ErrUserNotFound):
+			return uuid.Nil, err
 		}
-		_, err = s.issueCode(ctx, tx, s.verifyKind(), id, addr.Canonical, source, now, true)
-		return err
-	})
-	if throttled {
-		s.audit(ctx, EventRegisterThrottled, uuid.Nil, "", now)
+		if hash == "" {
+			if hash, err = s.o.Passwords.Hash(ctx, registerHashKey, pw); err != nil {
+				return uuid.Nil, s.busy(ctx, err)
+			}
+		}
+		id, err := createAccount(NewAccount{Username: name, Email: addr.Address, EmailCanonical: addr.Canonical, PasswordHash: hash})
+		if errors.Is(err, ErrEmailTaken) && attempt == 0 {
+			continue
+		}
+		return id, err
 	}
-	if err != nil {
-		return uuid.Nil, err
-	}
-	s.o.MailQueued()
-	s.o.Log.InfoContext(ctx, "user registered", "user_id", id)
-	return id, nil
 }
 
 // countRegistration counts a registration of the source whose counter is
@@ -357,7 +383,10 @@ func (s *Service) Login(ctx context.Context, email, pw string) (TokenPair, error
 		}
 		return TokenPair{}, fmt.Errorf("compare password: %w", err)
 	}
-	if err := s.loginSucceeded(ctx, g, addr.Canonical, source, now); err != nil {
+	// The right password of an unverified account, which may be a
+	// stranger's sign-up claim, resolves the attempt but makes no source
+	// the account's own.
+	if err := s.loginSucceeded(ctx, g, addr.Canonical, source, now, u.Verified); err != nil {
 		return TokenPair{}, err
 	}
 	if !u.Verified {

@@ -237,9 +237,9 @@ func (s *Service) loginFailed(ctx context.Context, g loginGate, userID uuid.UUID
 }
 
 // loginSucceeded forgets the pair's failures, takes the attempt back from
-// the account's count, and records that the source signed in (so it is
-// the owner's from now on).
-func (s *Service) loginSucceeded(ctx context.Context, g loginGate, canonical string, source netip.Prefix, now time.Time) error {
+// the account's count and, when trust holds (a verified account), records
+// that the source signed in (so it is the owner's from now on).
+func (s *Service) loginSucceeded(ctx context.Context, g loginGate, canonical string, source netip.Prefix, now time.Time, trust bool) error {
 	return s.db.InTx(ctx, func(tx Tx) error {
 		if g.pairCounted {
 			if err := resolveIn(ctx, tx, g.pair, succeeded, now); err != nil {
@@ -251,7 +251,7 @@ func (s *Service) loginSucceeded(ctx context.Context, g loginGate, canonical str
 				return err
 			}
 		}
-		if !source.IsValid() {
+		if !trust || !source.IsValid() {
 			return nil
 		}
 		ref := s.counter(PurposeSignedIn, canonical, source)

@@ -428,7 +428,6 @@ func (d *Dispatcher) deliver(ctx context.Context, m Pending) {
 		o.NextAttemptAt, o.LastError = now.Add(delay), redact(err, m.Recipient)
 		log.WarnContext(ctx, "email delivery failed; will retry", "error", o.LastError, "retry_in", delay.String())
 	}
-	d.o.Delivered(o.Status)
 	ok, err := d.db.RecordDelivery(ctx, m, o)
 	switch {
 	case err != nil:
@@ -436,6 +435,9 @@ func (d *Dispatcher) deliver(ctx context.Context, m Pending) {
 	case !ok:
 		log.WarnContext(ctx, "outbox: claim lost before the outcome was recorded")
 	}
+	// Told after the outcome is recorded, so whoever counts it then
+	// finds the row in its new state.
+	d.o.Delivered(o.Status)
 	traced(o)
 }
 

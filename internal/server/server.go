@@ -85,6 +85,9 @@ type Options struct {
 	// NoCleanup keeps Serve from running the retention cleanup (a test
 	// that runs auth.Service.Cleanup itself and counts what it deletes).
 	NoCleanup bool
+	// FullPathOnly makes every token rotation take the full path (the
+	// test that checks the one-statement rotation agrees with it).
+	FullPathOnly bool
 	// HealthTicks, when set, times the database probe of health instead
 	// of a ticker of HealthProbeInterval (a test that probes when it
 	// says).
@@ -295,6 +298,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 		OTPKeys:         keys,
 		MailSealer:      sealer,
 		RefreshTokenTTL: c.JWT.RefreshTokenTTL,
+		FullPathOnly:    o.FullPathOnly,
 		Refresh: auth.RefreshPolicy{
 			Grace:      c.JWT.RefreshReuseGrace,
 			Recovery:   c.JWT.RefreshRecovery,

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/placebrain/auth/internal/server"
+	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/telemetry"
 	"github.com/placebrain/auth/internal/testutil/authtest"
 	"github.com/placebrain/auth/proto/authpb"
@@ -154,6 +155,26 @@ func TestTracingRPC(t *testing.T) {
 	unit := spansNamed(exp, "tx auth.Service.Refresh")[0]
 	if v, _ := attr(unit, "db.transaction.outcome"); v.AsString() != "rollback" || unit.Status.Code.String() == "Error" {
 		t.Errorf("unit of work of a revoked token: outcome %q, status %v; want rollback, not an error", v.AsString(), unit.Status)
+	}
+
+	// A fresh token's rotation is one unit of work: the one statement on
+	// PostgreSQL, the shorter transaction on SQLite.
+	l, err = e.Client.Login(ctx, &authpb.LoginRequest{Email: "alice@example.com", Password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp.Reset()
+	if _, err := e.Client.RefreshTokens(ctx, &authpb.RefreshTokensRequest{RefreshToken: l.GetRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	want := store.RotateFreshSpan
+	eventually(t, "the rotation's unit of work", func() bool { return len(spansNamed(exp, "auth.AuthService/RefreshTokens")) == 1 })
+	var rotation []string
+	for _, c := range childrenOf(exp, spansNamed(exp, "auth.AuthService/RefreshTokens")[0]) {
+		rotation = append(rotation, c.Name)
+	}
+	if len(rotation) != 1 || rotation[0] != want {
+		t.Errorf("units of work of a fresh rotation: %v, want [%s]", rotation, want)
 	}
 
 	if _, err := healthpb.NewHealthClient(e.Conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {

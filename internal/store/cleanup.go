@@ -88,7 +88,11 @@ func (db *DB) PurgeRefreshTokens(ctx context.Context, t time.Time, limit int) (a
 	})
 }
 
-// PurgeTokenFamilies implements auth.Purger.
+// PurgeTokenFamilies implements auth.Purger. A family can hold thousands
+// of tokens (a revoked session keeps every one), so the batch bounds rows,
+// not families: it first deletes at most limit tokens of dead families,
+// then, with what is left of limit, dead families that have no token left.
+// Tokens go before their families, the order a rotation locks them in.
 func (db *DB) PurgeTokenFamilies(ctx context.Context, revoked, started time.Time, limit int) (auth.Cleaned, int, error) {
 	return db.purge(ctx, func(tx *Tx) (auth.Cleaned, int, error) {
 		dead := tokenfamily.Or(
@@ -98,19 +102,29 @@ func (db *DB) PurgeTokenFamilies(ctx context.Context, revoked, started time.Time
 		if !started.IsZero() {
 			dead = tokenfamily.Or(dead, tokenfamily.And(tokenfamily.RevokedAtIsNil(), tokenfamily.CreatedAtLT(started)))
 		}
-		var rows []idRow
-		err := tx.c.TokenFamily.Query().Where(dead).
-			Limit(limit).Select(tokenfamily.FieldID).Modify(skipLocked()).Scan(ctx, &rows)
-		if err != nil || len(rows) == 0 {
-			return auth.Cleaned{}, 0, wrapErr("cleanup: pick token families", err)
-		}
-		ids := idsOf(rows)
 		var c auth.Cleaned
-		if c.RefreshTokens, err = tx.c.RefreshToken.Delete().Where(refreshtoken.FamilyIDIn(ids...)).Exec(ctx); err != nil {
-			return auth.Cleaned{}, 0, wrapErr("cleanup: delete the families' refresh tokens", err)
+		var tokens []idRow
+		err := tx.c.RefreshToken.Query().Where(refreshtoken.HasFamilyWith(dead)).
+			Limit(limit).Select(refreshtoken.FieldID).Modify(skipLocked()).Scan(ctx, &tokens)
+		if err != nil {
+			return auth.Cleaned{}, 0, wrapErr("cleanup: pick the dead families' refresh tokens", err)
 		}
-		c.TokenFamilies, err = tx.c.TokenFamily.Delete().Where(tokenfamily.IDIn(ids...)).Exec(ctx)
-		return c, len(rows), wrapErr("cleanup: delete token families", err)
+		if len(tokens) > 0 {
+			if c.RefreshTokens, err = tx.c.RefreshToken.Delete().Where(refreshtoken.IDIn(idsOf(tokens)...)).Exec(ctx); err != nil {
+				return auth.Cleaned{}, 0, wrapErr("cleanup: delete the dead families' refresh tokens", err)
+			}
+		}
+		if len(tokens) >= limit {
+			return c, len(tokens), nil
+		}
+		var families []idRow
+		err = tx.c.TokenFamily.Query().Where(dead, tokenfamily.Not(tokenfamily.HasRefreshTokens())).
+			Limit(limit-len(tokens)).Select(tokenfamily.FieldID).Modify(skipLocked()).Scan(ctx, &families)
+		if err != nil || len(families) == 0 {
+			return c, len(tokens), wrapErr("cleanup: pick token families", err)
+		}
+		c.TokenFamilies, err = tx.c.TokenFamily.Delete().Where(tokenfamily.IDIn(idsOf(families)...)).Exec(ctx)
+		return c, len(tokens) + len(families), wrapErr("cleanup: delete token families", err)
 	})
 }
 

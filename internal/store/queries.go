@@ -42,28 +42,54 @@ func account(u *ent.User) auth.Account {
 	return a
 }
 
-// UserByID implements auth.Queries.
+// UserByID implements auth.Queries with a prebuilt statement (GetMe's).
 func (q queries) UserByID(ctx context.Context, id uuid.UUID) (auth.Account, error) {
-	u, err := q.c.User.Get(ctx, id)
-	if ent.IsNotFound(err) {
-		return auth.Account{}, auth.ErrUserNotFound
-	}
-	if err != nil {
+	a, err := q.readUser(ctx, q.sql.UserByID, id)
+	if err != nil && !errors.Is(err, auth.ErrUserNotFound) {
 		return auth.Account{}, fmt.Errorf("get user: %w", err)
 	}
-	return account(u), nil
+	return a, err
 }
 
-// UserByEmail implements auth.Queries.
+// UserByEmail implements auth.Queries with a prebuilt statement
+// (GetUserByEmail's).
 func (q queries) UserByEmail(ctx context.Context, canonical string) (auth.Account, error) {
-	u, err := q.c.User.Query().Where(user.EmailNormalized(canonical)).Only(ctx)
-	if ent.IsNotFound(err) {
-		return auth.Account{}, auth.ErrUserNotFound
-	}
-	if err != nil {
+	a, err := q.readUser(ctx, q.sql.UserByEmail, canonical)
+	if err != nil && !errors.Is(err, auth.ErrUserNotFound) {
 		return auth.Account{}, fmt.Errorf("find user: %w", err)
 	}
-	return account(u), nil
+	return a, err
+}
+
+// readUser runs one of Reads' statements with arg and scans its
+// userColumns; auth.ErrUserNotFound when it returns no row.
+func (q queries) readUser(ctx context.Context, query string, arg any) (auth.Account, error) {
+	rows, err := q.c.QueryContext(ctx, query, arg)
+	if err != nil {
+		return auth.Account{}, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return auth.Account{}, err
+		}
+		return auth.Account{}, auth.ErrUserNotFound
+	}
+	var (
+		a                                 auth.Account
+		deleted, imported, claimed, contd sql.NullTime
+		claimUser, claimHash              sql.NullString
+	)
+	if err := rows.Scan(&a.ID, &a.Username, &a.Email, &a.EmailCanonical, &a.PasswordHash, &a.Verified,
+		&deleted, &imported, &a.CreatedAt, &claimed, &claimUser, &claimHash, &contd); err != nil {
+		return auth.Account{}, err
+	}
+	a.Deleted, a.Imported = deleted.Valid, imported.Valid
+	a.ClaimedAt, a.ContestedAt = claimed.Time, contd.Time
+	if claimUser.Valid && claimHash.Valid {
+		a.ClaimUsername, a.ClaimPasswordHash = claimUser.String, claimHash.String
+	}
+	return a, rows.Close()
 }
 
 // UserVerified implements auth.Queries.

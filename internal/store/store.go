@@ -254,11 +254,12 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 // PostgreSQL, in READ COMMITTED, with google/uuid values encoded as binary
 // uuids (without it pgx formats each as text and parses it back) and the
 // timeouts to (unless the URL sets connect_timeout or statement_timeout
-// itself), or modernc's SQLite; wrap, when set, wraps the connector.
+// itself), or modernc's SQLite with a cache of prepared statements per
+// connection (stmtCache); wrap, when set, wraps the connector.
 func openSQL(t Target, to Timeouts, wrap func(driver.Connector) driver.Connector) (*sql.DB, error) {
 	var conn driver.Connector
 	if t.Dialect == dialect.SQLite {
-		conn = dsnConnector{dsn: t.DSN, drv: &sqlite.Driver{}}
+		conn = stmtCache{next: dsnConnector{dsn: t.DSN, drv: &sqlite.Driver{}}, size: stmtCacheSize}
 	} else {
 		cfg, err := pgx.ParseConfig(t.DSN)
 		if err != nil {

@@ -30,6 +30,14 @@ const (
 // named "tx " and the function the unit of work runs, e.g.
 // "tx auth.Service.Refresh", and uses the parent's tracer provider.
 func (db *DB) startUnit(ctx context.Context, fn any) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, nil
+	}
+	return db.startSpan(ctx, "tx "+unitName(fn))
+}
+
+// startSpan starts a unit of work's span named name (as startUnit).
+func (db *DB) startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
 	parent := trace.SpanFromContext(ctx)
 	if !parent.IsRecording() {
 		return ctx, nil
@@ -38,7 +46,7 @@ func (db *DB) startUnit(ctx context.Context, fn any) (context.Context, trace.Spa
 	if db.Dialect == dialect.SQLite {
 		system = "sqlite"
 	}
-	return parent.TracerProvider().Tracer(tracerName).Start(ctx, "tx "+unitName(fn),
+	return parent.TracerProvider().Tracer(tracerName).Start(ctx, name,
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("db.system.name", system)))
 }

@@ -162,13 +162,16 @@ func (t *Tx) deleteMail(ctx context.Context, id uuid.UUID) error {
 	return nil
 }
 
-// EraseUser implements auth.Tx.
+// EraseUser implements auth.Tx. The refresh tokens go before their
+// families: a rotation locks a token, then its family, and taking the
+// locks in the same order keeps the two from deadlocking (a token rotated
+// meanwhile leaves a child the families' ON DELETE CASCADE takes).
 func (t *Tx) EraseUser(ctx context.Context, id uuid.UUID, at time.Time) error {
-	if _, err := t.c.TokenFamily.Delete().Where(tokenfamily.UserID(id)).Exec(ctx); err != nil {
-		return fmt.Errorf("delete sessions: %w", err)
-	}
 	if _, err := t.c.RefreshToken.Delete().Where(refreshtoken.UserID(id)).Exec(ctx); err != nil {
 		return fmt.Errorf("delete refresh tokens: %w", err)
+	}
+	if _, err := t.c.TokenFamily.Delete().Where(tokenfamily.UserID(id)).Exec(ctx); err != nil {
+		return fmt.Errorf("delete sessions: %w", err)
 	}
 	if _, err := t.c.OtpRequest.Delete().Where(otprequest.UserID(id)).Exec(ctx); err != nil {
 		return fmt.Errorf("delete codes: %w", err)

@@ -75,10 +75,12 @@ func childAEAD(parentText string) (cipher.AEAD, error) {
 }
 
 // SealChild seals the text of the token a rotation issued (the child) for
-// storage in its parent's row: a random nonce and the AES-GCM ciphertext,
-// with the parent's id as additional data so a sealed child cannot be moved
-// to another row. Only the parent's text opens it (OpenChild).
-func SealChild(parentText string, parentID [16]byte, childText string) ([]byte, error) {
+// storage in its parent's row: a random nonce and the AES-GCM ciphertext.
+// Only the parent's text opens it (OpenChild): the key is derived from it,
+// so a sealed child moved to another row opens with nothing that row's
+// token could present. It needs nothing from the parent's row, so a
+// rotation can seal before it reads the row (the one-statement rotation).
+func SealChild(parentText, childText string) ([]byte, error) {
 	aead, err := childAEAD(parentText)
 	if err != nil {
 		return nil, err
@@ -87,11 +89,13 @@ func SealChild(parentText string, parentID [16]byte, childText string) ([]byte, 
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	return aead.Seal(nonce, nonce, []byte(childText), parentID[:]), nil
+	return aead.Seal(nonce, nonce, []byte(childText), nil), nil
 }
 
 // OpenChild opens what SealChild sealed for the parent presented as
-// parentText; ErrChildUnreadable when it does not open.
+// parentText; ErrChildUnreadable when it does not open. Children sealed
+// by the chain rule's first release, which bound the parent's row id as
+// additional data, open too (parentID).
 func OpenChild(parentText string, parentID [16]byte, sealed []byte) (string, error) {
 	aead, err := childAEAD(parentText)
 	if err != nil {
@@ -100,9 +104,12 @@ func OpenChild(parentText string, parentID [16]byte, sealed []byte) (string, err
 	if len(sealed) < aead.NonceSize() {
 		return "", ErrChildUnreadable
 	}
-	text, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], parentID[:])
+	nonce, box := sealed[:aead.NonceSize()], sealed[aead.NonceSize():]
+	text, err := aead.Open(nil, nonce, box, nil)
 	if err != nil {
-		return "", ErrChildUnreadable
+		if text, err = aead.Open(nil, nonce, box, parentID[:]); err != nil {
+			return "", ErrChildUnreadable
+		}
 	}
 	return string(text), nil
 }
