@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,26 +120,64 @@ func TestMailAccounting(t *testing.T) {
 	}
 }
 
-func TestIsCommit(t *testing.T) {
-	query := func(q string) []byte {
-		b := []byte{'Q', 0, 0, 0, byte(4 + len(q) + 1)}
-		return append(append(b, q...), 0)
+// msg is one PostgreSQL protocol message: type, int32 length, body.
+func msg(typ byte, parts ...string) []byte {
+	body := strings.Join(parts, "")
+	b := []byte{typ, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[1:], uint32(4+len(body)))
+	return append(b, body...)
+}
+
+func chunk(msgs ...[]byte) []byte { return bytes.Join(msgs, nil) }
+
+// TestCommitPoints feeds the COMMIT toxic's protocol follower the
+// sequences pgx sends and PostgreSQL answers, and expects it to see a
+// commit exactly where a transaction commits.
+func TestCommitPoints(t *testing.T) {
+	sync := msg('S')
+	parse := func(name, q string) []byte { return msg('P', name, "\x00", q, "\x00", "\x00\x00") }
+	bind := func(stmt string) []byte { return msg('B', "\x00", stmt, "\x00", "\x00\x00\x00\x00\x00\x00") }
+	exec := msg('E', "\x00", "\x00\x00\x00\x00")
+	query := func(q string) []byte { return msg('Q', q, "\x00") }
+	for _, tc := range []struct {
+		name   string
+		chunks [][]byte
+		want   []bool // per chunk
+	}{
+		{"explicit transaction", [][]byte{query("begin isolation level read committed"), chunk(parse("s1", "UPDATE x SET y = $1"), bind("s1"), exec, sync), query("commit")},
+			[]bool{false, false, true}},
+		{"a write on its own", [][]byte{chunk(parse("s2", "WITH t AS (SELECT 1) , u AS (UPDATE x SET y = 1) SELECT 1"), bind("s2"), exec, sync)}, []bool{true}},
+		{"the same prepared write again", [][]byte{chunk(parse("s2", "WITH u AS (INSERT INTO x VALUES (1)) SELECT 1"), bind("s2"), exec, sync), chunk(bind("s2"), exec, sync)},
+			[]bool{true, true}},
+		{"a read on its own", [][]byte{chunk(parse("s3", "SELECT * FROM users WHERE id = $1"), bind("s3"), exec, sync)}, []bool{false}},
+		{"a ping", [][]byte{query("-- ping")}, []bool{false}},
+		{"rolled back", [][]byte{query("begin"), chunk(parse("", "DELETE FROM x"), bind(""), exec, sync), query("rollback")}, []bool{false, false, false}},
+		{"a startup message", [][]byte{{0, 0, 0, 8, 4, 210, 22, 47}}, []bool{false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := new(commitCut).NewState().(*pgConn)
+			for i, ch := range tc.chunks {
+				if got := c.commitsUpstream(ch); got != tc.want[i] {
+					t.Errorf("chunk %d: commit point %v, want %v", i, got, tc.want[i])
+				}
+			}
+		})
 	}
+	ready := func(status string) []byte { return msg('Z', status) }
 	for _, tc := range []struct {
 		name  string
 		chunk []byte
 		want  bool
 	}{
-		{"commit query", query("commit"), true},
-		{"COMMIT query after a Sync", append([]byte{'S', 0, 0, 0, 4}, query("COMMIT")...), true},
-		{"commit completion", append([]byte("C\x00\x00\x00\x0bCOMMIT\x00"), 'Z', 0, 0, 0, 5, 'I'), true},
-		{"begin", query("begin"), false},
-		{"commit in a parameter", []byte("B\x00\x00\x00\x20commit\x00"), false},
-		{"insert completion", []byte("C\x00\x00\x00\x0fINSERT 0 1\x00"), false},
+		{"COMMIT answered", chunk(msg('C', "COMMIT\x00"), ready("I")), true},
+		{"a statement on its own answered", chunk(msg('2'), msg('D', "\x00\x01"), msg('C', "SELECT 1\x00"), ready("I")), true},
+		{"a statement in a transaction", chunk(msg('C', "UPDATE 1\x00"), ready("T")), false},
+		{"a ping answered", chunk(msg('I'), ready("I")), false},
+		{"a truncated chunk", chunk(msg('C', "COMMIT\x00"), ready("I"))[:8], false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := isCommit(tc.chunk); got != tc.want {
-				t.Errorf("isCommit(%q) = %v, want %v", tc.chunk, got, tc.want)
+			if got := commitsDownstream(tc.chunk); got != tc.want {
+				t.Errorf("commitsDownstream = %v, want %v", got, tc.want)
 			}
 		})
 	}

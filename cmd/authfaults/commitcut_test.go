@@ -13,9 +13,10 @@ import (
 )
 
 // TestCommitCut runs transactions on PostgreSQL through the embedded
-// proxy with the commit_cut toxic armed once per stream: cut upstream,
-// the COMMIT never arrives and the row is not there; cut downstream, the
-// row is committed while the client gets an error. Unarmed, COMMITs pass.
+// proxy with the commit_cut toxic armed once per stream, for an explicit
+// transaction and a single write: cut upstream, the COMMIT (or the write)
+// never arrives and the row is not there; cut downstream, the row is
+// committed while the client gets an error. Unarmed, commits pass.
 func TestCommitCut(t *testing.T) {
 	testdb.SkipUnless(t, dialect.Postgres)
 	ctx := context.Background()
@@ -61,19 +62,27 @@ func TestCommitCut(t *testing.T) {
 		}
 		return n
 	}
+	single := func(x int) error { // a write in an implicit transaction
+		_, err := via.ExecContext(ctx, `INSERT INTO cut_probe VALUES ($1)`, x)
+		return err
+	}
 	for i, tc := range []struct {
 		stream    string // "" for none armed
+		write     func(int) error
 		wantErr   bool
 		wantCount int
 	}{
-		{"", false, 1},
-		{"upstream", true, 0},
-		{"downstream", true, 1},
-		{"", false, 1},
+		{"", insert, false, 1},
+		{"upstream", insert, true, 0},
+		{"downstream", insert, true, 1},
+		{"", insert, false, 1},
+		{"upstream", single, true, 0},
+		{"downstream", single, true, 1},
+		{"", single, false, 1},
 	} {
 		before := commitCuts.Load()
 		armCommitCut(tc.stream)
-		err := insert(i)
+		err := tc.write(i)
 		armCommitCut("")
 		if (err != nil) != tc.wantErr {
 			t.Errorf("%d, cut %q: commit error %v, want an error: %v", i, tc.stream, err, tc.wantErr)

@@ -252,7 +252,7 @@ func sleep(ctx context.Context, d time.Duration) {
 func commitCutScenario(ctx context.Context, o options) *outcome {
 	p := o.phases()
 	out := &outcome{Name: "commit-cut", Title: "Link cut during the COMMIT of a rotation",
-		What: fmt.Sprintf("%d rotations cut after the COMMIT reached PostgreSQL (its answer dropped, the connection closed) and %d cut before it (the COMMIT dropped); each time the client retries RefreshTokens with the same token until it succeeds, then once more. The outbox polls hourly (the cleanup runs hourly too), so only the rotations commit.", p.cuts, p.cuts)}
+		What: fmt.Sprintf("%d rotations cut after their commit (the answer dropped, the connection closed) and %d before it (the COMMIT, or the statement that commits on its own, dropped), by a toxic that follows the PostgreSQL protocol; each time the client retries RefreshTokens with the same token until it succeeds, then once more. The outbox polls hourly (the cleanup runs hourly too), so only the rotations commit.", p.cuts, p.cuts)}
 	h, a, err := begin(ctx, o, out.Name, "authd", append(fixed, "OUTBOX__POLL_INTERVAL_MILLIS=3600000")...)
 	if err != nil {
 		out.Err = err
@@ -314,6 +314,7 @@ func commitCutScenario(ctx context.Context, o options) *outcome {
 		cuts++
 		cutCodes[code]++
 		// The client retries with the same token.
+		retryStart := time.Now()
 		var retry string
 		for range 50 {
 			tries++
@@ -327,12 +328,13 @@ func commitCutScenario(ctx context.Context, o options) *outcome {
 		if retry != "" && retry == again && (code != codes.OK || child == retry) {
 			same++
 		}
-		// Which child does the database hold for the parent?
-		n, childHash := h.children(ctx, refresh)
+		// Which child does the database hold for the parent, and did the
+		// cut call or the retry write it?
+		n, childHash, created := h.children(ctx, refresh)
 		if retry != "" && n == 1 && string(childHash) == string(hashOf(retry)) {
-			if after {
+			if after && created.Before(retryStart) {
 				committedChild++
-			} else {
+			} else if !after && !created.Before(retryStart) {
 				rolledBack++
 			}
 		}
@@ -340,10 +342,10 @@ func commitCutScenario(ctx context.Context, o options) *outcome {
 			refresh = retry
 		}
 	}
-	out.add("COMMITs cut (after / before reaching PostgreSQL)", fmt.Sprintf("%d (%d / %d requested)", cuts, p.cuts, p.cuts))
+	out.add("commits cut (after / before reaching PostgreSQL)", fmt.Sprintf("%d (%d / %d requested)", cuts, p.cuts, p.cuts))
 	out.goal("answers to the cut call", formatCodes(cutCodes), "UNAVAILABLE, never INTERNAL", cutCodes[codes.Internal] == 0 && cutCodes[codes.Unknown] == 0)
 	out.goal("retries with the same token returning the same child twice", fmt.Sprintf("%d of %d", same, cuts), "all", cuts > 0 && same == cuts)
-	out.goal("the child returned is the one the parent holds in the database, its only child", fmt.Sprintf("%d of %d (%d after a lost answer, %d after a rollback)", committedChild+rolledBack, cuts, committedChild, rolledBack),
+	out.goal("the child returned is the parent's only child in the database, written by the cut call (answer lost) or by the retry (rolled back)", fmt.Sprintf("%d of %d (%d after a lost answer, %d after a rollback)", committedChild+rolledBack, cuts, committedChild, rolledBack),
 		"all", cuts > 0 && committedChild+rolledBack == cuts)
 	out.add("retry calls until success", fmt.Sprint(tries))
 	c, err := checkConsistency(ctx, h.db)
@@ -356,20 +358,23 @@ func commitCutScenario(ctx context.Context, o options) *outcome {
 }
 
 // children counts the refresh tokens whose parent is the given token and
-// returns the hash of one of them.
-func (h *harness) children(ctx context.Context, parent string) (int, []byte) {
-	rows, err := h.db.QueryContext(ctx, `SELECT c.token_hash FROM refresh_tokens c JOIN refresh_tokens p ON c.parent_id = p.id WHERE p.token_hash = $1`, hashOf(parent))
+// returns the hash and creation time of one of them.
+func (h *harness) children(ctx context.Context, parent string) (int, []byte, time.Time) {
+	rows, err := h.db.QueryContext(ctx, `SELECT c.token_hash, c.created_at FROM refresh_tokens c JOIN refresh_tokens p ON c.parent_id = p.id WHERE p.token_hash = $1`, hashOf(parent))
 	if err != nil {
-		return 0, nil
+		return 0, nil, time.Time{}
 	}
 	defer rows.Close()
-	var n int
-	var hash []byte
+	var (
+		n       int
+		hash    []byte
+		created time.Time
+	)
 	for rows.Next() {
 		n++
-		rows.Scan(&hash)
+		rows.Scan(&hash, &created)
 	}
-	return n, hash
+	return n, hash, created
 }
 
 func hashOf(refresh string) []byte {
