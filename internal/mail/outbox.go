@@ -213,10 +213,9 @@ func NewDispatcher(db Outbox, sender Sender, o DispatcherOptions) *Dispatcher {
 		o.Lease = DefaultLease
 	}
 	if o.Renew == nil {
-		o.Renew = func(d time.Duration) <-chan time.Time {
-			t := time.NewTicker(d)
-			return t.C
-		}
+		// A ticker nobody references any more is collected, stopped or
+		// not (Go 1.23 and later).
+		o.Renew = func(d time.Duration) <-chan time.Time { return time.NewTicker(d).C }
 	}
 	return &Dispatcher{db: db, sender: sender, o: o, wake: make(chan struct{}, 1)}
 }

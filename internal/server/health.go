@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -32,24 +33,31 @@ type dbHealth struct {
 	set func(healthpb.HealthCheckResponse_ServingStatus)
 	log *slog.Logger
 
+	// up is read without the lock first: every query reports, and
+	// nearly every report changes nothing.
+	up atomic.Bool
 	mu sync.Mutex
-	up bool
 }
 
 func newDBHealth(set func(healthpb.HealthCheckResponse_ServingStatus), log *slog.Logger) *dbHealth {
-	return &dbHealth{set: set, log: log, up: true}
+	h := &dbHealth{set: set, log: log}
+	h.up.Store(true)
+	return h
 }
 
 // observe records an outcome: nil when the database answered, otherwise
 // the error that says it was unavailable.
 func (h *dbHealth) observe(err error) {
 	up := err == nil
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.up == up {
+	if h.up.Load() == up {
 		return
 	}
-	h.up = up
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.up.Load() == up {
+		return
+	}
+	h.up.Store(up)
 	if up {
 		h.log.Info("database reachable again")
 		h.set(healthpb.HealthCheckResponse_SERVING)

@@ -85,9 +85,7 @@ func TestDBHealthProbeTimeout(t *testing.T) {
 	<-pinged
 	ticks <- time.Time{} // taken once the outcome is recorded
 	cancel()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.up {
+	if h.up.Load() {
 		t.Error("a ping past its timeout left health SERVING")
 	}
 }
