@@ -183,9 +183,10 @@ type Dispatcher struct {
 const DefaultBatchSize = 10
 
 // DefaultLease is a claimed message's lease unless DispatcherOptions.Lease
-// says otherwise: renewed every 10 s while its sender lives, so another
-// instance sends the message within about 30 s of its sender's death.
-const DefaultLease = 30 * time.Second
+// says otherwise: renewed every third of it while its sender lives, so
+// another instance sends the message within about 20 s of its sender's
+// death.
+const DefaultLease = 20 * time.Second
 
 // NewDispatcher returns a dispatcher that sends through sender. The
 // options' PollInterval, MaxAttempts, RetryBase, RetryMax and SendTimeout

@@ -18,9 +18,11 @@ import (
 // success SERVING. The probe alone bounds the error for an idle service to
 // an interval plus a timeout; under load the RPCs themselves move it first.
 const (
-	// HealthProbeInterval is how often the database is pinged: two cheap
-	// round trips a second per instance.
-	HealthProbeInterval = 500 * time.Millisecond
+	// HealthProbeInterval is how often the database is pinged: four
+	// trivial round trips a second per instance, so that a database that
+	// stops answering right after a ping is noticed within an interval and
+	// a timeout (750 ms), well inside the second health is allowed.
+	HealthProbeInterval = 250 * time.Millisecond
 	// HealthProbeTimeout is how long a ping may take before the database
 	// counts as not answering.
 	HealthProbeTimeout = 500 * time.Millisecond
