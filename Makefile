@@ -51,8 +51,12 @@ test-v: ## Run all tests verbosely (as CI does)
 	@$(MAKE) --no-print-directory test TESTFLAGS=-v
 
 .PHONY: bench
-bench: build ## Load test authd on PostgreSQL and SQLite, measure the ceilings, write BENCHMARKS.md (about 7 minutes)
+bench: build ## Load test authd on PostgreSQL and SQLite, measure the ceilings, write BENCHMARKS.md (about 10 minutes; wants an idle machine)
 	$(GO) run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md
+
+.PHONY: bench-short
+bench-short: build ## The load test briefly (8 callers, 0.5 s cells), as CI runs it: checks the tool and every scenario; figures to the terminal only
+	$(GO) run ./cmd/authbench -authd bin/authd -duration 500ms -conc 8
 
 .PHONY: bench-go
 bench-go: ## Go benchmarks (token, OTP, normalization, error mapping; the rotation in process on SQLite and PostgreSQL vs its direct SQL), benchstat format
