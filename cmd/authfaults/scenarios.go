@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/placebrain/auth/internal/mail"
 	"github.com/placebrain/auth/internal/token"
 	"github.com/placebrain/auth/proto/authpb"
 )
@@ -51,12 +52,17 @@ type phases struct {
 	slowHold           time.Duration
 }
 
+// drainFor is what the outbox is given to empty after a database outage:
+// a message whose claim could not be renewed during the outage waits out
+// its lease (mail.DefaultLease) before another claim, plus a poll.
+const drainFor = mail.DefaultLease + 10*time.Second
+
 func (o options) phases() phases {
 	if o.short {
-		return phases{warm: 3 * time.Second, fault: 5 * time.Second, after: 3 * time.Second, drain: 10 * time.Second,
+		return phases{warm: 3 * time.Second, fault: 5 * time.Second, after: 3 * time.Second, drain: drainFor,
 			watch: 35 * time.Second, workers: 6, cuts: 3, smtpOutage: 8 * time.Second, slowHold: 6 * time.Second}
 	}
-	return phases{warm: 5 * time.Second, fault: 5 * time.Second, after: 5 * time.Second, drain: 20 * time.Second,
+	return phases{warm: 5 * time.Second, fault: 5 * time.Second, after: 5 * time.Second, drain: drainFor,
 		watch: 45 * time.Second, workers: 12, cuts: 10, smtpOutage: 12 * time.Second, slowHold: 12 * time.Second}
 }
 
