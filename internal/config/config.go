@@ -92,6 +92,10 @@ type GRPC struct {
 	// MaxConnections caps the open connections; more wait in the
 	// listen backlog until one closes. 0: no cap.
 	MaxConnections int `env:"MAX_CONNECTIONS, default=256"`
+	// MaxConnectionsPerPeer caps the open connections from one IP
+	// address; one more is closed as soon as it is accepted, so a single
+	// peer cannot hold every MaxConnections slot. 0: no cap.
+	MaxConnectionsPerPeer int `env:"MAX_CONNECTIONS_PER_PEER, default=64"`
 	// KeepaliveMinTime is the shortest interval between a client's
 	// keepalive pings that is tolerated; a client pinging more often is
 	// sent GOAWAY (too_many_pings).
@@ -626,6 +630,7 @@ func (c *Config) rules(s Section) []rule {
 			{g.MaxConcurrentStreams > 0, "GRPC__MAX_CONCURRENT_STREAMS must be positive"},
 			{g.MaxStreamingRPCs > 0, "GRPC__MAX_STREAMING_RPCS must be positive"},
 			{g.MaxConnections >= 0, "GRPC__MAX_CONNECTIONS must not be negative"},
+			{g.MaxConnectionsPerPeer >= 0, "GRPC__MAX_CONNECTIONS_PER_PEER must not be negative"},
 			{g.KeepaliveMinTime >= 0, "GRPC__KEEPALIVE_MIN_TIME_SECONDS must not be negative"},
 			{g.MaxConnectionIdle >= 0 && g.MaxConnectionAge >= 0 && g.MaxConnectionAgeGrace >= 0,
 				"GRPC__MAX_CONNECTION_IDLE_MINUTES, GRPC__MAX_CONNECTION_AGE_MINUTES and GRPC__MAX_CONNECTION_AGE_GRACE_SECONDS must not be negative"},

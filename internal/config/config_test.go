@@ -45,7 +45,7 @@ func envWith(set map[string]string, del ...string) map[string]string {
 
 // transportDefaults returns g with the transport limits' defaults.
 func transportDefaults(g config.GRPC) config.GRPC {
-	g.MaxConcurrentStreams, g.MaxStreamingRPCs, g.MaxConnections = 1000, 64, 256
+	g.MaxConcurrentStreams, g.MaxStreamingRPCs, g.MaxConnections, g.MaxConnectionsPerPeer = 1000, 64, 256, 64
 	g.KeepaliveMinTime, g.HandshakeTimeout = 10*time.Second, 10*time.Second
 	g.MaxConnectionIdle, g.MaxConnectionAge, g.MaxConnectionAgeGrace = 15*time.Minute, 30*time.Minute, 30*time.Second
 	return g

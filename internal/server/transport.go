@@ -2,6 +2,8 @@ package server
 
 import (
 	"net"
+	"net/netip"
+	"sync"
 
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
@@ -59,10 +61,75 @@ func transportOptions(g config.GRPC) []grpc.ServerOption {
 
 // limitListener caps lis at GRPC__MAX_CONNECTIONS open connections (none
 // when 0): a connection past the cap waits in the listen backlog until
-// another closes.
+// another closes. Within the cap, one IP address holds at most
+// GRPC__MAX_CONNECTIONS_PER_PEER (none when 0): one more from it is
+// closed as soon as it is accepted, so a stranger holding idle connections
+// cannot take every slot and keep the gateway from reconnecting.
 func limitListener(lis net.Listener, g config.GRPC) net.Listener {
-	if g.MaxConnections <= 0 {
-		return lis
+	if g.MaxConnections > 0 {
+		lis = netutil.LimitListener(lis, g.MaxConnections)
 	}
-	return netutil.LimitListener(lis, g.MaxConnections)
+	if g.MaxConnectionsPerPeer > 0 {
+		lis = &peerLimitListener{Listener: lis, max: g.MaxConnectionsPerPeer, open: map[netip.Addr]int{}}
+	}
+	return lis
+}
+
+// peerLimitListener closes accepted connections from a peer that already
+// has max open.
+type peerLimitListener struct {
+	net.Listener
+	max  int
+	mu   sync.Mutex
+	open map[netip.Addr]int // open connections per peer; no zero entries
+}
+
+func (l *peerLimitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		peer := peerOf(c.RemoteAddr())
+		l.mu.Lock()
+		full := l.open[peer] >= l.max
+		if !full {
+			l.open[peer]++
+		}
+		l.mu.Unlock()
+		if full {
+			_ = c.Close()
+			continue
+		}
+		return &peerConn{Conn: c, l: l, peer: peer}, nil
+	}
+}
+
+// peerOf is the IP address of a TCP peer (the zero Addr for other
+// networks, which then share one count).
+func peerOf(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// peerConn gives its peer's slot back when closed (once).
+type peerConn struct {
+	net.Conn
+	l      *peerLimitListener
+	peer   netip.Addr
+	closed sync.Once
+}
+
+func (c *peerConn) Close() error {
+	err := c.Conn.Close()
+	c.closed.Do(func() {
+		c.l.mu.Lock()
+		defer c.l.mu.Unlock()
+		if c.l.open[c.peer]--; c.l.open[c.peer] <= 0 {
+			delete(c.l.open, c.peer)
+		}
+	})
+	return err
 }

@@ -125,3 +125,29 @@ func TestMaxConnections(t *testing.T) {
 		t.Errorf("second connection once the first closed: %v", err)
 	}
 }
+
+// One peer holds at most GRPC__MAX_CONNECTIONS_PER_PEER connections: one
+// more from it is closed at once (it does not wait for a slot), and the
+// peer's connections already open go on; a closed one frees its place.
+func TestMaxConnectionsPerPeer(t *testing.T) {
+	e := authtest.New(t, authtest.Set("GRPC__MAX_CONNECTIONS_PER_PEER", "1"))
+	// e.Conn holds the peer's one place.
+	if _, err := healthpb.NewHealthClient(e.Conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := grpc.NewClient(e.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if _, err := healthpb.NewHealthClient(second).Check(t.Context(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a second connection from the peer: %v; want it closed (UNAVAILABLE)", err)
+	}
+	if _, err := healthpb.NewHealthClient(e.Conn).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("the peer's first connection after the second was refused: %v", err)
+	}
+	e.Conn.Close()
+	if _, err := healthpb.NewHealthClient(second).Check(t.Context(), &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Errorf("second connection once the first closed: %v", err)
+	}
+}
