@@ -97,6 +97,7 @@ func TestDeleteUserRacingRotation(t *testing.T) {
 					waiting = true
 				default:
 					waiting = lockWaits(t, e, path.waits)
+					time.Sleep(time.Millisecond)
 				}
 			}
 			if err := holder.Rollback(); err != nil {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/placebrain/auth/ent/auditevent"
+	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/internal/auth"
 )
@@ -52,62 +52,46 @@ func (db *DB) RotateFresh(ctx context.Context, r auth.FreshRotation) (auth.Prese
 }
 
 func (db *DB) rotateFresh(ctx context.Context, r auth.FreshRotation) (auth.PresentedToken, bool, error) {
-	var startedAfter, sessionMax any
-	if !r.FamilyStartedAfter.IsZero() {
-		startedAfter = r.FamilyStartedAfter
-	}
-	if r.SessionMax > 0 {
-		sessionMax = r.SessionMax.Microseconds()
-	}
-	rows, err := db.c.QueryContext(ctx, db.sql.RotateFresh, r.Hash, r.At, startedAfter, r.ChildSealed,
-		uuid.New(), r.Child.ID, r.Child.Hash, r.Child.ExpiresAt, sessionMax)
+	return queryRotated(ctx, db.c, db.sql.RotateFresh, r.Hash, r.At, nullable(r.FamilyStartedAfter), r.ChildSealed,
+		uuid.New(), r.Child.ID, r.Child.Hash, r.Child.ExpiresAt, nullable(r.SessionMax.Microseconds()))
+}
+
+// queryRotated runs a statement that marks a fresh token used and returns
+// its row (Rotation.RotateFresh or Rotation.MarkFresh) and scans that row;
+// ok is false when it returned none. Closing the rows is where a
+// statement's own commit is reported, so their error counts too.
+func queryRotated(ctx context.Context, c *ent.Client, query string, args ...any) (auth.PresentedToken, bool, error) {
+	wrap := func(err error) error { return fmt.Errorf("rotate refresh token: %w", err) }
+	rows, err := c.QueryContext(ctx, query, args...)
 	if err != nil {
-		return auth.PresentedToken{}, false, fmt.Errorf("rotate refresh token: %w", err)
+		return auth.PresentedToken{}, false, wrap(err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return auth.PresentedToken{}, false, fmt.Errorf("rotate refresh token: %w", err)
+			return auth.PresentedToken{}, false, wrap(err)
 		}
 		return auth.PresentedToken{}, false, nil
 	}
 	var p auth.PresentedToken
 	if err := rows.Scan(&p.ID, &p.UserID, &p.FamilyID, &p.FamilyCreatedAt, &p.Email, &p.Username); err != nil {
-		return auth.PresentedToken{}, false, fmt.Errorf("rotate refresh token: %w", err)
+		return auth.PresentedToken{}, false, wrap(err)
 	}
-	// Closing the rows is where the statement's own commit is reported.
 	if err := rows.Close(); err != nil {
-		return auth.PresentedToken{}, false, fmt.Errorf("rotate refresh token: %w", err)
+		return auth.PresentedToken{}, false, wrap(err)
 	}
 	return p, true, nil
 }
 
 // rotateFresh is RotateFresh on SQLite, in the transaction t.
 func (t *Tx) rotateFresh(ctx context.Context, r auth.FreshRotation) (auth.PresentedToken, bool, error) {
-	var startedAfter any
-	if !r.FamilyStartedAfter.IsZero() {
-		startedAfter = r.FamilyStartedAfter
+	after := nullable(r.FamilyStartedAfter)
+	p, ok, err := queryRotated(ctx, t.c, t.sql.MarkFresh, r.At, r.ChildSealed, r.Hash, r.At, after, after)
+	if err != nil || !ok {
+		return p, ok, err
 	}
-	rows, err := t.c.QueryContext(ctx, t.sql.MarkFresh, r.At, r.ChildSealed, r.Hash, r.At, startedAfter, startedAfter)
-	if err != nil {
-		return auth.PresentedToken{}, false, fmt.Errorf("rotate refresh token: %w", err)
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return auth.PresentedToken{}, false, fmt.Errorf("rotate refresh token: %w", err)
-		}
-		return auth.PresentedToken{}, false, nil
-	}
-	var p auth.PresentedToken
-	if err := rows.Scan(&p.ID, &p.UserID, &p.FamilyID, &p.FamilyCreatedAt, &p.Email, &p.Username); err != nil {
-		return auth.PresentedToken{}, false, fmt.Errorf("rotate refresh token: %w", err)
-	}
-	if err := rows.Close(); err != nil {
-		return auth.PresentedToken{}, false, fmt.Errorf("rotate refresh token: %w", err)
-	}
-	if _, err := t.c.ExecContext(ctx, t.sql.InsertAudit, uuid.New(), r.At, string(auditevent.EventTokenRefreshed), p.UserID, nil); err != nil {
-		return auth.PresentedToken{}, false, fmt.Errorf("audit %s: %w", auditevent.EventTokenRefreshed, err)
+	if err := t.RecordAudit(ctx, auth.AuditEvent{Event: auth.EventTokenRefreshed, UserID: p.UserID, At: r.At}); err != nil {
+		return auth.PresentedToken{}, false, err
 	}
 	child := r.Child
 	child.UserID, child.FamilyID, child.ParentID, child.CreatedAt = p.UserID, p.FamilyID, p.ID, r.At
