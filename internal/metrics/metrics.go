@@ -155,6 +155,11 @@ func New(s Sources) *Metrics {
 	m.cleanup = prometheus.NewCounterVec(prometheus.CounterOpts{Name: CleanupDeletedRows,
 		Help: "Rows the periodic cleanup deleted, by table."}, []string{"table"})
 	m.reg.MustRegister(deliveries, m.cleanup)
+	// Every table's series exists from the start, at 0, rather than from
+	// the first cleanup pass, which runs in the background.
+	for table := range (auth.Cleaned{}).Tables() {
+		m.cleanup.WithLabelValues(table)
+	}
 
 	pool := s.Pool
 	m.reg.MustRegister(
@@ -262,8 +267,7 @@ func (m *Metrics) Delivered(s mail.Status) {
 	}
 }
 
-// CleanupDeleted counts n rows the cleanup deleted from table (a pass
-// that deleted none makes the table's series exist).
+// CleanupDeleted counts n rows the cleanup deleted from table.
 func (m *Metrics) CleanupDeleted(table string, n int) {
 	if m == nil || n < 0 {
 		return
