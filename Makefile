@@ -52,7 +52,7 @@ test-v: ## Run all tests verbosely (as CI does)
 
 .PHONY: bench
 bench: build ## Load test authd on PostgreSQL and SQLite, measure the ceilings, write BENCHMARKS.md (about 10 minutes; wants an idle machine)
-	$(GO) run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md
+	$(GO) run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md $(BENCH_FLAGS)
 
 .PHONY: bench-short
 bench-short: build ## The load test briefly (8 callers, 0.5 s cells), as CI runs it: checks the tool and every scenario; figures to the terminal only

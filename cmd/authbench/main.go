@@ -12,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -41,6 +42,7 @@ type options struct {
 	backends []string
 	pgURL    string
 	only     string // run only scenarios whose name contains this
+	previous string // the report to compare with; empty: out
 	extraEnv []string
 }
 
@@ -54,6 +56,7 @@ func realMain(ctx context.Context) error {
 	flag.StringVar(&backends, "backends", "postgres,sqlite", "database backends")
 	flag.StringVar(&o.pgURL, "pg", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 		"PostgreSQL server where a fresh database is created and dropped")
+	flag.StringVar(&o.previous, "previous", "", "the report to compare this run with (default: the -out file this run replaces)")
 	flag.StringVar(&o.only, "only", "", "run only the scenarios whose name contains this, each with its ceiling (and skip the load test); \""+onlyLoaded+"\" runs only the load test")
 	var env string
 	flag.StringVar(&env, "env", "", "extra KEY=VALUE settings for authd, comma-separated (e.g. DEBUG__PPROF_ADDR=127.0.0.1:6060)")
@@ -72,8 +75,8 @@ func realMain(ctx context.Context) error {
 
 	start := time.Now()
 	rep := &report{started: start, opts: o, cpus: runtime.NumCPU()}
-	if o.out != "" {
-		rep.previous, rep.previousDate = readPrevious(o.out)
+	if prev := cmp.Or(o.previous, o.out); prev != "" {
+		rep.previous, rep.previousDate = readPrevious(prev)
 	}
 	rep.bcryptCompare = timeBcrypt(12)
 	for _, b := range o.backends {

@@ -44,10 +44,15 @@ func readPrevious(path string) (map[string]map[string]map[int]float64, string) {
 			continue
 		}
 		cells := strings.Split(line, "|")
-		if backend == "" || len(cells) < 5 || strings.HasPrefix(strings.TrimSpace(cells[1]), "*") {
+		if backend == "" || len(cells) < 5 {
 			continue
 		}
 		name := strings.TrimSpace(cells[1])
+		if name == "*"+ceilHealth+"*" {
+			name = ceilHealth // the one ceiling kept: it normalizes the machine
+		} else if strings.HasPrefix(name, "*") {
+			continue
+		}
 		conc, err1 := strconv.Atoi(strings.TrimSpace(cells[2]))
 		rps, err2 := strconv.ParseFloat(strings.TrimSpace(cells[3]), 64)
 		if err1 != nil || err2 != nil {
@@ -64,6 +69,19 @@ func readPrevious(path string) (map[string]map[string]map[int]float64, string) {
 	return out, date
 }
 
+// perHealth is scenario's rps at c over this run's (a) at c, divided by
+// the same in the previous report: the change with the machine's own
+// speed taken out. ok is false when either run lacks a figure.
+func (r *report) perHealth(br *backendResult, scenario string, c int) (float64, bool) {
+	prev := r.previous[br.Name]
+	now, nowA := find(br.Results, scenario, c).RPS, br.Ceiling[ceilHealth][c].RPS
+	was, wasA := prev[scenario][c], prev[ceilHealth][c]
+	if now == 0 || nowA == 0 || was == 0 || wasA == 0 {
+		return 0, false
+	}
+	return (now / nowA) / (was / wasA), true
+}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
@@ -71,7 +89,11 @@ func (r *report) markdown() string {
 	p("# Benchmarks\n\n")
 	p("Written by `make bench` (`cmd/authbench`) on %s; do not edit by hand.\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	p("- Machine: %s, %d CPUs (%s/%s), %s; load generator and server on the same machine, over loopback.\n", host, r.cpus, runtime.GOOS, runtime.GOARCH, runtime.Version())
-	p("- Command: `make bench` = `go build -o bin/authd ./cmd/authd && go run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md -duration %v -conc %s`\n", r.opts.duration, joinInts(r.opts.conc))
+	flags := ""
+	if r.opts.previous != "" {
+		flags = " -previous " + r.opts.previous
+	}
+	p("- Command: `make bench` = `go build -o bin/authd ./cmd/authd && go run ./cmd/authbench -authd bin/authd -out BENCHMARKS.md -duration %v -conc %s%s`\n", r.opts.duration, joinInts(r.opts.conc), flags)
 	p("- authd runs with its default configuration (pool of 20 database connections, bcrypt cost 12, hashing workers = CPUs, hashing queue 32); `--dev` only so that e-mails go to the (silenced) log.\n")
 	p("- Each cell runs for %v (Login and Register: 8 s) with that many concurrent callers over 4 gRPC connections; rps counts successful calls; latencies include failed calls; callers refused with RESOURCE_EXHAUSTED wait out its RetryInfo, as the gateway's clients would. ValidateToken, GetMe, GetUserByEmail and RefreshTokens take turns with their ceilings ((a); (e); (f); (c) and (d)) in four slices each, so all see the same machine; total run time %v.\n\n", r.opts.duration, r.elapsed.Round(time.Second))
 	for _, s := range r.skipped {
@@ -146,6 +168,9 @@ func (r *report) markdown() string {
 			p("| RefreshTokens vs the bound of (d) the fresh-token rotation via SQL: (a)·(d)/((a)+(d)) | %d | %.0f rps | %.0f rps | %.2f | %s | %s |\n", c, f.RPS, b, f.RPS/b, goal, met)
 			if prev, ok := r.previous[br.Name]["RefreshTokens"][c]; ok && !pg && c <= 64 {
 				p("| RefreshTokens vs the previous BENCHMARKS.md | %d | %.0f rps | %.0f rps | %.2f | ≥ 1.30 | %s |\n", c, f.RPS, prev, f.RPS/prev, yes(f.RPS/prev >= 1.3))
+				if n, ok := r.perHealth(br, "RefreshTokens", c); ok {
+					p("| RefreshTokens vs the previous BENCHMARKS.md, each over its own run's (a) | %d | %.3f (a) | %.3f (a) | %.2f | – | (shown) |\n", c, f.RPS/br.Ceiling[ceilHealth][c].RPS, f.RPS/br.Ceiling[ceilHealth][c].RPS/n, n)
+				}
 			}
 		}
 		for _, name := range []string{"ValidateToken", "GetMe"} {
@@ -158,7 +183,7 @@ func (r *report) markdown() string {
 	}
 	if len(r.previous) > 0 {
 		p("## Against the previous BENCHMARKS.md\n\n")
-		p("Successful calls per second of this run over those of the report this one replaced (%s), per scenario and concurrency; ceilings are left out, since their names and statements change between versions.\n\n", r.previousDate)
+		p("Successful calls per second of this run over those of the report compared with (%s), per scenario and concurrency; ceilings are left out, since their names and statements change between versions. \"Per (a)\" divides each run's rps by its own (a) health Check at that concurrency first: it cancels what the machine itself gained or lost between the runs (the same gRPC round trip measured on both days), leaving what the code changed.\n\n", r.previousDate)
 		for _, br := range r.backends {
 			prev := r.previous[br.Name]
 			if prev == nil {
@@ -184,7 +209,11 @@ func (r *report) markdown() string {
 						p(" – |")
 						continue
 					}
-					p(" %.2f (%.0f → %.0f) |", now/was, was, now)
+					p(" %.2f (%.0f → %.0f)", now/was, was, now)
+					if n, ok := r.perHealth(br, res.Scenario, c); ok {
+						p("; %.2f per (a)", n)
+					}
+					p(" |")
 				}
 				p("\n")
 			}

@@ -339,3 +339,85 @@ func TestStrangersClaimLeavesNoTrustedSource(t *testing.T) {
 		t.Errorf("the stranger's source is trusted for the owner's account: its guess was neither slowed nor counted against the account's cap")
 	}
 }
+
+// Strangers who spend an account's daily reset caps with wrong guesses
+// from many addresses do not lock the owner out of the code the owner
+// asked for: the source that requested the live code is bounded by its
+// own attempts on it (RESET__MAX_ATTEMPTS), not by the account's caps.
+// Everyone else still is, and without sources nobody is exempt.
+func TestResetRequesterNotLockedOutByStrangers(t *testing.T) {
+	e := newEnv(t)
+	const addr = "rita@example.com"
+	e.VerifiedUser(t, "rita", addr, pw)
+	owner := from("198.51.100.7")
+	if err := e.Service.RequestPasswordReset(owner, addr); err != nil {
+		t.Fatal(err)
+	}
+	code := e.Code(t, addr)
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	// Ten strangers, one guess each (RESET__ACCOUNT_DAILY_FAILURES = 10),
+	// then the eleventh is refused for the day.
+	for i := range 10 {
+		err := e.Service.ResetPassword(from(fmt.Sprintf("203.0.113.%d", i+1)), addr, wrong, "a stranger's password")
+		wantErr(t, err, auth.ErrInvalidOTP, "")
+	}
+	err := e.Service.ResetPassword(from("203.0.113.99"), addr, code, "a stranger's password")
+	wantErr(t, err, auth.ErrOTPAttemptsExhausted, "") // even the right code: the cap holds for strangers
+
+	// The owner's own guesses are bounded by the code's attempts.
+	err = e.Service.ResetPassword(owner, addr, wrong, "the owner's new password")
+	if de := wantErr(t, err, auth.ErrInvalidOTP, ""); de.Metadata["attempts_left"] != "2" {
+		t.Errorf("the owner's first wrong guess: attempts_left = %q, want 2", de.Metadata["attempts_left"])
+	}
+	if err := e.Service.ResetPassword(owner, addr, code, "the owner's new password"); err != nil {
+		t.Fatalf("the owner's right code after strangers spent the account's caps: %v", err)
+	}
+	e.Login(t, addr, "the owner's new password")
+
+	// A requester past its own attempts is refused like anyone.
+	const addr2 = "ravi@example.com"
+	e.VerifiedUser(t, "ravi", addr2, pw)
+	if err := e.Service.RequestPasswordReset(owner, addr2); err != nil {
+		t.Fatal(err)
+	}
+	code2 := e.Code(t, addr2)
+	for range 3 {
+		e.Service.ResetPassword(owner, addr2, wrongFor(code2), "the owner's new password")
+	}
+	err = e.Service.ResetPassword(owner, addr2, code2, "the owner's new password")
+	wantErr(t, err, auth.ErrOTPAttemptsExhausted, "")
+
+	// A source that did not ask for the live code gets no exemption,
+	// even one that asked for an earlier code.
+	const addr3 = "rosa@example.com"
+	e.VerifiedUser(t, "rosa", addr3, pw)
+	if err := e.Service.RequestPasswordReset(owner, addr3); err != nil {
+		t.Fatal(err)
+	}
+	e.Code(t, addr3)
+	e.Clock.Advance(10 * time.Minute) // past the cooldown
+	other := from("198.51.100.8")
+	if err := e.Service.RequestPasswordReset(other, addr3); err != nil {
+		t.Fatal(err)
+	}
+	code3 := e.Code(t, addr3)
+	for i := range 10 {
+		e.Service.ResetPassword(from(fmt.Sprintf("203.0.113.%d", i+1)), addr3, wrongFor(code3), "a stranger's password")
+	}
+	err = e.Service.ResetPassword(owner, addr3, code3, "the owner's new password")
+	wantErr(t, err, auth.ErrOTPAttemptsExhausted, "")
+	if err := e.Service.ResetPassword(other, addr3, code3, "the requester's new password"); err != nil {
+		t.Fatalf("the live code's requester: %v", err)
+	}
+}
+
+// wrongFor returns a well-formed code that is not code.
+func wrongFor(code string) string {
+	if code == "000000" {
+		return "111111"
+	}
+	return "000000"
+}

@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -63,8 +65,11 @@ type CallerOptions struct {
 	// Keys are the API keys callers may present as `authorization: Bearer
 	// KEY`.
 	Keys []Grant
-	// Log receives refused calls (discarded when nil).
+	// Log receives refused calls (discarded when nil), at most
+	// RefusalLogBurst at once and one per RefusalLogEvery after.
 	Log *slog.Logger
+	// Now is the clock of that bound (time.Now when nil).
+	Now func() time.Time
 }
 
 // Callers authenticates the processes that call authd and authorizes
@@ -87,6 +92,36 @@ type Callers struct {
 
 	unauthenticated atomic.Uint64
 	denied          atomic.Uint64
+
+	// refusalLogs bounds the "caller refused" warnings (warnRefused);
+	// suppressed counts those it kept from the log since the last one
+	// written.
+	refusalLogs *rate.Limiter
+	suppressed  atomic.Uint64
+	now         func() time.Time
+}
+
+// Refusal warnings a flood of strangers can write: RefusalLogBurst at
+// once, then one per RefusalLogEvery. Every refusal is still counted
+// (Refusals, and the metrics built on it); the next warning written
+// carries how many were left out ("suppressed").
+const (
+	RefusalLogBurst = 20
+	RefusalLogEvery = time.Second
+)
+
+// warnRefused logs a refused call unless refusals are coming faster than
+// RefusalLogBurst and RefusalLogEvery allow: a stranger calling in a loop
+// must not be able to fill the operator's disk with warnings.
+func (c *Callers) warnRefused(ctx context.Context, attrs ...any) {
+	if !c.refusalLogs.AllowN(c.now(), 1) {
+		c.suppressed.Add(1)
+		return
+	}
+	if n := c.suppressed.Swap(0); n > 0 {
+		attrs = append(attrs, "suppressed", n)
+	}
+	c.log.WarnContext(ctx, "caller refused", attrs...)
 }
 
 // methodSet is the AuthService methods a caller may call; nil is all.
@@ -121,7 +156,11 @@ func (c caller) may(m string) bool { return c.methods == nil || c.methods[m] }
 
 // NewCallers returns the caller authentication o describes.
 func NewCallers(o CallerOptions) *Callers {
-	c := &Callers{certs: o.ClientCerts, anyCert: o.ClientCerts && len(o.Clients) == 0, log: o.Log}
+	c := &Callers{certs: o.ClientCerts, anyCert: o.ClientCerts && len(o.Clients) == 0, log: o.Log,
+		refusalLogs: rate.NewLimiter(rate.Every(RefusalLogEvery), RefusalLogBurst), now: o.Now}
+	if c.now == nil {
+		c.now = time.Now
+	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -206,7 +245,7 @@ func (c *Callers) admit(ctx context.Context, method string) (context.Context, er
 	}
 	if name, ok := strings.CutPrefix(method, "/"+authpb.AuthService_ServiceDesc.ServiceName+"/"); ok && !who.may(name) {
 		c.denied.Add(1)
-		c.log.WarnContext(ctx, "caller refused", "reason", "method not allowed", "caller", who.name,
+		c.warnRefused(ctx, "reason", "method not allowed", "caller", who.name,
 			"method", method, "peer", peerAddr(ctx))
 		return nil, status.Error(codes.PermissionDenied, msgDenied)
 	}
@@ -276,7 +315,7 @@ func (c *Callers) authenticate(ctx context.Context, method string) (caller, erro
 		}
 	}
 	c.unauthenticated.Add(1)
-	c.log.WarnContext(ctx, "caller refused", append([]any{"reason", reason}, attrs...)...)
+	c.warnRefused(ctx, append([]any{"reason", reason}, attrs...)...)
 	return caller{}, status.Error(codes.Unauthenticated, msgUnauthenticated)
 }
 

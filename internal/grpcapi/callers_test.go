@@ -528,3 +528,49 @@ func TestCallerAuthOff(t *testing.T) {
 		t.Errorf("callers enabled %v, refused %+v", e.App.Callers.Enabled(), e.App.Callers.Refused())
 	}
 }
+
+// A stranger calling in a loop cannot fill the log: past
+// RefusalLogBurst refusals at once, one warning per RefusalLogEvery is
+// written, and it says how many were left out; every refusal is still
+// counted.
+func TestRefusalLogsBounded(t *testing.T) {
+	e := newEnv(t, authtest.Set("GRPC__API_KEYS", keyA, "GRPC__REQUIRE_CALLER_AUTH", "true"))
+	ctx := context.Background()
+	byEmail := &authpb.GetUserByEmailRequest{Email: "alice@example.com"}
+	const extra = 30
+	for range grpcapi.RefusalLogBurst + extra {
+		r, err := e.Client.GetUserByEmail(withKey(ctx, wrongKey), byEmail)
+		wantRefused(t, r, err, codes.Unauthenticated, msgUnauthenticated)
+	}
+	if got := e.App.Callers.Refused().Unauthenticated; got != grpcapi.RefusalLogBurst+extra {
+		t.Errorf("Refused().Unauthenticated = %d, want %d", got, grpcapi.RefusalLogBurst+extra)
+	}
+	recs := logLines(t, e, "caller refused")
+	if len(recs) != grpcapi.RefusalLogBurst {
+		t.Fatalf("%d refusals logged, want the burst of %d", len(recs), grpcapi.RefusalLogBurst)
+	}
+	for _, r := range recs {
+		if r["suppressed"] != nil {
+			t.Fatalf("a warning within the burst says %v suppressed", r["suppressed"])
+		}
+	}
+
+	e.Clock.Advance(grpcapi.RefusalLogEvery)
+	r, err := e.Client.GetUserByEmail(ctx, byEmail)
+	wantRefused(t, r, err, codes.Unauthenticated, msgUnauthenticated)
+	recs = logLines(t, e, "caller refused")
+	if len(recs) != grpcapi.RefusalLogBurst+1 {
+		t.Fatalf("%d refusals logged after %v, want %d", len(recs), grpcapi.RefusalLogEvery, grpcapi.RefusalLogBurst+1)
+	}
+	last := recs[len(recs)-1]
+	if last["suppressed"] != float64(extra) || last["reason"] != "no credentials" {
+		t.Errorf("the warning after the flood is %v, want reason no credentials and suppressed %d", last, extra)
+	}
+	// The next one within the second is left out again.
+	r, err = e.Client.GetUserByEmail(ctx, byEmail)
+	wantRefused(t, r, err, codes.Unauthenticated, msgUnauthenticated)
+	if n := len(logLines(t, e, "caller refused")); n != grpcapi.RefusalLogBurst+1 {
+		t.Errorf("%d refusals logged, want %d: one per %v after the burst", n, grpcapi.RefusalLogBurst+1, grpcapi.RefusalLogEvery)
+	}
+	noSecretsLogged(t, e, keyA, wrongKey)
+}

@@ -39,13 +39,14 @@ const callerAuthOffWarning = "CALLER AUTHENTICATION IS OFF: any process that rea
 // interceptors), the caller authentication, and a function that stops
 // re-reading the TLS files. It logs what it set up and, loudly, what it
 // leaves open.
-func callerSecurity(c *config.Config, refresh time.Duration, log *slog.Logger) (_ []grpc.ServerOption, _ *grpcapi.Callers, stop func(), err error) {
+func callerSecurity(c *config.Config, refresh time.Duration, now func() time.Time, log *slog.Logger) (_ []grpc.ServerOption, _ *grpcapi.Callers, stop func(), err error) {
 	g := c.GRPC
 	callers := grpcapi.NewCallers(grpcapi.CallerOptions{
 		ClientCerts: g.ClientCAFile != "",
 		Clients:     grants(g.AllowedClients),
 		Keys:        grants(g.APIKeys),
 		Log:         log,
+		Now:         now,
 	})
 	opts := grpcapi.ServerOptions(log, callers)
 	stop = func() {}

@@ -170,7 +170,7 @@ func New(ctx context.Context, c *config.Config, o Options) (_ *App, err error) {
 	}
 	// TLS files and caller authentication first: their errors stop the
 	// start before the database is touched.
-	grpcOpts, callers, stopTLS, err := callerSecurity(c, o.TLSRefresh, log)
+	grpcOpts, callers, stopTLS, err := callerSecurity(c, o.TLSRefresh, o.Now, log)
 	if err != nil {
 		return nil, err
 	}
