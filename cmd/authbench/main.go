@@ -56,7 +56,7 @@ func realMain(ctx context.Context) error {
 	flag.StringVar(&backends, "backends", "postgres,sqlite", "database backends")
 	flag.StringVar(&o.pgURL, "pg", envOr("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 		"PostgreSQL server where a fresh database is created and dropped")
-	flag.StringVar(&o.previous, "previous", "", "the report to compare this run with (default: the -out file this run replaces)")
+	flag.StringVar(&o.previous, "previous", "", "the report to compare this run with: a file, or REV:PATH as committed (default: the -out file this run replaces)")
 	flag.StringVar(&o.only, "only", "", "run only the scenarios whose name contains this, each with its ceiling (and skip the load test); \""+onlyLoaded+"\" runs only the load test")
 	var env string
 	flag.StringVar(&env, "env", "", "extra KEY=VALUE settings for authd, comma-separated (e.g. DEBUG__PPROF_ADDR=127.0.0.1:6060)")

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -30,6 +31,11 @@ type report struct {
 // unreadable file gives nothing.
 func readPrevious(path string) (map[string]map[string]map[int]float64, string) {
 	b, err := os.ReadFile(path)
+	if err != nil && strings.Contains(path, ":") {
+		// REV:PATH, a report as committed (git show), so that a comparison
+		// can be repeated from a clone.
+		b, err = exec.Command("git", "show", path).Output()
+	}
 	if err != nil {
 		return nil, ""
 	}

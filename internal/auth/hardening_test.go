@@ -421,3 +421,27 @@ func wrongFor(code string) string {
 	}
 	return "000000"
 }
+
+// The same holds for sign-up codes: strangers who spend the account's
+// daily checks (OTP__ACCOUNT_DAILY_FAILURES, set to 5 here) with wrong
+// codes from other addresses do not keep the source that registered from
+// verifying with the code it was sent.
+func TestVerifyRequesterNotLockedOutByStrangers(t *testing.T) {
+	e := newEnv(t, authtest.Set("OTP__ACCOUNT_DAILY_FAILURES", "5"))
+	const addr = "vera@example.com"
+	owner := from("198.51.100.9")
+	if _, err := e.Service.Register(owner, "vera", addr, pw); err != nil {
+		t.Fatal(err)
+	}
+	code := e.Code(t, addr)
+	for i := range 5 {
+		err := e.Service.VerifyOTP(from(fmt.Sprintf("203.0.113.%d", i+1)), addr, wrongFor(code))
+		wantErr(t, err, auth.ErrInvalidOTP, "")
+	}
+	err := e.Service.VerifyOTP(from("203.0.113.99"), addr, code)
+	wantErr(t, err, auth.ErrOTPAttemptsExhausted, "")
+	if err := e.Service.VerifyOTP(owner, addr, code); err != nil {
+		t.Fatalf("the registering source's code after strangers spent the account's checks: %v", err)
+	}
+	e.Login(t, addr, pw)
+}
