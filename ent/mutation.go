@@ -1186,23 +1186,24 @@ func (m *LoginThrottleMutation) ResetEdge(name string) error {
 // OtpRequestMutation represents an operation that mutates the OtpRequest nodes in the graph.
 type OtpRequestMutation struct {
 	config
-	op            Op
-	typ           string
-	id            *uuid.UUID
-	created_at    *time.Time
-	purpose       *otprequest.Purpose
-	code_hmac     *[]byte
-	attempts      *int
-	addattempts   *int
-	expires_at    *time.Time
-	consumed_at   *time.Time
-	superseded_at *time.Time
-	clearedFields map[string]struct{}
-	user          *uuid.UUID
-	cleareduser   bool
-	done          bool
-	oldValue      func(context.Context) (*OtpRequest, error)
-	predicates    []predicate.OtpRequest
+	op             Op
+	typ            string
+	id             *uuid.UUID
+	created_at     *time.Time
+	purpose        *otprequest.Purpose
+	code_hmac      *[]byte
+	attempts       *int
+	addattempts    *int
+	expires_at     *time.Time
+	consumed_at    *time.Time
+	superseded_at  *time.Time
+	requester_hmac *[]byte
+	clearedFields  map[string]struct{}
+	user           *uuid.UUID
+	cleareduser    bool
+	done           bool
+	oldValue       func(context.Context) (*OtpRequest, error)
+	predicates     []predicate.OtpRequest
 }
 
 var _ ent.Mutation = (*OtpRequestMutation)(nil)
@@ -1643,6 +1644,55 @@ func (m *OtpRequestMutation) ResetSupersededAt() {
 	delete(m.clearedFields, otprequest.FieldSupersededAt)
 }
 
+// SetRequesterHmac sets the "requester_hmac" field.
+func (m *OtpRequestMutation) SetRequesterHmac(b []byte) {
+	m.requester_hmac = &b
+}
+
+// RequesterHmac returns the value of the "requester_hmac" field in the mutation.
+func (m *OtpRequestMutation) RequesterHmac() (r []byte, exists bool) {
+	v := m.requester_hmac
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequesterHmac returns the old "requester_hmac" field's value of the OtpRequest entity.
+// If the OtpRequest object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OtpRequestMutation) OldRequesterHmac(ctx context.Context) (v *[]byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequesterHmac is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequesterHmac requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequesterHmac: %w", err)
+	}
+	return oldValue.RequesterHmac, nil
+}
+
+// ClearRequesterHmac clears the value of the "requester_hmac" field.
+func (m *OtpRequestMutation) ClearRequesterHmac() {
+	m.requester_hmac = nil
+	m.clearedFields[otprequest.FieldRequesterHmac] = struct{}{}
+}
+
+// RequesterHmacCleared returns if the "requester_hmac" field was cleared in this mutation.
+func (m *OtpRequestMutation) RequesterHmacCleared() bool {
+	_, ok := m.clearedFields[otprequest.FieldRequesterHmac]
+	return ok
+}
+
+// ResetRequesterHmac resets all changes to the "requester_hmac" field.
+func (m *OtpRequestMutation) ResetRequesterHmac() {
+	m.requester_hmac = nil
+	delete(m.clearedFields, otprequest.FieldRequesterHmac)
+}
+
 // ClearUser clears the "user" edge to the User entity.
 func (m *OtpRequestMutation) ClearUser() {
 	m.cleareduser = true
@@ -1704,7 +1754,7 @@ func (m *OtpRequestMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OtpRequestMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 9)
 	if m.created_at != nil {
 		fields = append(fields, otprequest.FieldCreatedAt)
 	}
@@ -1728,6 +1778,9 @@ func (m *OtpRequestMutation) Fields() []string {
 	}
 	if m.superseded_at != nil {
 		fields = append(fields, otprequest.FieldSupersededAt)
+	}
+	if m.requester_hmac != nil {
+		fields = append(fields, otprequest.FieldRequesterHmac)
 	}
 	return fields
 }
@@ -1753,6 +1806,8 @@ func (m *OtpRequestMutation) Field(name string) (ent.Value, bool) {
 		return m.ConsumedAt()
 	case otprequest.FieldSupersededAt:
 		return m.SupersededAt()
+	case otprequest.FieldRequesterHmac:
+		return m.RequesterHmac()
 	}
 	return nil, false
 }
@@ -1778,6 +1833,8 @@ func (m *OtpRequestMutation) OldField(ctx context.Context, name string) (ent.Val
 		return m.OldConsumedAt(ctx)
 	case otprequest.FieldSupersededAt:
 		return m.OldSupersededAt(ctx)
+	case otprequest.FieldRequesterHmac:
+		return m.OldRequesterHmac(ctx)
 	}
 	return nil, fmt.Errorf("unknown OtpRequest field %s", name)
 }
@@ -1843,6 +1900,13 @@ func (m *OtpRequestMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetSupersededAt(v)
 		return nil
+	case otprequest.FieldRequesterHmac:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequesterHmac(v)
+		return nil
 	}
 	return fmt.Errorf("unknown OtpRequest field %s", name)
 }
@@ -1894,6 +1958,9 @@ func (m *OtpRequestMutation) ClearedFields() []string {
 	if m.FieldCleared(otprequest.FieldSupersededAt) {
 		fields = append(fields, otprequest.FieldSupersededAt)
 	}
+	if m.FieldCleared(otprequest.FieldRequesterHmac) {
+		fields = append(fields, otprequest.FieldRequesterHmac)
+	}
 	return fields
 }
 
@@ -1913,6 +1980,9 @@ func (m *OtpRequestMutation) ClearField(name string) error {
 		return nil
 	case otprequest.FieldSupersededAt:
 		m.ClearSupersededAt()
+		return nil
+	case otprequest.FieldRequesterHmac:
+		m.ClearRequesterHmac()
 		return nil
 	}
 	return fmt.Errorf("unknown OtpRequest nullable field %s", name)
@@ -1945,6 +2015,9 @@ func (m *OtpRequestMutation) ResetField(name string) error {
 		return nil
 	case otprequest.FieldSupersededAt:
 		m.ResetSupersededAt()
+		return nil
+	case otprequest.FieldRequesterHmac:
+		m.ResetRequesterHmac()
 		return nil
 	}
 	return fmt.Errorf("unknown OtpRequest field %s", name)

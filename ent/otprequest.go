@@ -35,6 +35,8 @@ type OtpRequest struct {
 	ConsumedAt *time.Time `json:"consumed_at,omitempty"`
 	// SupersededAt holds the value of the "superseded_at" field.
 	SupersededAt *time.Time `json:"superseded_at,omitempty"`
+	// RequesterHmac holds the value of the "requester_hmac" field.
+	RequesterHmac *[]byte `json:"-"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the OtpRequestQuery when eager-loading is set.
 	Edges        OtpRequestEdges `json:"edges"`
@@ -66,7 +68,7 @@ func (*OtpRequest) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case otprequest.FieldCodeHmac:
+		case otprequest.FieldCodeHmac, otprequest.FieldRequesterHmac:
 			values[i] = new([]byte)
 		case otprequest.FieldAttempts:
 			values[i] = new(sql.NullInt64)
@@ -147,6 +149,12 @@ func (_m *OtpRequest) assignValues(columns []string, values []any) error {
 				_m.SupersededAt = new(time.Time)
 				*_m.SupersededAt = value.Time
 			}
+		case otprequest.FieldRequesterHmac:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field requester_hmac", values[i])
+			} else if value != nil {
+				_m.RequesterHmac = value
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -214,6 +222,8 @@ func (_m *OtpRequest) String() string {
 		builder.WriteString("superseded_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("requester_hmac=<sensitive>")
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -113,6 +113,12 @@ func (_c *OtpRequestCreate) SetNillableSupersededAt(v *time.Time) *OtpRequestCre
 	return _c
 }
 
+// SetRequesterHmac sets the "requester_hmac" field.
+func (_c *OtpRequestCreate) SetRequesterHmac(v []byte) *OtpRequestCreate {
+	_c.mutation.SetRequesterHmac(v)
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *OtpRequestCreate) SetID(v uuid.UUID) *OtpRequestCreate {
 	_c.mutation.SetID(v)
@@ -220,6 +226,11 @@ func (_c *OtpRequestCreate) check() error {
 	if _, ok := _c.mutation.ExpiresAt(); !ok {
 		return &ValidationError{Name: "expires_at", err: errors.New(`ent: missing required field "OtpRequest.expires_at"`)}
 	}
+	if v, ok := _c.mutation.RequesterHmac(); ok {
+		if err := otprequest.RequesterHmacValidator(v); err != nil {
+			return &ValidationError{Name: "requester_hmac", err: fmt.Errorf(`ent: validator failed for field "OtpRequest.requester_hmac": %w`, err)}
+		}
+	}
 	if len(_c.mutation.UserIDs()) == 0 {
 		return &ValidationError{Name: "user", err: errors.New(`ent: missing required edge "OtpRequest.user"`)}
 	}
@@ -286,6 +297,10 @@ func (_c *OtpRequestCreate) createSpec() (*OtpRequest, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.SupersededAt(); ok {
 		_spec.SetField(otprequest.FieldSupersededAt, field.TypeTime, value)
 		_node.SupersededAt = &value
+	}
+	if value, ok := _c.mutation.RequesterHmac(); ok {
+		_spec.SetField(otprequest.FieldRequesterHmac, field.TypeBytes, value)
+		_node.RequesterHmac = &value
 	}
 	if nodes := _c.mutation.UserIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -441,6 +456,9 @@ func (u *OtpRequestUpsertOne) UpdateNewValues() *OtpRequestUpsertOne {
 		}
 		if _, exists := u.create.mutation.ExpiresAt(); exists {
 			s.SetIgnore(otprequest.FieldExpiresAt)
+		}
+		if _, exists := u.create.mutation.RequesterHmac(); exists {
+			s.SetIgnore(otprequest.FieldRequesterHmac)
 		}
 	}))
 	return u
@@ -733,6 +751,9 @@ func (u *OtpRequestUpsertBulk) UpdateNewValues() *OtpRequestUpsertBulk {
 			}
 			if _, exists := b.mutation.ExpiresAt(); exists {
 				s.SetIgnore(otprequest.FieldExpiresAt)
+			}
+			if _, exists := b.mutation.RequesterHmac(); exists {
+				s.SetIgnore(otprequest.FieldRequesterHmac)
 			}
 		}
 	}))

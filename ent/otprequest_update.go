@@ -171,6 +171,9 @@ func (_u *OtpRequestUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 	if _u.mutation.SupersededAtCleared() {
 		_spec.ClearField(otprequest.FieldSupersededAt, field.TypeTime)
 	}
+	if _u.mutation.RequesterHmacCleared() {
+		_spec.ClearField(otprequest.FieldRequesterHmac, field.TypeBytes)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -364,6 +367,9 @@ func (_u *OtpRequestUpdateOne) sqlSave(ctx context.Context) (_node *OtpRequest, 
 	}
 	if _u.mutation.SupersededAtCleared() {
 		_spec.ClearField(otprequest.FieldSupersededAt, field.TypeTime)
+	}
+	if _u.mutation.RequesterHmacCleared() {
+		_spec.ClearField(otprequest.FieldRequesterHmac, field.TypeBytes)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &OtpRequest{config: _u.config}

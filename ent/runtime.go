@@ -108,6 +108,24 @@ func init() {
 	otprequest.DefaultAttempts = otprequestDescAttempts.Default.(int)
 	// otprequest.AttemptsValidator is a validator for the "attempts" field. It is called by the builders before save.
 	otprequest.AttemptsValidator = otprequestDescAttempts.Validators[0].(func(int) error)
+	// otprequestDescRequesterHmac is the schema descriptor for requester_hmac field.
+	otprequestDescRequesterHmac := otprequestFields[7].Descriptor()
+	// otprequest.RequesterHmacValidator is a validator for the "requester_hmac" field. It is called by the builders before save.
+	otprequest.RequesterHmacValidator = func() func([]byte) error {
+		validators := otprequestDescRequesterHmac.Validators
+		fns := [...]func([]byte) error{
+			validators[0].(func([]byte) error),
+			validators[1].(func([]byte) error),
+		}
+		return func(requester_hmac []byte) error {
+			for _, fn := range fns {
+				if err := fn(requester_hmac); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
 	// otprequestDescID is the schema descriptor for id field.
 	otprequestDescID := otprequestMixinFields0[0].Descriptor()
 	// otprequest.DefaultID holds the default value on creation for the id field.

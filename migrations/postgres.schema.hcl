@@ -105,6 +105,10 @@ table "otp_requests" {
     null = false
     type = uuid
   }
+  column "requester_hmac" {
+    null = true
+    type = bytea
+  }
   primary_key {
     columns = [column.id]
   }

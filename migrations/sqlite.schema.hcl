@@ -38,6 +38,10 @@ table "otp_requests" {
     null = false
     type = uuid
   }
+  column "requester_hmac" {
+    null = true
+    type = blob
+  }
   primary_key {
     columns = [column.id]
   }

@@ -59,6 +59,7 @@ var (
 		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "consumed_at", Type: field.TypeTime, Nullable: true},
 		{Name: "superseded_at", Type: field.TypeTime, Nullable: true},
+		{Name: "requester_hmac", Type: field.TypeBytes, Nullable: true, Size: 32},
 		{Name: "user_id", Type: field.TypeUUID},
 	}
 	// OtpRequestsTable holds the schema information for the "otp_requests" table.
@@ -69,7 +70,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "otp_requests_users_otp_requests",
-				Columns:    []*schema.Column{OtpRequestsColumns[8]},
+				Columns:    []*schema.Column{OtpRequestsColumns[9]},
 				RefColumns: []*schema.Column{UsersColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -78,7 +79,7 @@ var (
 			{
 				Name:    "otprequest_user_id_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{OtpRequestsColumns[8], OtpRequestsColumns[1]},
+				Columns: []*schema.Column{OtpRequestsColumns[9], OtpRequestsColumns[1]},
 			},
 			{
 				Name:    "otprequest_expires_at",

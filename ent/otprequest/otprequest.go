@@ -32,6 +32,8 @@ const (
 	FieldConsumedAt = "consumed_at"
 	// FieldSupersededAt holds the string denoting the superseded_at field in the database.
 	FieldSupersededAt = "superseded_at"
+	// FieldRequesterHmac holds the string denoting the requester_hmac field in the database.
+	FieldRequesterHmac = "requester_hmac"
 	// EdgeUser holds the string denoting the user edge name in mutations.
 	EdgeUser = "user"
 	// Table holds the table name of the otprequest in the database.
@@ -56,6 +58,7 @@ var Columns = []string{
 	FieldExpiresAt,
 	FieldConsumedAt,
 	FieldSupersededAt,
+	FieldRequesterHmac,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -77,6 +80,8 @@ var (
 	DefaultAttempts int
 	// AttemptsValidator is a validator for the "attempts" field. It is called by the builders before save.
 	AttemptsValidator func(int) error
+	// RequesterHmacValidator is a validator for the "requester_hmac" field. It is called by the builders before save.
+	RequesterHmacValidator func([]byte) error
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )

@@ -91,6 +91,11 @@ func SupersededAt(v time.Time) predicate.OtpRequest {
 	return predicate.OtpRequest(sql.FieldEQ(FieldSupersededAt, v))
 }
 
+// RequesterHmac applies equality check predicate on the "requester_hmac" field. It's identical to RequesterHmacEQ.
+func RequesterHmac(v []byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldEQ(FieldRequesterHmac, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.OtpRequest {
 	return predicate.OtpRequest(sql.FieldEQ(FieldCreatedAt, v))
@@ -389,6 +394,56 @@ func SupersededAtIsNil() predicate.OtpRequest {
 // SupersededAtNotNil applies the NotNil predicate on the "superseded_at" field.
 func SupersededAtNotNil() predicate.OtpRequest {
 	return predicate.OtpRequest(sql.FieldNotNull(FieldSupersededAt))
+}
+
+// RequesterHmacEQ applies the EQ predicate on the "requester_hmac" field.
+func RequesterHmacEQ(v []byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldEQ(FieldRequesterHmac, v))
+}
+
+// RequesterHmacNEQ applies the NEQ predicate on the "requester_hmac" field.
+func RequesterHmacNEQ(v []byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldNEQ(FieldRequesterHmac, v))
+}
+
+// RequesterHmacIn applies the In predicate on the "requester_hmac" field.
+func RequesterHmacIn(vs ...[]byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldIn(FieldRequesterHmac, vs...))
+}
+
+// RequesterHmacNotIn applies the NotIn predicate on the "requester_hmac" field.
+func RequesterHmacNotIn(vs ...[]byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldNotIn(FieldRequesterHmac, vs...))
+}
+
+// RequesterHmacGT applies the GT predicate on the "requester_hmac" field.
+func RequesterHmacGT(v []byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldGT(FieldRequesterHmac, v))
+}
+
+// RequesterHmacGTE applies the GTE predicate on the "requester_hmac" field.
+func RequesterHmacGTE(v []byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldGTE(FieldRequesterHmac, v))
+}
+
+// RequesterHmacLT applies the LT predicate on the "requester_hmac" field.
+func RequesterHmacLT(v []byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldLT(FieldRequesterHmac, v))
+}
+
+// RequesterHmacLTE applies the LTE predicate on the "requester_hmac" field.
+func RequesterHmacLTE(v []byte) predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldLTE(FieldRequesterHmac, v))
+}
+
+// RequesterHmacIsNil applies the IsNil predicate on the "requester_hmac" field.
+func RequesterHmacIsNil() predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldIsNull(FieldRequesterHmac))
+}
+
+// RequesterHmacNotNil applies the NotNil predicate on the "requester_hmac" field.
+func RequesterHmacNotNil() predicate.OtpRequest {
+	return predicate.OtpRequest(sql.FieldNotNull(FieldRequesterHmac))
 }
 
 // HasUser applies the HasEdge predicate on the "user" edge.

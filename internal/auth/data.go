@@ -286,6 +286,9 @@ type OTPCode struct {
 	MAC       []byte
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Requester is the key of the send counter of the source that asked
+	// for the code (32 bytes); nil when the source was unknown.
+	Requester []byte
 }
 
 // AuditEvent is one security event. It never holds a secret or an e-mail

@@ -340,11 +340,11 @@ func TestStrangersClaimLeavesNoTrustedSource(t *testing.T) {
 	}
 }
 
-// Strangers who spend an account's daily reset caps with wrong guesses
+// Strangers who spend an account's daily reset checks with wrong guesses
 // from many addresses do not lock the owner out of the code the owner
-// asked for: the source that requested the live code is bounded by its
-// own attempts on it (RESET__MAX_ATTEMPTS), not by the account's caps.
-// Everyone else still is, and without sources nobody is exempt.
+// asked for: the last RESET__MAX_ATTEMPTS (3) of the day's
+// RESET__ACCOUNT_DAILY_FAILURES (10) are kept for the source that
+// requested the live code, and the day's checks stay within the 10.
 func TestResetRequesterNotLockedOutByStrangers(t *testing.T) {
 	e := newEnv(t)
 	const addr = "rita@example.com"
@@ -358,14 +358,14 @@ func TestResetRequesterNotLockedOutByStrangers(t *testing.T) {
 	if code == wrong {
 		wrong = "111111"
 	}
-	// Ten strangers, one guess each (RESET__ACCOUNT_DAILY_FAILURES = 10),
-	// then the eleventh is refused for the day.
-	for i := range 10 {
+	// Seven strangers, one guess each, then the eighth is refused: the
+	// last three checks of the day are the requester's.
+	for i := range 7 {
 		err := e.Service.ResetPassword(from(fmt.Sprintf("203.0.113.%d", i+1)), addr, wrong, "a stranger's password")
 		wantErr(t, err, auth.ErrInvalidOTP, "")
 	}
 	err := e.Service.ResetPassword(from("203.0.113.99"), addr, code, "a stranger's password")
-	wantErr(t, err, auth.ErrOTPAttemptsExhausted, "") // even the right code: the cap holds for strangers
+	wantErr(t, err, auth.ErrOTPAttemptsExhausted, "") // even the right code
 
 	// The owner's own guesses are bounded by the code's attempts.
 	err = e.Service.ResetPassword(owner, addr, wrong, "the owner's new password")
@@ -404,7 +404,7 @@ func TestResetRequesterNotLockedOutByStrangers(t *testing.T) {
 		t.Fatal(err)
 	}
 	code3 := e.Code(t, addr3)
-	for i := range 10 {
+	for i := range 7 {
 		e.Service.ResetPassword(from(fmt.Sprintf("203.0.113.%d", i+1)), addr3, wrongFor(code3), "a stranger's password")
 	}
 	err = e.Service.ResetPassword(owner, addr3, code3, "the owner's new password")
@@ -412,6 +412,30 @@ func TestResetRequesterNotLockedOutByStrangers(t *testing.T) {
 	if err := e.Service.ResetPassword(other, addr3, code3, "the requester's new password"); err != nil {
 		t.Fatalf("the live code's requester: %v", err)
 	}
+
+	// The requester's checks count toward the cap too: the day's checks
+	// against an account never exceed it. Seven strangers, then three
+	// wrong guesses of the requester's own, and the requester's next code
+	// is refused for the day.
+	const addr4 = "rudi@example.com"
+	e.VerifiedUser(t, "rudi", addr4, pw)
+	if err := e.Service.RequestPasswordReset(owner, addr4); err != nil {
+		t.Fatal(err)
+	}
+	code4 := e.Code(t, addr4)
+	for i := range 7 {
+		e.Service.ResetPassword(from(fmt.Sprintf("203.0.113.%d", i+1)), addr4, wrongFor(code4), "a stranger's password")
+	}
+	for range 3 {
+		e.Service.ResetPassword(owner, addr4, wrongFor(code4), "the owner's new password")
+	}
+	e.Clock.Advance(10 * time.Minute)
+	if err := e.Service.RequestPasswordReset(owner, addr4); err != nil {
+		t.Fatal(err)
+	}
+	code4 = e.Code(t, addr4)
+	err = e.Service.ResetPassword(owner, addr4, code4, "the owner's new password")
+	wantErr(t, err, auth.ErrOTPAttemptsExhausted, "")
 }
 
 // wrongFor returns a well-formed code that is not code.
@@ -423,18 +447,18 @@ func wrongFor(code string) string {
 }
 
 // The same holds for sign-up codes: strangers who spend the account's
-// daily checks (OTP__ACCOUNT_DAILY_FAILURES, set to 5 here) with wrong
-// codes from other addresses do not keep the source that registered from
-// verifying with the code it was sent.
+// daily checks (OTP__ACCOUNT_DAILY_FAILURES, set to 8 here) with wrong
+// codes from other addresses leave the last OTP__MAX_ATTEMPTS (5) to the
+// source that registered, which verifies with the code it was sent.
 func TestVerifyRequesterNotLockedOutByStrangers(t *testing.T) {
-	e := newEnv(t, authtest.Set("OTP__ACCOUNT_DAILY_FAILURES", "5"))
+	e := newEnv(t, authtest.Set("OTP__ACCOUNT_DAILY_FAILURES", "8"))
 	const addr = "vera@example.com"
 	owner := from("198.51.100.9")
 	if _, err := e.Service.Register(owner, "vera", addr, pw); err != nil {
 		t.Fatal(err)
 	}
 	code := e.Code(t, addr)
-	for i := range 5 {
+	for i := range 3 {
 		err := e.Service.VerifyOTP(from(fmt.Sprintf("203.0.113.%d", i+1)), addr, wrongFor(code))
 		wantErr(t, err, auth.ErrInvalidOTP, "")
 	}

@@ -112,6 +112,27 @@ func (l Limit) take(c Counter, now time.Time) (next Counter, lockedUntil time.Ti
 	return c, time.Time{}, false
 }
 
+// reserved reports whether an event at now would leave fewer than
+// reserve of l's events in c's window (or finds c locked), and if so until
+// when: the lock's end or the window's. It counts and locks nothing, so
+// the events it keeps back stay available to take. A Limit with Max zero,
+// or a reserve of zero, keeps nothing back.
+func (l Limit) reserved(c Counter, now time.Time, reserve int) (until time.Time, full bool) {
+	if l.Max <= 0 || reserve <= 0 {
+		return time.Time{}, false
+	}
+	if now.Before(c.LockedUntil) {
+		return c.LockedUntil, true
+	}
+	if !c.LockedUntil.IsZero() || !now.Before(c.WindowStart.Add(l.Window)) {
+		return time.Time{}, false // a new window starts with this event
+	}
+	if c.Count+reserve >= l.Max {
+		return c.WindowStart.Add(l.Window), true
+	}
+	return time.Time{}, false
+}
+
 // admitPending is take for events whose outcome is known only later
 // (logins, whose password is checked after they are admitted): Count
 // counts the failures and Pending the events still running, and an event

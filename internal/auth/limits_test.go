@@ -189,6 +189,10 @@ func TestStrangerCannotBlockVerification(t *testing.T) {
 		if err := e2.Service.SendOTP(stranger, "owner2@example.com"); err != nil {
 			t.Fatalf("stranger's code request %d: %v", i+1, err)
 		}
+		// Delivered before the clock moves on: a message whose code has
+		// expired on the injected clock is never sent (outbox expires_at),
+		// and ten cooldowns are longer than a code's life.
+		e2.SMTP.WaitForCount(t, "owner2@example.com", 1+i+1, 10*time.Second)
 	}
 	e2.Clock.Advance(otpCooldown)
 	err := e2.Service.SendOTP(stranger, "owner2@example.com")

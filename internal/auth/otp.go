@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -233,8 +234,12 @@ func (s *Service) issueCode(ctx context.Context, tx Tx, kind codeKind, userID uu
 		return false, err
 	}
 	id := uuid.New()
+	var requester []byte
+	if source.IsValid() {
+		requester = send.key
+	}
 	if err := tx.IssueOTP(ctx, OTPCode{ID: id, UserID: u.ID, Purpose: kind.purpose, MAC: s.o.OTPKeys.MAC(id, code),
-		CreatedAt: now, ExpiresAt: now.Add(p.TTL)}); err != nil {
+		CreatedAt: now, ExpiresAt: now.Add(p.TTL), Requester: requester}); err != nil {
 		return false, err
 	}
 	if err := s.auditTx(ctx, tx, kind.sent, u.ID, "", now); err != nil {
@@ -312,39 +317,23 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 	return nil
 }
 
-// requestedFrom reports whether source asked for the live code c: the
-// last code of kind sent to the address at its request is c (its send
-// counter was counted in the unit of work that issued c, at c's time).
-// Such a source's guesses are bounded by its own attempts on c
-// (perSourceChecks) and, through the send limits, by how many codes it can
-// ask for in a day; the account-wide caps bound everyone else's. For reset
-// codes with the defaults an account takes at most RESET__ACCOUNT_DAILY_
-// FAILURES + OTP__ACCOUNT_DAILY_LIMIT × RESET__MAX_ATTEMPTS = 10 + 20 × 3
-// = 70 guesses a day at a 6-digit code, under the 100 failed attempts per
-// account NIST SP 800-63B §5.2.2 allows. Without
-// them a stranger could spend an account's daily caps with wrong guesses
-// from many addresses and lock the owner out of the code they asked for
-// for the rest of the day (OWASP Forgot Password Cheat Sheet: a reset must
-// not let others deny it to the user). An unknown source (the gateway
-// sends none) is never the requester: all callers then share the caps.
-func (s *Service) requestedFrom(ctx context.Context, kind codeKind, canonical string, source netip.Prefix, c OTPCode) (bool, error) {
-	if !source.IsValid() {
-		return false, nil
-	}
-	sent, ok, err := s.db.ReadCounter(ctx, s.counter(kind.send, canonical, source).key)
-	if err != nil || !ok {
-		return false, err
-	}
-	return !sent.Last.IsZero() && !sent.Last.Before(c.CreatedAt), nil
-}
-
 // checkCode checks code against the user's live code of kind. The
 // attempt is counted and committed before the comparison: the account-wide
 // caps first (the refusal that first hits one commits its lock and is
 // audited), then the source's attempts on this code, and the count tells
 // this attempt's number. A wrong code is audited; a right one is consumed
-// and then, in the same unit of work, succeeded runs. The source that
-// asked for the live code (requestedFrom) skips the account-wide caps.
+// and then, in the same unit of work, succeeded runs.
+//
+// When a known source asked for the live code (OTPCode.Requester), the
+// account-wide caps keep the last of their day's checks (the code's own
+// attempts per source, perSourceChecks) for that source: any other known
+// source is refused once fewer remain, without locking the cap. Strangers
+// who spend an account's caps with wrong guesses from many addresses
+// therefore leave the owner the attempts on the code the owner asked for
+// (OWASP Forgot Password Cheat Sheet: others must not be able to deny a
+// reset to the user), and the day's guesses stay within the caps. A code
+// asked for without a source, or checked without one, shares the whole
+// caps, as before.
 func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID, canonical string, source netip.Prefix, code string, succeeded func(tx Tx, now time.Time) error) error {
 	now := s.now()
 	p := kind.policy
@@ -358,18 +347,23 @@ func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID
 	if err := p.checkable(c, now); err != nil {
 		return err
 	}
-	requester, err := s.requestedFrom(ctx, kind, canonical, source, c)
-	if err != nil {
-		return err
-	}
+	// Whether a known source asked for c, and whether it is this one.
+	reserve := c.Requester != nil && source.IsValid() && !hmac.Equal(c.Requester, s.counter(kind.send, canonical, source).key)
 	var attempt int
 	var capped bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
 		for _, al := range kind.checkAccount {
-			if requester {
-				break
+			ref := s.counter(al.purpose, canonical, netip.Prefix{})
+			if reserve {
+				ac, err := tx.LockCounter(ctx, ref.purpose, ref.key, ref.account, now)
+				if err != nil {
+					return err
+				}
+				if until, full := al.limit.reserved(ac, now, p.perSourceChecks().Max); full {
+					return withRetry(ErrOTPAttemptsExhausted, until.Sub(now)) // counts nothing
+				}
 			}
-			_, until, locked, err := takeIn(ctx, tx, s.counter(al.purpose, canonical, netip.Prefix{}), al.limit, time.Time{}, now)
+			_, until, locked, err := takeIn(ctx, tx, ref, al.limit, time.Time{}, now)
 			if err != nil {
 				return err
 			}

@@ -341,3 +341,38 @@ func TestAttemptOutcome(t *testing.T) {
 		})
 	}
 }
+
+// Limit.reserved keeps the window's last events back: it refuses while
+// fewer than the reserve remain, finds a lock, and keeps nothing back in a
+// window that is over, without a limit or without a reserve.
+func TestLimitReserved(t *testing.T) {
+	daily := Limit{Max: 10, Window: 24 * time.Hour}
+	end := t0.Add(24 * time.Hour)
+	tests := []struct {
+		name     string
+		l        Limit
+		c        Counter
+		now      time.Time
+		reserve  int
+		wantFull bool
+		wantTill time.Time
+	}{
+		{"fresh", daily, Counter{WindowStart: t0}, t0, 3, false, time.Time{}},
+		{"four left: admitted", daily, Counter{Count: 6, WindowStart: t0}, t0.Add(time.Hour), 3, false, time.Time{}},
+		{"three left: kept for the requester", daily, Counter{Count: 7, WindowStart: t0}, t0.Add(time.Hour), 3, true, end},
+		{"window over: a new window", daily, Counter{Count: 9, WindowStart: t0}, end, 3, false, time.Time{}},
+		{"locked", daily, Counter{WindowStart: t0, LockedUntil: end}, t0.Add(time.Hour), 3, true, end},
+		{"lock over", daily, Counter{WindowStart: t0, LockedUntil: end}, end, 3, false, time.Time{}},
+		{"no reserve", daily, Counter{Count: 9, WindowStart: t0}, t0, 0, false, time.Time{}},
+		{"no limit", Limit{}, Counter{Count: 9, WindowStart: t0}, t0, 3, false, time.Time{}},
+		{"reserve of the whole cap: nobody else", Limit{Max: 3, Window: time.Hour}, Counter{WindowStart: t0}, t0, 3, true, t0.Add(time.Hour)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			until, full := tt.l.reserved(tt.c, tt.now, tt.reserve)
+			if full != tt.wantFull || !until.Equal(tt.wantTill) {
+				t.Errorf("reserved = %v, %v; want %v, %v", until, full, tt.wantTill, tt.wantFull)
+			}
+		})
+	}
+}

@@ -110,9 +110,11 @@ const (
 	RefusalLogEvery = time.Second
 )
 
-// warnRefused logs a refused call unless refusals are coming faster than
-// RefusalLogBurst and RefusalLogEvery allow: a stranger calling in a loop
-// must not be able to fill the operator's disk with warnings.
+// warnRefused logs an unauthenticated call unless refusals are coming
+// faster than RefusalLogBurst and RefusalLogEvery allow: a stranger
+// calling in a loop must not be able to fill the operator's disk with
+// warnings. (An authenticated caller's calls outside its methods are
+// always logged.)
 func (c *Callers) warnRefused(ctx context.Context, attrs ...any) {
 	if !c.refusalLogs.AllowN(c.now(), 1) {
 		c.suppressed.Add(1)
@@ -245,7 +247,9 @@ func (c *Callers) admit(ctx context.Context, method string) (context.Context, er
 	}
 	if name, ok := strings.CutPrefix(method, "/"+authpb.AuthService_ServiceDesc.ServiceName+"/"); ok && !who.may(name) {
 		c.denied.Add(1)
-		c.warnRefused(ctx, "reason", "method not allowed", "caller", who.name,
+		// Not bounded: the caller is authenticated, and a stranger's flood
+		// of refusals must not hide it.
+		c.log.WarnContext(ctx, "caller refused", "reason", "method not allowed", "caller", who.name,
 			"method", method, "peer", peerAddr(ctx))
 		return nil, status.Error(codes.PermissionDenied, msgDenied)
 	}

@@ -572,5 +572,13 @@ func TestRefusalLogsBounded(t *testing.T) {
 	if n := len(logLines(t, e, "caller refused")); n != grpcapi.RefusalLogBurst+1 {
 		t.Errorf("%d refusals logged, want %d: one per %v after the burst", n, grpcapi.RefusalLogBurst+1, grpcapi.RefusalLogEvery)
 	}
+	// The next second's warning counts only what was left out since the
+	// last one.
+	e.Clock.Advance(grpcapi.RefusalLogEvery)
+	e.Client.GetUserByEmail(ctx, byEmail)
+	recs = logLines(t, e, "caller refused")
+	if len(recs) != grpcapi.RefusalLogBurst+2 || recs[len(recs)-1]["suppressed"] != float64(1) {
+		t.Errorf("%d refusals logged, the last %v; want %d, suppressed 1", len(recs), recs[len(recs)-1], grpcapi.RefusalLogBurst+2)
+	}
 	noSecretsLogged(t, e, keyA, wrongKey)
 }

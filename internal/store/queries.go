@@ -119,7 +119,7 @@ func (q queries) LatestLiveOTP(ctx context.Context, userID uuid.UUID, purpose au
 		return auth.OTPCode{}, false, fmt.Errorf("find code: %w", err)
 	}
 	return auth.OTPCode{ID: o.ID, UserID: o.UserID, Purpose: auth.CodePurpose(o.Purpose), MAC: o.CodeHmac,
-		CreatedAt: o.CreatedAt, ExpiresAt: o.ExpiresAt}, true, nil
+		CreatedAt: o.CreatedAt, ExpiresAt: o.ExpiresAt, Requester: derefBytes(o.RequesterHmac)}, true, nil
 }
 
 // RecordAudit implements auth.Queries with a prebuilt statement (it runs
@@ -285,14 +285,17 @@ func (t *Tx) IssueOTP(ctx context.Context, c auth.OTPCode) error {
 		Exec(ctx); err != nil {
 		return fmt.Errorf("supersede codes: %w", err)
 	}
-	if err := t.c.OtpRequest.Create().
+	create := t.c.OtpRequest.Create().
 		SetID(c.ID).
 		SetUserID(c.UserID).
 		SetPurpose(purpose).
 		SetCodeHmac(c.MAC).
 		SetCreatedAt(c.CreatedAt).
-		SetExpiresAt(c.ExpiresAt).
-		Exec(ctx); err != nil {
+		SetExpiresAt(c.ExpiresAt)
+	if c.Requester != nil {
+		create.SetRequesterHmac(c.Requester)
+	}
+	if err := create.Exec(ctx); err != nil {
 		return fmt.Errorf("store code: %w", err)
 	}
 	return nil
@@ -314,4 +317,12 @@ func (t *Tx) ConsumeOTP(ctx context.Context, id uuid.UUID, at time.Time) (bool, 
 		return false, fmt.Errorf("consume code: %w", err)
 	}
 	return n == 1, nil
+}
+
+// derefBytes is *b, or nil when b is.
+func derefBytes(b *[]byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return *b
 }

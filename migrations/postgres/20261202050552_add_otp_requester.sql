@@ -1,0 +1,2 @@
+-- Modify "otp_requests" table
+ALTER TABLE "otp_requests" ADD COLUMN "requester_hmac" bytea NULL;
