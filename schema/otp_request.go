@@ -31,8 +31,8 @@ func (OtpRequest) Fields() []ent.Field {
 		field.Time("consumed_at").Optional().Nillable(),
 		// superseded_at is set when a newer code replaced this one.
 		field.Time("superseded_at").Optional().Nillable(),
-		// requester_hmac names the source that asked for the code (the
-		// HMAC of its send counter's key, as rate_limits.key_hmac), so
+		// requester_hmac names the source that asked for the code: the key
+		// of its send counter (an HMAC, as rate_limits.key_hmac), so
 		// that the account's daily checks keep the code's last attempts
 		// for it; NULL when the source was unknown.
 		field.Bytes("requester_hmac").Sensitive().Optional().Nillable().Immutable().MinLen(32).MaxLen(32),

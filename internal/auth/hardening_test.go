@@ -413,6 +413,22 @@ func TestResetRequesterNotLockedOutByStrangers(t *testing.T) {
 		t.Fatalf("the live code's requester: %v", err)
 	}
 
+	// A check without a source is not the requester's either.
+	const addr5 = "remy@example.com"
+	e.VerifiedUser(t, "remy", addr5, pw)
+	if err := e.Service.RequestPasswordReset(owner, addr5); err != nil {
+		t.Fatal(err)
+	}
+	code5 := e.Code(t, addr5)
+	for i := range 7 {
+		e.Service.ResetPassword(from(fmt.Sprintf("203.0.113.%d", i+1)), addr5, wrongFor(code5), "a stranger's password")
+	}
+	err = e.Service.ResetPassword(context.Background(), addr5, code5, "a stranger's password")
+	wantErr(t, err, auth.ErrOTPAttemptsExhausted, "")
+	if err := e.Service.ResetPassword(owner, addr5, code5, "the owner's new password"); err != nil {
+		t.Fatalf("the requester after a check without a source was refused: %v", err)
+	}
+
 	// The requester's checks count toward the cap too: the day's checks
 	// against an account never exceed it. Seven strangers, then three
 	// wrong guesses of the requester's own, and the requester's next code

@@ -125,7 +125,7 @@ func (l Limit) reserved(c Counter, now time.Time, reserve int) (until time.Time,
 		return c.LockedUntil, true
 	}
 	if !c.LockedUntil.IsZero() || !now.Before(c.WindowStart.Add(l.Window)) {
-		return time.Time{}, false // a new window starts with this event
+		c = Counter{WindowStart: now} // a new window starts with this event
 	}
 	if c.Count+reserve >= l.Max {
 		return c.WindowStart.Add(l.Window), true

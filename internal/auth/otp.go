@@ -331,9 +331,9 @@ func (s *Service) VerifyOTP(ctx context.Context, email, code string) error {
 // who spend an account's caps with wrong guesses from many addresses
 // therefore leave the owner the attempts on the code the owner asked for
 // (OWASP Forgot Password Cheat Sheet: others must not be able to deny a
-// reset to the user), and the day's guesses stay within the caps. A code
-// asked for without a source, or checked without one, shares the whole
-// caps, as before.
+// reset to the user), and the day's guesses stay within the caps. A check
+// without a source is another source here; a code asked for without one
+// shares the whole caps, as before.
 func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID, canonical string, source netip.Prefix, code string, succeeded func(tx Tx, now time.Time) error) error {
 	now := s.now()
 	p := kind.policy
@@ -348,7 +348,7 @@ func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID
 		return err
 	}
 	// Whether a known source asked for c, and whether it is this one.
-	reserve := c.Requester != nil && source.IsValid() && !hmac.Equal(c.Requester, s.counter(kind.send, canonical, source).key)
+	reserve := c.Requester != nil && (!source.IsValid() || !hmac.Equal(c.Requester, s.counter(kind.send, canonical, source).key))
 	var attempt int
 	var capped bool
 	err = s.db.InTx(ctx, func(tx Tx) error {

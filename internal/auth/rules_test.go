@@ -366,6 +366,7 @@ func TestLimitReserved(t *testing.T) {
 		{"no reserve", daily, Counter{Count: 9, WindowStart: t0}, t0, 0, false, time.Time{}},
 		{"no limit", Limit{}, Counter{Count: 9, WindowStart: t0}, t0, 3, false, time.Time{}},
 		{"reserve of the whole cap: nobody else", Limit{Max: 3, Window: time.Hour}, Counter{WindowStart: t0}, t0, 3, true, t0.Add(time.Hour)},
+		{"reserve of the whole cap, window over: still nobody else", Limit{Max: 3, Window: time.Hour}, Counter{Count: 3, WindowStart: t0}, t0.Add(time.Hour), 3, true, t0.Add(2 * time.Hour)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
