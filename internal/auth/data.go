@@ -341,6 +341,11 @@ const (
 	// ReasonAccountDailyCap: the attempt hit the account's daily cap on
 	// code checks, which locks them for every source until the day ends.
 	ReasonAccountDailyCap = "account_daily_cap"
+	// ReasonKeptForRequester: the check was refused because the account's
+	// last checks of the day are kept for the source that asked for the
+	// live code. Told to Options.Events only, never recorded: it locks
+	// nothing, so a flood of them would be a row each.
+	ReasonKeptForRequester = "kept_for_requester"
 )
 
 // Events lists every audit event (the store's schema must accept each).

@@ -350,7 +350,7 @@ func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID
 	// Whether a known source asked for c, and whether it is this one.
 	reserve := c.Requester != nil && (!source.IsValid() || !hmac.Equal(c.Requester, s.counter(kind.send, canonical, source).key))
 	var attempt int
-	var capped bool
+	var capped, kept bool
 	err = s.db.InTx(ctx, func(tx Tx) error {
 		for _, al := range kind.checkAccount {
 			ref := s.counter(al.purpose, canonical, netip.Prefix{})
@@ -360,6 +360,7 @@ func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID
 					return err
 				}
 				if until, full := al.limit.reserved(ac, now, p.perSourceChecks().Max); full {
+					kept = true
 					return withRetry(ErrOTPAttemptsExhausted, until.Sub(now)) // counts nothing
 				}
 			}
@@ -390,6 +391,9 @@ func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID
 		}
 		return nil
 	})
+	if kept {
+		s.o.Events(EventOTPFailed, ReasonKeptForRequester)
+	}
 	if capped {
 		s.audit(ctx, EventOTPFailed, userID, ReasonAccountDailyCap, now)
 	}

@@ -62,7 +62,10 @@ type Options struct {
 	// after its statement succeeded (a unit of work that fails later
 	// still told it, which only a failing database does). It runs on the
 	// RPCs' paths, RefreshTokens' included: it must be cheap, never
-	// block, and be safe for concurrent use.
+	// block, and be safe for concurrent use. It is also told, with no
+	// row written, of each code check refused to keep an account's last
+	// checks for a code's requester (EventOTPFailed,
+	// ReasonKeptForRequester).
 	Events func(e Event, reason string)
 	// Log receives security events, with user ids and never secrets or
 	// e-mail addresses.

@@ -53,7 +53,7 @@ const DBName = "authd"
 const backlogTimeout = 2 * time.Second
 
 const securityEventsHelp = "Security events by kind: refresh token reuse detected (family revoked), a rotated refresh token's child returned after the grace window (a lost response recovered), password reset (account recovery), " +
-	"login and registration locks, codes burnt at their attempt cap, accounts' code checks capped for the day, refused gRPC callers."
+	"login and registration locks, codes burnt at their attempt cap, accounts' code checks capped for the day, checks refused to keep an account's last ones for the code's requester, refused gRPC callers."
 
 // The values of authd_security_events_total's event label.
 const (
@@ -64,6 +64,7 @@ const (
 	EventRegisterLocked        = "register_locked"
 	EventCodeExhausted         = "code_exhausted"
 	EventCodeChecksCapped      = "code_checks_capped"
+	EventCodeChecksKept        = "code_checks_kept_for_requester"
 	EventCallerUnauthenticated = "caller_unauthenticated"
 	EventCallerDenied          = "caller_denied"
 )
@@ -99,7 +100,7 @@ type Metrics struct {
 
 	// Security events the domain reports, resolved once: counting one is
 	// an atomic add, no look-up, no lock.
-	reuse, recovered, reset, loginLocked, registerLocked, codeExhausted, codeCapped prometheus.Counter
+	reuse, recovered, reset, loginLocked, registerLocked, codeExhausted, codeCapped, codeKept prometheus.Counter
 	// deliveries by mail.Status.
 	sent, retry, failed, expired prometheus.Counter
 	cleanup                      *prometheus.CounterVec
@@ -138,6 +139,7 @@ func New(s Sources) *Metrics {
 	m.registerLocked = security(EventRegisterLocked)
 	m.codeExhausted = security(EventCodeExhausted)
 	m.codeCapped = security(EventCodeChecksCapped)
+	m.codeKept = security(EventCodeChecksKept)
 	callers := s.Callers
 	refused := func(event string, n func(grpcapi.Refusals) uint64) {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: SecurityEvents, Help: securityEventsHelp,
@@ -222,7 +224,8 @@ func exemplar(ctx context.Context) prometheus.Labels {
 // AuditEvent counts the audit events that are security events (it is
 // auth.Options.Events): a reuse detection, a recovery, a password reset, a login or
 // registration lock, a code burnt at its attempt cap, an account's code
-// checks capped. The others, RefreshTokens' token_refreshed among them,
+// checks capped, a check refused to keep an account's last checks for a
+// code's requester. The others, RefreshTokens' token_refreshed among them,
 // pass through a switch and nothing else.
 func (m *Metrics) AuditEvent(e auth.Event, reason string) {
 	if m == nil {
@@ -245,6 +248,8 @@ func (m *Metrics) AuditEvent(e auth.Event, reason string) {
 			m.codeExhausted.Inc()
 		case auth.ReasonAccountDailyCap:
 			m.codeCapped.Inc()
+		case auth.ReasonKeptForRequester:
+			m.codeKept.Inc()
 		}
 	}
 }

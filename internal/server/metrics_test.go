@@ -377,6 +377,27 @@ func TestMetricsMove(t *testing.T) {
 		m.by(1, metrics.SecurityEvents, "event", metrics.EventCodeExhausted)
 	})
 
+	t.Run("checks kept for a code's requester", func(t *testing.T) {
+		from := func(ip string) context.Context { return metadata.AppendToOutgoingContext(ctx, "x-real-ip", ip) }
+		owner := from("198.51.100.20")
+		if _, err := c.Register(owner, &authpb.RegisterRequest{Username: "Dora", Email: "dora@example.com", Password: pw}); err != nil {
+			t.Fatal(err)
+		}
+		code := e.Code(t, "dora@example.com")
+		wrong := &authpb.VerifyOtpRequest{Email: "dora@example.com", Code: fmt.Sprintf("%06d", (atoi(code)+1)%1000000)}
+		m := watch(t, e)
+		// OTP__ACCOUNT_DAILY_FAILURES 3, OTP__MAX_ATTEMPTS 2: one check
+		// for other sources, the last two kept for the owner's.
+		_, err := c.VerifyOtp(from("203.0.113.21"), wrong)
+		wantCode(t, "a stranger's wrong code", err, codes.InvalidArgument)
+		_, err = c.VerifyOtp(from("203.0.113.22"), wrong)
+		wantCode(t, "another stranger's, past what is kept", err, codes.ResourceExhausted)
+		m.by(1, metrics.SecurityEvents, "event", metrics.EventCodeChecksKept)
+		if _, err := c.VerifyOtp(owner, &authpb.VerifyOtpRequest{Email: "dora@example.com", Code: code}); err != nil {
+			t.Fatalf("the owner's code: %v", err)
+		}
+	})
+
 	t.Run("a password reset", func(t *testing.T) {
 		m := watch(t, e)
 		if _, err := c.RequestPasswordReset(ctx, &authpb.RequestPasswordResetRequest{Email: "alice@example.com"}); err != nil {
