@@ -86,6 +86,16 @@ type Limit struct {
 	Lock   time.Duration
 }
 
+// current is c as an unlocked counter stands at now: one whose lock has
+// ended or whose window is over starts a new window at now (keeping
+// Last).
+func (l Limit) current(c Counter, now time.Time) Counter {
+	if !c.LockedUntil.IsZero() || !now.Before(c.WindowStart.Add(l.Window)) {
+		return Counter{WindowStart: now, Last: c.Last}
+	}
+	return c
+}
+
 // take counts one event at now on c. It returns what to store, and when
 // the event is refused, the end of the lock (zero when admitted) and
 // whether this event set the lock (so that a refusal is recorded once per
@@ -97,9 +107,7 @@ func (l Limit) take(c Counter, now time.Time) (next Counter, lockedUntil time.Ti
 	if now.Before(c.LockedUntil) {
 		return c, c.LockedUntil, false
 	}
-	if !c.LockedUntil.IsZero() || !now.Before(c.WindowStart.Add(l.Window)) {
-		c = Counter{WindowStart: now, Last: c.Last}
-	}
+	c = l.current(c, now)
 	if c.Count >= l.Max {
 		until := c.WindowStart.Add(l.Window)
 		if l.Lock > 0 {
@@ -124,9 +132,7 @@ func (l Limit) reserved(c Counter, now time.Time, reserve int) (until time.Time,
 	if now.Before(c.LockedUntil) {
 		return c.LockedUntil, true
 	}
-	if !c.LockedUntil.IsZero() || !now.Before(c.WindowStart.Add(l.Window)) {
-		c = Counter{WindowStart: now} // a new window starts with this event
-	}
+	c = l.current(c, now)
 	if c.Count+reserve >= l.Max {
 		return c.WindowStart.Add(l.Window), true
 	}
@@ -149,9 +155,7 @@ func (l Limit) admitPending(c Counter, now time.Time) (next Counter, lockedUntil
 	if now.Before(c.LockedUntil) {
 		return c, c.LockedUntil, false, false
 	}
-	if !c.LockedUntil.IsZero() || !now.Before(c.WindowStart.Add(l.Window)) {
-		c = Counter{WindowStart: now, Last: c.Last}
-	}
+	c = l.current(c, now)
 	if c.Count+c.Pending >= l.Max {
 		if c.Pending > 0 {
 			return c, time.Time{}, false, true
@@ -264,6 +268,11 @@ func takeIn(ctx context.Context, tx Tx, ref counterRef, l Limit, since, now time
 	if err != nil {
 		return Counter{}, time.Time{}, false, err
 	}
+	return takeLocked(ctx, tx, ref, c, l, since, now)
+}
+
+// takeLocked is takeIn on c, the counter ref already locked in tx.
+func takeLocked(ctx context.Context, tx Tx, ref counterRef, c Counter, l Limit, since, now time.Time) (next Counter, until time.Time, locked bool, err error) {
 	c = c.since(since)
 	next, until, locked = l.take(c, now)
 	if next != c {

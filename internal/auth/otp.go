@@ -354,17 +354,15 @@ func (s *Service) checkCode(ctx context.Context, kind codeKind, userID uuid.UUID
 	err = s.db.InTx(ctx, func(tx Tx) error {
 		for _, al := range kind.checkAccount {
 			ref := s.counter(al.purpose, canonical, netip.Prefix{})
-			if reserve {
-				ac, err := tx.LockCounter(ctx, ref.purpose, ref.key, ref.account, now)
-				if err != nil {
-					return err
-				}
-				if until, full := al.limit.reserved(ac, now, p.perSourceChecks().Max); full {
-					kept = true
-					return withRetry(ErrOTPAttemptsExhausted, until.Sub(now)) // counts nothing
-				}
+			ac, err := tx.LockCounter(ctx, ref.purpose, ref.key, ref.account, now)
+			if err != nil {
+				return err
 			}
-			_, until, locked, err := takeIn(ctx, tx, ref, al.limit, time.Time{}, now)
+			if until, full := al.limit.reserved(ac, now, p.perSourceChecks().Max); reserve && full {
+				kept = true
+				return withRetry(ErrOTPAttemptsExhausted, until.Sub(now)) // counts nothing
+			}
+			_, until, locked, err := takeLocked(ctx, tx, ref, ac, al.limit, time.Time{}, now)
 			if err != nil {
 				return err
 			}
