@@ -13,7 +13,7 @@ import (
 // they describe.
 type AuditEvent struct{ ent.Schema }
 
-func (AuditEvent) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMixin{}} }
+func (AuditEvent) Mixin() []ent.Mixin { return []ent.Mixin{timeIDMixin{}, createdMixin{}} }
 
 func (AuditEvent) Fields() []ent.Field {
 	return []ent.Field{

@@ -18,6 +18,21 @@ func (idMixin) Fields() []ent.Field {
 	}
 }
 
+// timeIDMixin gives an entity of the write-heavy tables (refresh tokens,
+// token families, audit events) a time-ordered UUIDv7 primary key (RFC 9562
+// §5.7): new rows append to the end of the primary-key index instead of
+// landing on a random page. The service makes these ids with
+// auth.NewRowID, the same function.
+type timeIDMixin struct{ mixin.Schema }
+
+func (timeIDMixin) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("id", uuid.UUID{}).Default(newTimeID).Immutable(),
+	}
+}
+
+func newTimeID() uuid.UUID { return uuid.Must(uuid.NewV7()) }
+
 // createdMixin records when a row was created (UTC).
 type createdMixin struct{ mixin.Schema }
 

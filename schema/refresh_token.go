@@ -14,7 +14,7 @@ import (
 // again revokes the whole family (reuse detection).
 type RefreshToken struct{ ent.Schema }
 
-func (RefreshToken) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMixin{}} }
+func (RefreshToken) Mixin() []ent.Mixin { return []ent.Mixin{timeIDMixin{}, createdMixin{}} }
 
 func (RefreshToken) Fields() []ent.Field {
 	return []ent.Field{

@@ -16,7 +16,7 @@ import (
 // concurrent rotation is issuing.
 type TokenFamily struct{ ent.Schema }
 
-func (TokenFamily) Mixin() []ent.Mixin { return []ent.Mixin{idMixin{}, createdMixin{}} }
+func (TokenFamily) Mixin() []ent.Mixin { return []ent.Mixin{timeIDMixin{}, createdMixin{}} }
 
 func (TokenFamily) Fields() []ent.Field {
 	return []ent.Field{

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/placebrain/auth/internal/auth"
 	"github.com/placebrain/auth/internal/store"
 	"github.com/placebrain/auth/internal/token"
 )
@@ -21,7 +22,8 @@ import (
 // (store.RotationStatements), (d) the rotation of a fresh token (one
 // statement on PostgreSQL, three in a transaction on SQLite),
 // (e) and (f) the hot reads (store.ReadStatements). The ceilings and the
-// service run the same SQL; BenchmarkRefresh uses (c) as its baseline too.
+// service run the same SQL with the same row ids (auth.NewRowID);
+// BenchmarkRefresh uses (c) as its baseline too.
 
 // errNotFresh means the presented token was already used, has expired or
 // its family was revoked: the caller's token chain is broken.
@@ -106,7 +108,7 @@ func (r rotator) RotateFresh(ctx context.Context, rt string) (string, error) {
 	var started time.Time
 	var email, username string
 	err = r.pool.QueryRow(ctx, store.RotationStatements(dialect.Postgres).RotateFresh, hash, now, now.Add(-sessionMax), sealed,
-		uuid.New(), uuid.New(), nextHash, now.Add(childTTL), sessionMax.Microseconds()).
+		auth.NewRowID(), auth.NewRowID(), nextHash, now.Add(childTTL), sessionMax.Microseconds()).
 		Scan(&id, &user, &family, &started, &email, &username)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", errNotFresh
@@ -142,10 +144,10 @@ func rotatePG(ctx context.Context, pool *pgxpool.Pool, hash, nextHash, sealed []
 	if _, err := tx.Exec(ctx, s.MarkUsed, now, sealed, id); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, s.InsertAudit, uuid.New(), now, auditEvent, user, nil); err != nil {
+	if _, err := tx.Exec(ctx, s.InsertAudit, auth.NewRowID(), now, auditEvent, user, nil); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, s.InsertToken, uuid.New(), now, user, family, id, nextHash, now.Add(childTTL)); err != nil {
+	if _, err := tx.Exec(ctx, s.InsertToken, auth.NewRowID(), now, user, family, id, nextHash, now.Add(childTTL)); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -175,10 +177,10 @@ func rotateSQLite(ctx context.Context, db *sql.DB, hash, nextHash, sealed []byte
 	if _, err := tx.ExecContext(ctx, s.MarkUsed, now, sealed, id); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, s.InsertAudit, uuid.NewString(), now, auditEvent, user, nil); err != nil {
+	if _, err := tx.ExecContext(ctx, s.InsertAudit, auth.NewRowID().String(), now, auditEvent, user, nil); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, s.InsertToken, uuid.NewString(), now, user, family, id, nextHash, now.Add(childTTL)); err != nil {
+	if _, err := tx.ExecContext(ctx, s.InsertToken, auth.NewRowID().String(), now, user, family, id, nextHash, now.Add(childTTL)); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -203,14 +205,14 @@ func markFreshSQLite(ctx context.Context, db *sql.DB, hash, nextHash, sealed []b
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, s.InsertAudit, uuid.NewString(), now, auditEvent, user, nil); err != nil {
+	if _, err := tx.ExecContext(ctx, s.InsertAudit, auth.NewRowID().String(), now, auditEvent, user, nil); err != nil {
 		return err
 	}
 	expires := now.Add(childTTL)
 	if end := started.Add(sessionMax); end.Before(expires) {
 		expires = end
 	}
-	if _, err := tx.ExecContext(ctx, s.InsertToken, uuid.NewString(), now, user, family, id, nextHash, expires); err != nil {
+	if _, err := tx.ExecContext(ctx, s.InsertToken, auth.NewRowID().String(), now, user, family, id, nextHash, expires); err != nil {
 		return err
 	}
 	return tx.Commit()

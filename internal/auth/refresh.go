@@ -166,7 +166,7 @@ func (s *Service) startFamily(ctx context.Context, tx Tx, userID uuid.UUID, now 
 	if err != nil {
 		return "", err
 	}
-	err = tx.InsertRefreshToken(ctx, RefreshToken{ID: uuid.New(), UserID: userID, FamilyID: family,
+	err = tx.InsertRefreshToken(ctx, RefreshToken{ID: NewRowID(), UserID: userID, FamilyID: family,
 		Hash: hash, CreatedAt: now, ExpiresAt: s.o.Refresh.expiry(now, now, s.o.RefreshTokenTTL)})
 	if err != nil {
 		return "", err
@@ -234,7 +234,7 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	if err != nil {
 		return TokenPair{}, err
 	}
-	childRow := RefreshToken{ID: uuid.New(), Hash: childHash}
+	childRow := RefreshToken{ID: NewRowID(), Hash: childHash}
 	if !s.o.FullPathOnly {
 		fresh := s.o.Refresh.freshRotation(hash, s.now(), s.o.RefreshTokenTTL, childRow, sealed)
 		rt, ok, err := s.db.RotateFresh(ctx, fresh)

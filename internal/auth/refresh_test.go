@@ -418,3 +418,60 @@ func TestRotationRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// The rows a sign-in and its rotations write (token family, refresh
+// tokens, audit events) get time-ordered UUIDv7 ids on both rotation
+// paths, so each table's primary-key index grows at its end.
+func TestRowIDsAreTimeOrdered(t *testing.T) {
+	for _, path := range []struct {
+		name string
+		opt  authtest.Option
+	}{
+		{"fast path", nil},
+		{"full path", authtest.ServerOptions(server.Options{FullPathOnly: true})},
+	} {
+		t.Run(path.name, func(t *testing.T) {
+			var e *authtest.Env
+			if path.opt == nil {
+				e = newEnv(t)
+			} else {
+				e = newEnv(t, path.opt)
+			}
+			ctx := context.Background()
+			e.VerifiedUser(t, "v7", "v7@example.com", pw)
+			rt := e.Login(t, "v7@example.com", pw).RefreshToken
+			for range 3 {
+				e.Clock.Advance(refreshGrace)
+				p, err := refresh(e, rt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rt = p.RefreshToken
+			}
+			tokens := e.DB.Ent.RefreshToken.Query().Order(refreshtoken.ByCreatedAt()).AllX(ctx)
+			if len(tokens) != 4 {
+				t.Fatalf("tokens = %d, want 4", len(tokens))
+			}
+			for i, tok := range tokens {
+				if v := tok.ID.Version(); v != 7 {
+					t.Errorf("token %d id is version %d, want 7", i, v)
+				}
+				if i > 0 && strings.Compare(tok.ID.String(), tokens[i-1].ID.String()) <= 0 {
+					t.Errorf("token %d id %s does not sort after its parent's %s", i, tok.ID, tokens[i-1].ID)
+				}
+			}
+			if v := e.DB.Ent.TokenFamily.Query().OnlyX(ctx).ID.Version(); v != 7 {
+				t.Errorf("token family id is version %d, want 7", v)
+			}
+			events := e.DB.Ent.AuditEvent.Query().Where(auditevent.EventEQ(auditevent.EventTokenRefreshed)).AllX(ctx)
+			if len(events) != 3 {
+				t.Fatalf("token_refreshed events = %d, want 3", len(events))
+			}
+			for _, ev := range events {
+				if v := ev.ID.Version(); v != 7 {
+					t.Errorf("audit event id is version %d, want 7", v)
+				}
+			}
+		})
+	}
+}

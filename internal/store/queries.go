@@ -129,7 +129,7 @@ func (q queries) RecordAudit(ctx context.Context, e auth.AuditEvent) error {
 	if err := errors.Join(auditevent.EventValidator(auditevent.Event(e.Event)), auditevent.ReasonValidator(e.Reason)); err != nil {
 		return fmt.Errorf("audit %s: %w", e.Event, err)
 	}
-	if _, err := q.c.ExecContext(ctx, q.sql.InsertAudit, uuid.New(), e.At, string(e.Event), nullable(e.UserID), nullable(e.Reason)); err != nil {
+	if _, err := q.c.ExecContext(ctx, q.sql.InsertAudit, auth.NewRowID(), e.At, string(e.Event), nullable(e.UserID), nullable(e.Reason)); err != nil {
 		return fmt.Errorf("audit %s: %w", e.Event, err)
 	}
 	return nil

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/google/uuid"
-
 	"github.com/placebrain/auth/ent"
 	"github.com/placebrain/auth/ent/refreshtoken"
 	"github.com/placebrain/auth/internal/auth"
@@ -53,7 +51,7 @@ func (db *DB) RotateFresh(ctx context.Context, r auth.FreshRotation) (auth.Prese
 
 func (db *DB) rotateFresh(ctx context.Context, r auth.FreshRotation) (auth.PresentedToken, bool, error) {
 	return queryRotated(ctx, db.c, db.sql.RotateFresh, r.Hash, r.At, nullable(r.FamilyStartedAfter), r.ChildSealed,
-		uuid.New(), r.Child.ID, r.Child.Hash, r.Child.ExpiresAt, nullable(r.SessionMax.Microseconds()))
+		auth.NewRowID(), r.Child.ID, r.Child.Hash, r.Child.ExpiresAt, nullable(r.SessionMax.Microseconds()))
 }
 
 // queryRotated runs a statement that marks a fresh token used and returns
