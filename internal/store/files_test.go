@@ -106,3 +106,22 @@ func TestOpenMakesExistingSQLiteFilesPrivate(t *testing.T) {
 		t.Errorf("opening private files logged: %s", logs.String())
 	}
 }
+
+// The service's SQLite connection runs with its settings: write-ahead
+// log, NORMAL sync, foreign keys, and the checkpoint mark of 4,000 pages
+// (sqliteTarget), not SQLite's default of 1,000.
+func TestSQLiteConnectionSettings(t *testing.T) {
+	testdb.SkipUnless(t, dialect.SQLite)
+	db := openSQLite(t, filepath.Join(t.TempDir(), "authd.db"), nil)
+	for pragma, want := range map[string]string{
+		"journal_mode": "wal", "synchronous": "1", "foreign_keys": "1", "wal_autocheckpoint": "4000",
+	} {
+		var got string
+		if err := db.SQL.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("PRAGMA %s = %s, want %s", pragma, got, want)
+		}
+	}
+}
