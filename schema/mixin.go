@@ -22,7 +22,7 @@ func (idMixin) Fields() []ent.Field {
 // token families, audit events) a time-ordered UUIDv7 primary key (RFC 9562
 // §5.7): new rows append to the end of the primary-key index instead of
 // landing on a random page. The service makes these ids with
-// auth.NewRowID, the same function.
+// auth.NewRowID, an identical function.
 type timeIDMixin struct{ mixin.Schema }
 
 func (timeIDMixin) Fields() []ent.Field {

@@ -425,18 +425,13 @@ func TestRotationRoundTrips(t *testing.T) {
 func TestRowIDsAreTimeOrdered(t *testing.T) {
 	for _, path := range []struct {
 		name string
-		opt  authtest.Option
+		opts []authtest.Option
 	}{
 		{"fast path", nil},
-		{"full path", authtest.ServerOptions(server.Options{FullPathOnly: true})},
+		{"full path", []authtest.Option{authtest.ServerOptions(server.Options{FullPathOnly: true})}},
 	} {
 		t.Run(path.name, func(t *testing.T) {
-			var e *authtest.Env
-			if path.opt == nil {
-				e = newEnv(t)
-			} else {
-				e = newEnv(t, path.opt)
-			}
+			e := newEnv(t, path.opts...)
 			ctx := context.Background()
 			e.VerifiedUser(t, "v7", "v7@example.com", pw)
 			rt := e.Login(t, "v7@example.com", pw).RefreshToken

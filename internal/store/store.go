@@ -161,12 +161,18 @@ func ParseURL(raw, dataDir string) (Target, error) {
 // own sortable format (always UTC here), so comparisons in SQL hold.
 //
 // The write-ahead log is checkpointed into the database file once it holds
-// 4,000 pages (16 MiB) instead of SQLite's default 1,000: the commit that
-// crosses the mark runs the checkpoint, whose two fsyncs then come four
-// times less often, and a page written many times in between (an index's
-// last page) is copied once. A checkpoint takes longer each time, which
-// shows in the rotation's p99 at 8 and more callers; BENCHMARKS.md and the
-// README's Performance section give both sides.
+// 4,000 pages (about 16 MB) instead of SQLite's default 1,000: the commit
+// that crosses the mark runs the checkpoint, whose two fsyncs then come
+// four times less often, and a page written many times in between (an
+// index's last page) is copied once. A checkpoint takes longer each time,
+// which shows in the rotation's p99 at 8 and more callers (the README's
+// Performance section). The -wal file keeps its largest size, about 16 MB.
+// With synchronous(NORMAL) SQLite syncs the log only at a checkpoint:
+// commits since the last one survive a crash of authd, not a power loss or
+// a crash of the OS before the kernel writes them back (on Linux within
+// about 30 s). Under load that is now up to 4,000 pages of commits rather
+// than 1,000, about 330 rotations; when idle the kernel's write-back bounds
+// it, as before.
 func sqliteTarget(path string) (Target, error) {
 	q := url.Values{}
 	// busy_timeout first: switching a new file to WAL takes a lock that a
