@@ -7,9 +7,10 @@ import "github.com/google/uuid"
 // first 48 bits are the Unix time in milliseconds (the machine's clock,
 // not the service's injected one), the next 12 the fraction of that
 // millisecond (google/uuid's choice; a counter when the clock has not
-// moved), and 62 random bits; ids increase within the process. Ids made one after another sort one after
-// another, so a table's primary-key index, and the index of parent token
-// ids, grows at its end instead of at a random page as with version-4 ids:
+// moved), and 62 random bits; ids increase within the process. Ids made
+// one after another sort one after another, so a table's primary-key
+// index, and the index of parent token ids, grows at its end instead of
+// at a random page as with version-4 ids:
 // a rotation dirties fewer index pages, SQLite's checkpoints write fewer,
 // and PostgreSQL logs fewer full-page images. The time an id carries is
 // the row's creation time, which the row keeps anyway; these ids are never
